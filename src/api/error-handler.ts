@@ -1,0 +1,58 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { MiosaError } from '../core/errors.js'
+import type { ErrorCode } from '../core/errors.js'
+
+// The one place where error codes become HTTP statuses.
+export const STATUS: Record<ErrorCode, number> = {
+  invalid: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  internal: 500,
+  unavailable: 503,
+}
+
+/** Fastify's own errors (body parsing, limits) in our vocabulary. */
+function fromFastify(error: FastifyError, bodyLimit: number): MiosaError | undefined {
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new MiosaError('payload_too_large', `body: larger than the ${bodyLimit}-byte limit`, {
+        details: { field: 'body', limit_bytes: bodyLimit },
+      })
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new MiosaError('unsupported_media_type', 'body: send JSON with "Content-Type: application/json"', {
+        details: { field: 'body' },
+      })
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new MiosaError('invalid', 'body: its length does not match the Content-Length header', {
+        details: { field: 'body' },
+      })
+    default:
+      return error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500
+        ? new MiosaError('invalid', error.message)
+        : undefined
+  }
+}
+
+export function errorBody(error: MiosaError, requestId: string) {
+  return { error: { code: error.code, message: error.message, details: error.details ?? null, request_id: requestId } }
+}
+
+export function makeErrorHandler(bodyLimit: number) {
+  return function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply) {
+    const known =
+      error instanceof MiosaError ? error : fromFastify(error as FastifyError, bodyLimit)
+    if (known === undefined || known.code === 'internal') {
+      // Internals stay in the log, tied to the request id the client sees.
+      request.log.error({ err: error }, 'unhandled error')
+      const hidden = new MiosaError('internal', `internal error; quote request id ${request.id} when reporting it`)
+      return reply.status(500).send(errorBody(hidden, request.id))
+    }
+    if (STATUS[known.code] >= 500) request.log.warn({ err: known }, known.message)
+    return reply.status(STATUS[known.code]).send(errorBody(known, request.id))
+  }
+}

@@ -1,0 +1,6 @@
+import type { Command } from 'commander'
+import { deleteVerb } from '../../verbs.js'
+
+export function registerDelete(parent: Command): void {
+  deleteVerb(parent, 'workspace', (client, id) => client.workspaces.delete(id))
+}

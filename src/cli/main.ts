@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander'
+import { MiosaError } from '../core/errors.js'
+import { VERSION } from '../version.js'
+import { registerApiKeys } from './commands/api-keys/index.js'
+import { registerLogin } from './commands/auth/login.js'
+import { registerLogout } from './commands/auth/logout.js'
+import { registerWhoami } from './commands/auth/whoami.js'
+import { registerOrganizations } from './commands/organizations/index.js'
+import { registerProjects } from './commands/projects/index.js'
+import { registerServer } from './commands/server/run.js'
+import { registerWorkspaces } from './commands/workspaces/index.js'
+
+const program = new Command('miosa')
+  .description('miosa: sandboxes, previews, publishing, versions, deployments and domains on your own machines')
+  .version(VERSION, '-v, --version')
+  .option('--api-url <url>', 'API URL (MIOSA_API_URL; else the one saved by `miosa login`; else http://127.0.0.1:8080)')
+  .option('--api-key <key>', 'API key msk_… (MIOSA_API_KEY; else the one saved by `miosa login`)')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+
+registerServer(program)
+registerLogin(program)
+registerLogout(program)
+registerWhoami(program)
+registerOrganizations(program)
+registerApiKeys(program)
+registerWorkspaces(program)
+registerProjects(program)
+
+// Every subcommand reports usage errors through the same exit path.
+for (const cmd of program.commands) {
+  cmd.exitOverride()
+  for (const sub of cmd.commands) sub.exitOverride()
+}
+
+try {
+  await program.parseAsync(process.argv)
+} catch (error) {
+  process.exitCode = reportError(error, process.argv.includes('--json'))
+}
+
+/** The one place the CLI turns an error into stderr output and an exit code. */
+function reportError(error: unknown, json: boolean): number {
+  if (error instanceof CommanderError) {
+    // Commander has already printed usage problems; help and --version exit 0.
+    return error.exitCode === 0 ? 0 : 1
+  }
+  const known =
+    error instanceof MiosaError ? error : new MiosaError('invalid', error instanceof Error ? error.message : String(error))
+  process.stderr.write(json ? `${JSON.stringify({ error: known.toJSON() })}\n` : `error: ${known.message}\n`)
+  return 1
+}

@@ -1,0 +1,65 @@
+// Pages the edge renders itself (404, 502, 401, password prompts). Every interpolated
+// value is escaped; the tenant's branding replaces the neutral look, never adds to it.
+
+export interface Branding {
+  logo_url?: string | null
+  accent_color?: string | null
+  support_url?: string | null
+}
+
+export interface ErrorPage {
+  status: number
+  title: string
+  message: string
+  branding?: Branding | undefined
+}
+
+const NEUTRAL_ACCENT = '#4b5563'
+
+export function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+export function renderErrorPage(page: ErrorPage): string {
+  const accent = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(page.branding?.accent_color ?? '')
+    ? (page.branding?.accent_color as string)
+    : NEUTRAL_ACCENT
+  const logo = safeHttpsUrl(page.branding?.logo_url)
+  const support = safeHttpsUrl(page.branding?.support_url)
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>${page.status} · ${escapeHtml(page.title)}</title>
+<style>
+  body { margin: 0; min-height: 100vh; display: grid; place-items: center; font: 16px/1.5 system-ui, sans-serif; color: #1f2937; background: #f9fafb; }
+  main { max-width: 32rem; padding: 2rem; text-align: center; }
+  h1 { color: ${accent}; font-size: 1.5rem; margin: 1rem 0 .5rem; }
+  .status { font-size: .875rem; letter-spacing: .1em; color: #6b7280; }
+  img { max-height: 48px; max-width: 200px; }
+  a { color: ${accent}; }
+</style>
+</head>
+<body>
+<main>
+${logo === undefined ? '' : `<img src="${escapeHtml(logo)}" alt="">`}
+<div class="status">${page.status}</div>
+<h1>${escapeHtml(page.title)}</h1>
+<p>${escapeHtml(page.message)}</p>
+${support === undefined ? '' : `<p><a href="${escapeHtml(support)}" rel="noopener">Get help</a></p>`}
+</main>
+</body>
+</html>
+`
+}
+
+function safeHttpsUrl(value: string | null | undefined): string | undefined {
+  if (value === null || value === undefined) return undefined
+  try {
+    return new URL(value).protocol === 'https:' ? value : undefined
+  } catch {
+    return undefined
+  }
+}

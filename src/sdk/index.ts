@@ -1,0 +1,16 @@
+// miosa/sdk: the browser-safe client. It imports no server code: only types from the
+// wire schemas and the shared error class.
+export { MiosaClient, Organizations, ApiKeys } from './client.js'
+export type { ProjectListParams } from './client.js'
+export { Resource, CrudResource } from './resource.js'
+export type { ListParams } from './resource.js'
+export { MiosaApiError } from './transport.js'
+export type { ClientOptions } from './transport.js'
+export { MiosaError, ERROR_CODES } from '../core/errors.js'
+export type { ErrorCode } from '../core/errors.js'
+export type { Page } from '../schemas/common.js'
+export type { Organization, CreateOrganizationInput } from '../schemas/organizations.js'
+export type { ApiKey, CreatedApiKey, CreateApiKeyInput } from '../schemas/api-keys.js'
+export type { Workspace, CreateWorkspaceInput, UpdateWorkspaceInput } from '../schemas/workspaces.js'
+export type { Project, CreateProjectInput, UpdateProjectInput } from '../schemas/projects.js'
+export type { Whoami } from '../schemas/system.js'

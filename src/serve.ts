@@ -1,0 +1,59 @@
+import { loadConfig } from './config.js'
+import type { ServerFlags } from './config.js'
+import { createPlatform } from './platform.js'
+
+/**
+ * `miosa server`: starts the platform, says where it is, and stops gracefully on
+ * SIGTERM/SIGINT. The banner goes to stderr (stdout carries the JSON logs); with
+ * --json it is one JSON line on stdout instead.
+ */
+export async function serve(flags: ServerFlags, opts: { json: boolean }): Promise<void> {
+  const config = loadConfig(flags)
+  const platform = createPlatform(config)
+  const started = await platform.start()
+
+  if (opts.json) {
+    process.stdout.write(
+      `${JSON.stringify({
+        api_url: `${started.apiUrl}/api/v1`,
+        edge_url: started.edgeUrl,
+        data_dir: config.dataDir,
+        root_key_file: started.rootKeyFile ?? null,
+        ...(started.generatedRootKey === undefined ? {} : { root_key: started.generatedRootKey }),
+      })}\n`,
+    )
+  } else {
+    const lines = [
+      '',
+      'miosa is running',
+      `  API        ${started.apiUrl}/api/v1   (OpenAPI: ${started.apiUrl}/api/v1/openapi.json)`,
+      `  Edge       ${started.edgeUrl}   (previews: http://<port>-<sandbox>.sandbox.${config.baseDomain}:${new URL(started.edgeUrl).port})`,
+      `  Data       ${config.dataDir}`,
+    ]
+    if (started.generatedRootKey !== undefined) {
+      lines.push(
+        `  Root key   ${started.generatedRootKey}`,
+        `             shown once; also saved to ${started.rootKeyFile} (mode 0600)`,
+      )
+    } else if (started.rootKeyFile !== undefined) {
+      lines.push(`  Root key   in ${started.rootKeyFile}`)
+    } else {
+      lines.push('  Root key   from MIOSA_ROOT_KEY')
+    }
+    lines.push('', `  Next: miosa login --url ${started.apiUrl} < ${started.rootKeyFile ?? '<your root key file>'}`, '')
+    process.stderr.write(`${lines.join('\n')}\n`)
+  }
+
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: string) => {
+      platform.logger.info({ signal }, 'signal received')
+      platform.stop().then(resolve, (error: unknown) => {
+        platform.logger.error({ err: error }, 'shutdown failed')
+        process.exitCode = 1
+        resolve()
+      })
+    }
+    process.once('SIGTERM', () => shutdown('SIGTERM'))
+    process.once('SIGINT', () => shutdown('SIGINT'))
+  })
+}

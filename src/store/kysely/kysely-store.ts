@@ -1,0 +1,97 @@
+import { Migrator } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from 'kysely'
+import type { ApiKeyRecord, OrgScope, PlatformScope, Store } from '../store.js'
+import type { Organization } from '../../schemas/organizations.js'
+import type { Project } from '../../schemas/projects.js'
+import type { Workspace } from '../../schemas/workspaces.js'
+import { migrations } from '../migrations/index.js'
+import { KyselyTable } from './table.js'
+import type { AnyDatabase, Dialect, TableSpec } from './table.js'
+
+const ATTRIBUTION = ['external_user_id', 'external_project_id', 'external_workspace_id', 'metadata'] as const
+
+const organizations: TableSpec<Organization> = {
+  name: 'organizations',
+  kind: 'organization',
+  columns: ['id', 'name', 'slug', ...ATTRIBUTION, 'created_at', 'updated_at'],
+  jsonColumns: ['metadata'],
+}
+
+const apiKeys: TableSpec<ApiKeyRecord> = {
+  name: 'api_keys',
+  kind: 'API key',
+  columns: ['id', 'organization_id', 'name', 'prefix', 'hash', ...ATTRIBUTION, 'created_at', 'last_used_at', 'revoked_at'],
+  jsonColumns: ['metadata'],
+}
+
+const workspaces: TableSpec<Workspace> = {
+  name: 'workspaces',
+  kind: 'workspace',
+  columns: ['id', 'organization_id', 'name', 'slug', ...ATTRIBUTION, 'created_at', 'updated_at'],
+  jsonColumns: ['metadata'],
+}
+
+const projects: TableSpec<Project> = {
+  name: 'projects',
+  kind: 'project',
+  columns: ['id', 'organization_id', 'workspace_id', 'name', 'slug', ...ATTRIBUTION, 'created_at', 'updated_at'],
+  jsonColumns: ['metadata'],
+}
+
+/** The Store on Kysely: the same code for SQLite and PostgreSQL; only the dialect differs. */
+export class KyselyStore implements Store {
+  readonly organizations: KyselyTable<Organization, PlatformScope>
+  readonly apiKeys: KyselyTable<ApiKeyRecord, OrgScope> & { findByHash(hash: string): Promise<ApiKeyRecord | undefined> }
+  readonly workspaces: KyselyTable<Workspace, OrgScope>
+  readonly projects: KyselyTable<Project, OrgScope>
+  readonly settings: Store['settings']
+
+  constructor(
+    private readonly db: Kysely<AnyDatabase>,
+    readonly dialect: Dialect,
+    private readonly onClose: () => Promise<void> = async () => {},
+  ) {
+    this.organizations = new KyselyTable(db, dialect, organizations)
+    const keys = new KyselyTable<ApiKeyRecord, OrgScope>(db, dialect, apiKeys)
+    this.apiKeys = Object.assign(keys, { findByHash: (hash: string) => keys.findUnscoped('hash', hash) })
+    this.workspaces = new KyselyTable(db, dialect, workspaces)
+    this.projects = new KyselyTable(db, dialect, projects)
+    this.settings = {
+      get: async (key) => {
+        const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst()
+        return row === undefined ? undefined : String(row.value)
+      },
+      set: async (key, value) => {
+        await db
+          .insertInto('settings')
+          .values({ key, value })
+          .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
+          .execute()
+      },
+    }
+  }
+
+  async transaction<R>(fn: (tx: Store) => Promise<R>): Promise<R> {
+    if (this.db.isTransaction) return fn(this)
+    return this.db.transaction().execute((trx) => fn(new KyselyStore(trx, this.dialect)))
+  }
+
+  async migrate(): Promise<void> {
+    const migrator = new Migrator({ db: this.db, provider: { getMigrations: async () => migrations } })
+    const { error, results } = await migrator.migrateToLatest()
+    if (error !== undefined) {
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown'
+      throw new Error(`database migration ${failed} failed`, { cause: error })
+    }
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.db)
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy()
+    await this.onClose()
+  }
+}

@@ -1,0 +1,8 @@
+import type { Migration } from 'kysely'
+import * as foundation from './0001-foundation.js'
+
+// Listed here rather than read from disk, so the compiled package needs no file lookup.
+// Append only: a migration that has run anywhere is never edited.
+export const migrations: Record<string, Migration> = {
+  '0001-foundation': foundation,
+}
