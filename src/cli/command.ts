@@ -1,4 +1,5 @@
-import { Command, Option } from 'commander'
+import { Option } from 'commander'
+import type { Command } from 'commander'
 import { MiosaClient } from '../sdk/index.js'
 import { readCliConfig } from './config-file.js'
 import { emit } from './output.js'
