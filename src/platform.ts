@@ -97,9 +97,17 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
         api.server.closeAllConnections()
       }, config.shutdownTimeoutMs)
       timer.unref()
+      // A keep-alive connection whose last request finishes during the drain would otherwise
+      // idle until its keep-alive timeout; close each one as soon as it goes idle.
+      const closeIdle = () => {
+        edge.closeIdleConnections()
+        api.server.closeIdleConnections()
+      }
+      const sweeper = setInterval(closeIdle, 50)
       const edgeClosed = edge.listening ? new Promise<void>((resolve) => edge.close(() => resolve())) : Promise.resolve()
-      edge.closeIdleConnections()
+      closeIdle()
       await Promise.all([api.close(), edgeClosed])
+      clearInterval(sweeper)
       clearTimeout(timer)
       await store.close()
       logger.info('stopped')

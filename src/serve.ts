@@ -18,6 +18,7 @@ export async function serve(flags: ServerFlags, opts: { json: boolean }): Promis
         api_url: `${started.apiUrl}/api/v1`,
         edge_url: started.edgeUrl,
         data_dir: config.dataDir,
+        store: platform.store.dialect,
         root_key_file: started.rootKeyFile ?? null,
         ...(started.generatedRootKey === undefined ? {} : { root_key: started.generatedRootKey }),
       })}\n`,
@@ -29,6 +30,7 @@ export async function serve(flags: ServerFlags, opts: { json: boolean }): Promis
       `  API        ${started.apiUrl}/api/v1   (OpenAPI: ${started.apiUrl}/api/v1/openapi.json)`,
       `  Edge       ${started.edgeUrl}   (previews: http://<port>-<sandbox>.sandbox.${config.baseDomain}:${new URL(started.edgeUrl).port})`,
       `  Data       ${config.dataDir}`,
+      `  Store      ${platform.store.dialect === 'postgres' ? 'PostgreSQL (MIOSA_DATABASE_URL)' : `SQLite in ${config.dataDir}`}`,
     ]
     if (started.generatedRootKey !== undefined) {
       lines.push(

@@ -1,0 +1,199 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { z } from 'zod'
+import { API_PREFIXES } from '../../src/api/api-server.js'
+import type { AnyRoute } from '../../src/api/route.js'
+import { routes } from '../../src/api/routes/index.js'
+import { startTestPlatform } from '../helpers/platform.js'
+import type { TestPlatform } from '../helpers/platform.js'
+
+// Walks every registered route with organization A's key while passing organization B's
+// ids, filters and external ids. Each answers 404 (403 for platform-level actions) or,
+// where it touched nothing of B's, succeeds without showing any of B's fields. New
+// routes are covered automatically: their params carry an id prefix and their bodies an
+// example, and a route this test cannot drive fails it.
+
+let t: TestPlatform
+let attacker: { id: string; key: string }
+let victim: { id: string; key: string }
+/** B's resource ids by id prefix. */
+const victimIds: Record<string, string> = {}
+/** Values of B's fields that must never appear in an answer to A (unless A sent them). */
+const victimSecrets: string[] = []
+let victimSnapshot: string
+
+async function snapshotVictim(): Promise<string> {
+  const parts = await Promise.all([
+    t.call('GET', `/api/v1/workspaces/${victimIds.ws}`, { key: victim.key }),
+    t.call('GET', `/api/v1/projects/${victimIds.prj}`, { key: victim.key }),
+    t.call('GET', `/api/v1/api-keys/${victimIds.key}`, { key: victim.key }),
+    t.call('GET', '/api/v1/workspaces', { key: victim.key }),
+    t.call('GET', '/api/v1/projects', { key: victim.key }),
+    t.call('GET', '/api/v1/api-keys', { key: victim.key }),
+  ])
+  for (const part of parts) expect(part.status).toBe(200)
+  // last_used_at moves with B's own calls; everything else must be exactly as it was.
+  return JSON.stringify(parts.map((p) => p.json)).replace(/"last_used_at":"[^"]*"/g, '')
+}
+
+beforeAll(async () => {
+  t = await startTestPlatform()
+  attacker = await t.newOrganization('Attacker Org')
+  victim = await t.newOrganization('Victim Zeta Org')
+  victimIds.org = victim.id
+  const ws = await t.call('POST', '/api/v1/workspaces', {
+    key: victim.key,
+    body: { name: 'Zeta Private Workspace', external_workspace_id: 'zeta-ext-ws', external_user_id: 'zeta-ext-user', metadata: { zeta_secret: 'zeta-meta-value' } },
+  })
+  const prj = await t.call('POST', '/api/v1/projects', {
+    key: victim.key,
+    body: { workspace_id: ws.json.id, name: 'Zeta Private Project', external_project_id: 'zeta-ext-prj' },
+  })
+  const key = await t.call('POST', '/api/v1/api-keys', { key: victim.key, body: { name: 'zeta-key-name' } })
+  victimIds.ws = ws.json.id
+  victimIds.prj = prj.json.id
+  victimIds.key = key.json.id
+  victimSecrets.push(
+    ...Object.values(victimIds),
+    'Victim Zeta Org', 'victim-zeta-org', 'Zeta Private Workspace', 'zeta-private-workspace', 'Zeta Private Project',
+    'zeta-ext-ws', 'zeta-ext-user', 'zeta-ext-prj', 'zeta-meta-value', 'zeta-key-name', key.json.prefix, key.json.key, victim.key,
+  )
+  // A has resources of its own, so "empty because A has nothing" cannot pass for "scoped".
+  const own = await t.call('POST', '/api/v1/workspaces', { key: attacker.key, body: { name: 'Attacker Workspace' } })
+  await t.call('POST', '/api/v1/projects', { key: attacker.key, body: { workspace_id: own.json.id, name: 'Attacker Project' } })
+  victimSnapshot = await snapshotVictim()
+})
+
+afterAll(async () => {
+  await t?.close()
+})
+
+function idPrefixOf(schema: z.ZodType): string | undefined {
+  return (schema.meta() as Record<string, unknown> | undefined)?.['x-id-prefix'] as string | undefined
+}
+
+function shapeOf(schema: z.ZodType | undefined): Record<string, z.ZodType> {
+  return ((schema as unknown as { shape?: Record<string, z.ZodType> } | undefined)?.shape ?? {}) as Record<string, z.ZodType>
+}
+
+/** Optional wrappers hide the id meta; unwrap to find it. */
+function innerIdPrefix(schema: z.ZodType): string | undefined {
+  let current: z.ZodType | undefined = schema
+  for (let depth = 0; current !== undefined && depth < 5; depth++) {
+    const prefix = idPrefixOf(current)
+    if (prefix !== undefined) return prefix
+    current = (current as unknown as { unwrap?: () => z.ZodType }).unwrap?.()
+  }
+  return undefined
+}
+
+/** Every string in the example that is an id gets swapped for B's id of the same kind. */
+function withVictimIds(value: unknown): { value: unknown; used: string[] } {
+  const used: string[] = []
+  const swap = (v: unknown): unknown => {
+    if (typeof v === 'string') {
+      const prefix = v.slice(0, v.indexOf('_'))
+      const id = victimIds[prefix]
+      if (id !== undefined) {
+        used.push(id)
+        return id
+      }
+      return v
+    }
+    if (Array.isArray(v)) return v.map(swap)
+    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, swap(x)]))
+    return v
+  }
+  return { value: swap(value), used }
+}
+
+interface Probe {
+  route: AnyRoute
+  url: string
+  body: unknown
+  /** B's ids this request names, in its path, query or body. */
+  namesVictim: boolean
+  sent: string[]
+}
+
+function probesFor(route: AnyRoute, prefix: string): Probe[] {
+  let path = route.path
+  const sent: string[] = []
+  for (const [name, schema] of Object.entries(shapeOf(route.params))) {
+    const idPrefix = innerIdPrefix(schema)
+    const id = idPrefix === undefined ? undefined : victimIds[idPrefix]
+    if (id === undefined) throw new Error(`${route.method} ${route.path}: no victim id for :${name} (prefix ${idPrefix}); extend this test`)
+    path = path.replace(`:${name}`, id)
+    sent.push(id)
+  }
+  const hasBody = route.method !== 'GET' && route.method !== 'DELETE'
+  if (hasBody && route.body !== undefined && route.example === undefined) {
+    throw new Error(`${route.method} ${route.path} has a body but no example: add one so this test can drive it`)
+  }
+  const { value: body, used } = hasBody ? withVictimIds(route.example ?? {}) : { value: undefined, used: [] }
+  sent.push(...used)
+  const base: Probe = { route, url: `${prefix}${path}`, body, namesVictim: sent.length > 0, sent }
+  const probes = [base]
+  if (route.method === 'GET' && route.query !== undefined) {
+    // B's external ids and metadata as filters: they must select nothing of B's.
+    probes.push({ ...base, url: `${base.url}?external_user_id=zeta-ext-user` })
+    probes.push({ ...base, url: `${base.url}?external_workspace_id=zeta-ext-ws` })
+    probes.push({ ...base, url: `${base.url}?metadata%5Bzeta_secret%5D=zeta-meta-value` })
+    // Id filters of B's resources are 404s.
+    for (const [name, schema] of Object.entries(shapeOf(route.query))) {
+      const idPrefix = innerIdPrefix(schema)
+      const id = idPrefix === undefined ? undefined : victimIds[idPrefix]
+      if (id !== undefined) probes.push({ ...base, url: `${base.url}?${name}=${id}`, namesVictim: true, sent: [...sent, id] })
+    }
+  }
+  return probes
+}
+
+describe("a key of organization A never reaches organization B's resources", () => {
+  it('covers every registered route', () => {
+    expect(routes.length).toBeGreaterThanOrEqual(19)
+    for (const route of routes) expect(() => probesFor(route, '/api/v1')).not.toThrow()
+  })
+
+  for (const prefix of API_PREFIXES) {
+    for (const route of routes) {
+      if (route.scope === 'public') continue
+      it(`${route.method} ${prefix}${route.path}`, async () => {
+        for (const probe of probesFor(route, prefix)) {
+          const res = await t.call(route.method, probe.url, { key: attacker.key, body: probe.body })
+          const where = `${route.method} ${probe.url} → ${res.status} ${res.text.slice(0, 200)}`
+          if (route.scope === 'root') {
+            expect(res.status, where).toBe(403)
+            expect(res.json.error.code, where).toBe('forbidden')
+          } else if (probe.namesVictim) {
+            expect(res.status, where).toBe(404)
+            expect(res.json.error.code, where).toBe('not_found')
+          } else {
+            expect(res.status, where).toBeLessThan(300)
+          }
+          for (const secret of victimSecrets) {
+            if (probe.sent.includes(secret)) continue // echoing the caller's own input back is not a leak
+            expect(res.text.includes(secret), `${where} leaks ${secret}`).toBe(false)
+          }
+          if (res.json?.data !== undefined) {
+            for (const item of res.json.data) expect(item.organization_id ?? item.id, where).not.toBe(victim.id)
+          }
+        }
+      })
+    }
+  }
+
+  it("left every one of B's resources exactly as it was, and B's key still works", async () => {
+    expect(await snapshotVictim()).toBe(victimSnapshot)
+  })
+
+  it('the root key is refused on organization routes (it manages organizations only)', async () => {
+    for (const route of routes.filter((r) => r.scope === 'organization')) {
+      const res = await t.call(route.method, `/api/v1${route.path.replace(':id', victimIds.ws as string)}`, {
+        key: t.rootKey,
+        body: route.method === 'GET' || route.method === 'DELETE' ? undefined : withVictimIds(route.example ?? {}).value,
+      })
+      expect(res.status, `${route.method} ${route.path}`).toBe(403)
+    }
+    expect(await snapshotVictim()).toBe(victimSnapshot)
+  })
+})
