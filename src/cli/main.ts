@@ -17,6 +17,18 @@ const program = new Command('miosa')
   .option('--api-url <url>', 'API URL (MIOSA_API_URL; else the one saved by `miosa login`; else http://127.0.0.1:8080)')
   .option('--api-key <key>', 'API key msk_… (MIOSA_API_KEY; else the one saved by `miosa login`)')
   .showHelpAfterError('(run with --help for usage)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  miosa server --data-dir /srv/miosa            start the platform (prints the root key once)
+  miosa login --url http://127.0.0.1:8080 < /srv/miosa/root-key
+  miosa organizations create "Clinic IQ"        then: miosa organizations create-key <org-id>
+  MIOSA_API_KEY=msk_… miosa workspaces create "Dr Smith" --external-workspace-id client_7
+  miosa projects list --workspace <ws-id> --json
+
+Every command takes --json: one JSON document on stdout, errors as JSON on stderr, exit 1 on error.`,
+  )
   .exitOverride()
 
 registerServer(program)

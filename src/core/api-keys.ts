@@ -39,6 +39,8 @@ function publicView(record: ApiKeyRecord): ApiKey {
 export class ApiKeyService {
   // Writes of last_used_at are coalesced to one a minute per key, off the request's path.
   private readonly lastTouched = new Map<string, number>()
+  // The root key's hash changes only at bootstrap (a start), so it is read once, not per request.
+  private rootHash: Promise<string | undefined> | undefined
 
   constructor(private readonly store: Store) {}
 
@@ -97,7 +99,7 @@ export class ApiKeyService {
       )
     }
     const hash = hashApiKey(token)
-    const rootHash = await this.store.settings.get(ROOT_KEY_SETTING)
+    const rootHash = await (this.rootHash ??= this.store.settings.get(ROOT_KEY_SETTING))
     if (rootHash !== undefined && timingSafeEqual(Buffer.from(rootHash, 'hex'), Buffer.from(hash, 'hex'))) {
       return { kind: 'root' }
     }
@@ -124,8 +126,10 @@ export class ApiKeyService {
         )
       }
       await this.store.settings.set(ROOT_KEY_SETTING, hashApiKey(fromEnv))
+      this.rootHash = undefined
       return { generated: undefined }
     }
+    this.rootHash = undefined
     if ((await this.store.settings.get(ROOT_KEY_SETTING)) !== undefined) return { generated: undefined }
     const key = generateKey('root')
     await this.store.settings.set(ROOT_KEY_SETTING, hashApiKey(key))
