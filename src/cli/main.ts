@@ -11,6 +11,12 @@ import { registerProjects } from './commands/projects/index.js'
 import { registerServer } from './commands/server/run.js'
 import { registerWorkspaces } from './commands/workspaces/index.js'
 
+// `miosa … | head` closes stdout early: that is the reader's choice, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0)
+  throw error
+})
+
 const program = new Command('miosa')
   .description('miosa: sandboxes, previews, publishing, versions, deployments and domains on your own machines')
   .version(VERSION, '-v, --version')
@@ -40,23 +46,32 @@ registerApiKeys(program)
 registerWorkspaces(program)
 registerProjects(program)
 
-// Every subcommand reports usage errors through the same exit path.
-for (const cmd of program.commands) {
+const json = process.argv.includes('--json')
+
+// Every command reports usage errors through the same exit path. With --json, Commander's
+// own text is silenced and reportError writes the JSON form instead. (Commander copies
+// these settings only when a subcommand is created, hence the walk.)
+for (const cmd of [program, ...program.commands.flatMap((c) => [c, ...c.commands])]) {
   cmd.exitOverride()
-  for (const sub of cmd.commands) sub.exitOverride()
+  if (json) cmd.configureOutput({ writeErr: () => {} }).showHelpAfterError(false)
 }
 
 try {
   await program.parseAsync(process.argv)
 } catch (error) {
-  process.exitCode = reportError(error, process.argv.includes('--json'))
+  process.exitCode = reportError(error, json)
 }
 
 /** The one place the CLI turns an error into stderr output and an exit code. */
 function reportError(error: unknown, json: boolean): number {
   if (error instanceof CommanderError) {
-    // Commander has already printed usage problems; help and --version exit 0.
-    return error.exitCode === 0 ? 0 : 1
+    // Help and --version exit 0; without --json Commander has already printed usage problems.
+    if (error.exitCode === 0) return 0
+    if (json) {
+      const message = error.message.replace(/^error: /, '')
+      process.stderr.write(`${JSON.stringify({ error: { code: 'invalid', message, details: { commander: error.code } } })}\n`)
+    }
+    return 1
   }
   const known =
     error instanceof MiosaError ? error : new MiosaError('invalid', error instanceof Error ? error.message : String(error))

@@ -49,7 +49,8 @@ export class Transport {
 
   constructor(options: ClientOptions = {}) {
     this.apiUrl = (options.apiUrl ?? env('MIOSA_API_URL') ?? 'http://127.0.0.1:8080').replace(/\/+$/, '')
-    this.apiKey = options.apiKey ?? env('MIOSA_API_KEY')
+    // An empty key is no key, whether it came from an option or the environment.
+    this.apiKey = (options.apiKey === '' ? undefined : options.apiKey) ?? env('MIOSA_API_KEY')
     this.timeoutMs = options.timeoutMs ?? 30_000
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis)
   }

@@ -2,8 +2,8 @@ import { createHash, randomUUID } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { Readable, Transform } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import { Readable, Transform, pipeline } from 'node:stream'
+import { pipeline as pipelineAsync } from 'node:stream/promises'
 import { MiosaError } from '../../core/errors.js'
 import { SHA256_PATTERN } from '../blob-store.js'
 import type { BlobStat, BlobStore } from '../blob-store.js'
@@ -26,7 +26,7 @@ export class FsBlobStore implements BlobStore {
     let size = 0
     const source = content instanceof Readable ? content : Readable.from([content])
     try {
-      await pipeline(
+      await pipelineAsync(
         source,
         new Transform({
           transform(chunk: Buffer, _encoding, done) {
@@ -72,9 +72,8 @@ export class FsBlobStore implements BlobStore {
         )
       },
     })
-    const file = createReadStream(path)
-    file.on('error', (error) => verify.destroy(error))
-    return file.pipe(verify)
+    // pipeline (not pipe) ties the two together: a consumer that gives up early closes the file too.
+    return pipeline(createReadStream(path), verify, () => {})
   }
 
   async has(sha256: string): Promise<boolean> {

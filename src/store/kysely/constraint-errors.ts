@@ -26,6 +26,8 @@ export function translateConstraintError(error: unknown, kind: string): unknown 
 }
 
 function uniqueField(constraint: string | undefined, message: string): string {
+  // PostgreSQL names a primary key <table>_pkey, and our constraints <table>_<field>_unique.
+  if (constraint?.endsWith('_pkey') === true) return 'id'
   // PostgreSQL: our constraints are named <table>_<field>_unique, with single-word fields.
   const named = constraint?.match(/_([a-z]+)_unique$/)
   if (named?.[1] !== undefined) return named[1]

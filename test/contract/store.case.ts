@@ -1,0 +1,740 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { MiosaError } from '../../src/core/errors.js'
+import type { ErrorCode } from '../../src/core/errors.js'
+import { newId, randomBase32 } from '../../src/core/ids.js'
+import type { Organization } from '../../src/schemas/organizations.js'
+import type { Project } from '../../src/schemas/projects.js'
+import type { Workspace } from '../../src/schemas/workspaces.js'
+import type { ApiKeyRecord, OrgScope, Store } from '../../src/store/store.js'
+
+// The contract every Store dialect runs (SQLite, PostgreSQL): only the public Store
+// interface, against a real database. Every test makes its own organizations and slugs,
+// so the tests share one database without seeing each other's rows.
+
+export interface OpenedStore {
+  store: Store
+  close(): Promise<void>
+}
+
+const NOW = '2026-03-01T12:00:00.000Z'
+
+/** A distinct, valid slug (lowercase base32 is DNS-safe). */
+function slug(prefix: string): string {
+  return `${prefix}-${randomBase32(10)}`
+}
+
+/** An ISO timestamp `seconds` after a fixed instant: same length, so text order is time order. */
+function at(seconds: number): string {
+  return new Date(Date.UTC(2026, 0, 1, 0, 0, seconds)).toISOString()
+}
+
+function organization(overrides: Partial<Organization> = {}): Organization {
+  return {
+    id: newId('organization'),
+    name: 'Acme',
+    slug: slug('org'),
+    external_user_id: null,
+    external_project_id: null,
+    external_workspace_id: null,
+    metadata: {},
+    created_at: NOW,
+    updated_at: NOW,
+    ...overrides,
+  }
+}
+
+function workspace(organizationId: string, overrides: Partial<Workspace> = {}): Workspace {
+  return {
+    id: newId('workspace'),
+    organization_id: organizationId,
+    name: 'Main',
+    slug: slug('ws'),
+    external_user_id: null,
+    external_project_id: null,
+    external_workspace_id: null,
+    metadata: {},
+    created_at: NOW,
+    updated_at: NOW,
+    ...overrides,
+  }
+}
+
+function project(organizationId: string, workspaceId: string, overrides: Partial<Project> = {}): Project {
+  return {
+    id: newId('project'),
+    organization_id: organizationId,
+    workspace_id: workspaceId,
+    name: 'Site',
+    slug: slug('prj'),
+    external_user_id: null,
+    external_project_id: null,
+    external_workspace_id: null,
+    metadata: {},
+    created_at: NOW,
+    updated_at: NOW,
+    ...overrides,
+  }
+}
+
+function apiKey(organizationId: string, overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
+  return {
+    id: newId('apiKey'),
+    organization_id: organizationId,
+    name: 'default',
+    prefix: `msk_${randomBase32(6)}`,
+    hash: randomBase32(52),
+    external_user_id: null,
+    external_project_id: null,
+    external_workspace_id: null,
+    metadata: {},
+    created_at: NOW,
+    last_used_at: null,
+    revoked_at: null,
+    ...overrides,
+  }
+}
+
+/** The rejection of `promise`, failing the test when it resolves. */
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  let resolved = false
+  const error = await promise.then(
+    () => {
+      resolved = true
+      return undefined
+    },
+    (e: unknown) => e,
+  )
+  if (resolved) expect.fail('expected the call to reject, but it resolved')
+  return error
+}
+
+async function expectMiosaError(promise: Promise<unknown>, code: ErrorCode, field?: string): Promise<MiosaError> {
+  const error = await rejection(promise)
+  expect(error).toBeInstanceOf(MiosaError)
+  const miosa = error as MiosaError
+  expect(miosa.code).toBe(code)
+  if (field !== undefined) expect(miosa.details).toMatchObject({ field })
+  return miosa
+}
+
+/** Sorted ids of rows, for set comparisons. */
+function ids(rows: readonly { id: string }[]): string[] {
+  return rows.map((row) => row.id).sort()
+}
+
+/** Byte-order compare, the order the ids below are built to share with every collation. */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+export function storeContract(name: string, open: () => Promise<OpenedStore>): void {
+  describe(`Store contract: ${name}`, () => {
+    let opened: OpenedStore | undefined
+    let store: Store
+
+    beforeAll(async () => {
+      opened = await open()
+      store = opened.store
+      await store.migrate()
+    })
+
+    afterAll(async () => {
+      await opened?.close()
+    })
+
+    /** A fresh organization and its scope. */
+    async function newOrganization(overrides: Partial<Organization> = {}): Promise<{ org: Organization; scope: OrgScope }> {
+      const org = await store.organizations.insert(organization(overrides))
+      return { org, scope: { organization_id: org.id } }
+    }
+
+    describe('schema and health', () => {
+      it('migrate() is idempotent and keeps existing rows', async () => {
+        const { org } = await newOrganization()
+        await store.migrate()
+        await store.migrate()
+        expect(await store.organizations.get({}, org.id)).toEqual(org)
+      })
+
+      it('ping() answers', async () => {
+        await expect(store.ping()).resolves.toBeUndefined()
+      })
+    })
+
+    describe('round trips', () => {
+      const metadata = {
+        plan: 'pro',
+        'région 日本': 'ünïcødé ✓ 🚀 数据',
+        quotes: `she said "hi" and it's \\ fine`,
+        'key "with" quotes': 'value',
+        empty: '',
+        json: '{"not":"parsed"}',
+      }
+
+      it('organizations come back exactly as inserted', async () => {
+        const withIds = organization({
+          name: 'Ünïcødé Org "quoted"',
+          external_user_id: 'user-1',
+          external_project_id: 'proj-1',
+          external_workspace_id: 'ws-1',
+          metadata,
+        })
+        const bare = organization()
+        expect(await store.organizations.insert(withIds)).toEqual(withIds)
+        await store.organizations.insert(bare)
+        expect(await store.organizations.get({}, withIds.id)).toEqual(withIds)
+        const fetched = await store.organizations.get({}, bare.id)
+        expect(fetched).toEqual(bare)
+        expect(fetched?.external_user_id).toBeNull()
+        expect(fetched?.metadata).toEqual({})
+      })
+
+      it('workspaces, projects and api keys come back exactly as inserted', async () => {
+        const { org, scope } = await newOrganization()
+        const ws = workspace(org.id, { metadata, external_user_id: 'u-ws', external_workspace_id: null })
+        const prj = project(org.id, ws.id, { metadata, external_project_id: 'p-1', external_user_id: null })
+        const key = apiKey(org.id, { metadata, last_used_at: at(5), revoked_at: null, external_user_id: 'u-key' })
+        await store.workspaces.insert(ws)
+        await store.projects.insert(prj)
+        await store.apiKeys.insert(key)
+
+        expect(await store.workspaces.get(scope, ws.id)).toEqual(ws)
+        expect(await store.projects.get(scope, prj.id)).toEqual(prj)
+        expect(await store.apiKeys.get(scope, key.id)).toEqual(key)
+        const again = await store.projects.get(scope, prj.id)
+        expect(again?.metadata).toEqual(metadata)
+        expect(again?.metadata.empty).toBe('')
+        expect(again?.external_user_id).toBeNull()
+        expect(again?.external_workspace_id).toBeNull()
+      })
+
+      it('get of a missing id is undefined', async () => {
+        const { scope } = await newOrganization()
+        expect(await store.organizations.get({}, newId('organization'))).toBeUndefined()
+        expect(await store.workspaces.get(scope, newId('workspace'))).toBeUndefined()
+        expect(await store.projects.get(scope, newId('project'))).toBeUndefined()
+        expect(await store.apiKeys.get(scope, newId('apiKey'))).toBeUndefined()
+      })
+    })
+
+    describe('organization scoping', () => {
+      it("another organization's workspace is invisible and untouchable", async () => {
+        const a = await newOrganization()
+        const b = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(a.org.id, { metadata: { plan: 'pro' }, external_user_id: 'u-scope' }))
+
+        expect(await store.workspaces.get(b.scope, ws.id)).toBeUndefined()
+        expect((await store.workspaces.list(b.scope, { limit: 100 })).data).toEqual([])
+        expect(
+          (await store.workspaces.list(b.scope, { limit: 100, where: { external_user_id: 'u-scope' }, metadata: { plan: 'pro' } }))
+            .data,
+        ).toEqual([])
+        expect(await store.workspaces.find(b.scope, { id: ws.id })).toEqual([])
+        expect(await store.workspaces.find(b.scope, { slug: ws.slug })).toEqual([])
+
+        expect(await store.workspaces.update(b.scope, ws.id, { name: 'stolen', metadata: { owned: 'yes' } })).toBeUndefined()
+        expect(await store.workspaces.delete(b.scope, ws.id)).toBe(false)
+
+        // Untouched, and still where it belongs.
+        expect(await store.workspaces.get(a.scope, ws.id)).toEqual(ws)
+        expect(ids((await store.workspaces.list(a.scope, { limit: 100 })).data)).toEqual([ws.id])
+        expect(await store.workspaces.find(a.scope, { slug: ws.slug })).toEqual([ws])
+      })
+
+      it("another organization's projects and api keys are invisible and untouchable", async () => {
+        const a = await newOrganization()
+        const b = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(a.org.id))
+        const prj = await store.projects.insert(project(a.org.id, ws.id))
+        const key = await store.apiKeys.insert(apiKey(a.org.id))
+
+        expect(await store.projects.get(b.scope, prj.id)).toBeUndefined()
+        expect(await store.apiKeys.get(b.scope, key.id)).toBeUndefined()
+        expect((await store.projects.list(b.scope, { limit: 100, where: { workspace_id: ws.id } })).data).toEqual([])
+        expect((await store.apiKeys.list(b.scope, { limit: 100 })).data).toEqual([])
+        expect(await store.projects.update(b.scope, prj.id, { name: 'stolen' })).toBeUndefined()
+        expect(await store.apiKeys.update(b.scope, key.id, { revoked_at: NOW })).toBeUndefined()
+        expect(await store.projects.delete(b.scope, prj.id)).toBe(false)
+        expect(await store.apiKeys.delete(b.scope, key.id)).toBe(false)
+
+        expect(await store.projects.get(a.scope, prj.id)).toEqual(prj)
+        expect(await store.apiKeys.get(a.scope, key.id)).toEqual(key)
+      })
+    })
+
+    describe('unique constraints', () => {
+      it('a second organization with the same slug is a conflict on slug', async () => {
+        const { org } = await newOrganization()
+        const clash = organization({ slug: org.slug })
+        await expectMiosaError(store.organizations.insert(clash), 'conflict', 'slug')
+        expect(await store.organizations.get({}, clash.id)).toBeUndefined()
+      })
+
+      it('a second workspace with the same slug is a conflict on slug, across organizations too', async () => {
+        const a = await newOrganization()
+        const b = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(a.org.id))
+        await expectMiosaError(store.workspaces.insert(workspace(a.org.id, { slug: ws.slug })), 'conflict', 'slug')
+        const elsewhere = workspace(b.org.id, { slug: ws.slug })
+        await expectMiosaError(store.workspaces.insert(elsewhere), 'conflict', 'slug')
+        expect(await store.workspaces.get(b.scope, elsewhere.id)).toBeUndefined()
+      })
+
+      it('renaming a workspace onto a taken slug is a conflict and changes nothing', async () => {
+        const { org, scope } = await newOrganization()
+        const first = await store.workspaces.insert(workspace(org.id))
+        const second = await store.workspaces.insert(workspace(org.id))
+        await expectMiosaError(store.workspaces.update(scope, second.id, { slug: first.slug, name: 'renamed' }), 'conflict', 'slug')
+        expect(await store.workspaces.get(scope, second.id)).toEqual(second)
+      })
+
+      it('project slugs are unique within a workspace only', async () => {
+        const { org, scope } = await newOrganization()
+        const ws1 = await store.workspaces.insert(workspace(org.id))
+        const ws2 = await store.workspaces.insert(workspace(org.id))
+        const shared = slug('site')
+        const p1 = await store.projects.insert(project(org.id, ws1.id, { slug: shared }))
+        const p2 = await store.projects.insert(project(org.id, ws2.id, { slug: shared }))
+        expect(await store.projects.get(scope, p1.id)).toEqual(p1)
+        expect(await store.projects.get(scope, p2.id)).toEqual(p2)
+
+        const clash = project(org.id, ws1.id, { slug: shared })
+        await expectMiosaError(store.projects.insert(clash), 'conflict', 'slug')
+        expect(await store.projects.get(scope, clash.id)).toBeUndefined()
+      })
+
+      it('api key hashes are unique', async () => {
+        const a = await newOrganization()
+        const b = await newOrganization()
+        const key = await store.apiKeys.insert(apiKey(a.org.id))
+        const clash = apiKey(b.org.id, { hash: key.hash })
+        await expectMiosaError(store.apiKeys.insert(clash), 'conflict', 'hash')
+        expect(await store.apiKeys.get(b.scope, clash.id)).toBeUndefined()
+        expect(await store.apiKeys.findByHash(key.hash)).toEqual(key)
+      })
+
+      it('a duplicate id is a conflict on id', async () => {
+        const { org } = await newOrganization()
+        await expectMiosaError(store.organizations.insert(organization({ id: org.id })), 'conflict', 'id')
+        expect(await store.organizations.get({}, org.id)).toEqual(org)
+      })
+    })
+
+    describe('foreign keys', () => {
+      it('a project in a workspace that does not exist is a conflict and is not stored', async () => {
+        const { org, scope } = await newOrganization()
+        const orphan = project(org.id, newId('workspace'))
+        await expectMiosaError(store.projects.insert(orphan), 'conflict')
+        expect(await store.projects.get(scope, orphan.id)).toBeUndefined()
+      })
+
+      it('a workspace of an organization that does not exist is a conflict', async () => {
+        const missing = newId('organization')
+        const orphan = workspace(missing)
+        await expectMiosaError(store.workspaces.insert(orphan), 'conflict')
+        expect(await store.workspaces.get({ organization_id: missing }, orphan.id)).toBeUndefined()
+      })
+
+      it('a workspace that still has a project cannot be deleted', async () => {
+        const { org, scope } = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(org.id))
+        const prj = await store.projects.insert(project(org.id, ws.id))
+        await expectMiosaError(store.workspaces.delete(scope, ws.id), 'conflict')
+        expect(await store.workspaces.get(scope, ws.id)).toEqual(ws)
+        expect(await store.projects.get(scope, prj.id)).toEqual(prj)
+
+        expect(await store.projects.delete(scope, prj.id)).toBe(true)
+        expect(await store.workspaces.delete(scope, ws.id)).toBe(true)
+        expect(await store.workspaces.get(scope, ws.id)).toBeUndefined()
+        expect(await store.workspaces.delete(scope, ws.id)).toBe(false)
+      })
+    })
+
+    describe('list pagination', () => {
+      // Seven rows, three of them sharing one instant and two another: the id breaks ties.
+      const stamps = [at(50), at(40), at(40), at(40), at(30), at(20), at(20)]
+
+      async function seed(): Promise<{ scope: OrgScope; expected: string[] }> {
+        const { org, scope } = await newOrganization()
+        const rows = stamps.map((created_at, i) =>
+          workspace(org.id, { id: `ws_page${randomBase32(12)}${i}`, created_at, updated_at: created_at }),
+        )
+        // Insert in an order unrelated to the expected one.
+        for (const i of [3, 0, 6, 1, 5, 2, 4]) await store.workspaces.insert(rows[i]!)
+        const expected = [...rows]
+          .sort((x, y) => compare(y.created_at, x.created_at) || compare(y.id, x.id))
+          .map((row) => row.id)
+        return { scope, expected }
+      }
+
+      it('walks every row once, newest first, three at a time', async () => {
+        const { scope, expected } = await seed()
+        const seen: string[] = []
+        const pages: number[] = []
+        let cursor: string | undefined
+        for (let guard = 0; guard < 10; guard++) {
+          const page = await store.workspaces.list(scope, { limit: 3, cursor })
+          seen.push(...page.data.map((row) => row.id))
+          pages.push(page.data.length)
+          if (page.next_cursor === null) break
+          expect(typeof page.next_cursor).toBe('string')
+          cursor = page.next_cursor
+        }
+        expect(pages).toEqual([3, 3, 1])
+        expect(seen).toEqual(expected)
+        expect(new Set(seen).size).toBe(7)
+      })
+
+      it('answers a null next_cursor when the last page is exactly full', async () => {
+        const { scope, expected } = await seed()
+        const all = await store.workspaces.list(scope, { limit: 7 })
+        expect(all.data.map((row) => row.id)).toEqual(expected)
+        expect(all.next_cursor).toBeNull()
+
+        const first = await store.workspaces.list(scope, { limit: 6 })
+        expect(first.next_cursor).not.toBeNull()
+        const last = await store.workspaces.list(scope, { limit: 6, cursor: first.next_cursor ?? undefined })
+        expect(last.data.map((row) => row.id)).toEqual(expected.slice(6))
+        expect(last.next_cursor).toBeNull()
+      })
+
+      it('returns full rows in pages, including their metadata', async () => {
+        const { org, scope } = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(org.id, { metadata: { a: '1', 'b "q"': 'é' } }))
+        const page = await store.workspaces.list(scope, { limit: 10 })
+        expect(page.data).toEqual([ws])
+      })
+
+      it('walks the platform-wide organizations list without repeats or gaps', async () => {
+        for (let i = 0; i < 3; i++) await newOrganization({ created_at: at(i), updated_at: at(i) })
+        const everything = (await store.organizations.list({}, { limit: 10_000 })).data.map((o) => o.id)
+        const walked: string[] = []
+        let cursor: string | undefined
+        for (let guard = 0; guard < 10_000; guard++) {
+          const page = await store.organizations.list({}, { limit: 2, cursor })
+          walked.push(...page.data.map((o) => o.id))
+          if (page.next_cursor === null) break
+          cursor = page.next_cursor
+        }
+        expect(walked).toEqual(everything)
+        expect(new Set(walked).size).toBe(walked.length)
+      })
+
+      it('an invalid cursor is rejected as invalid', async () => {
+        const { scope } = await newOrganization()
+        const bad = [
+          'not-a-cursor',
+          '!!!',
+          Buffer.from('{"created_at":"x"}').toString('base64url'),
+          Buffer.from('[1,2]').toString('base64url'),
+          Buffer.from('["only-one"]').toString('base64url'),
+        ]
+        for (const cursor of bad) {
+          await expectMiosaError(store.workspaces.list(scope, { limit: 3, cursor }), 'invalid', 'cursor')
+        }
+      })
+    })
+
+    describe('list filters', () => {
+      async function seed() {
+        const { org, scope } = await newOrganization()
+        const quoted = `it's "quoted"`
+        const w1 = await store.workspaces.insert(
+          workspace(org.id, {
+            created_at: at(4),
+            external_user_id: 'user-1',
+            external_project_id: 'proj-1',
+            external_workspace_id: 'wsx-1',
+            metadata: { plan: 'pro', region: 'eu', [quoted]: 'yes', 'a.b': 'dot', tier: '' },
+          }),
+        )
+        const w2 = await store.workspaces.insert(
+          workspace(org.id, { created_at: at(3), external_user_id: 'user-1', metadata: { plan: 'pro', region: 'us' } }),
+        )
+        const w3 = await store.workspaces.insert(
+          workspace(org.id, {
+            created_at: at(2),
+            external_user_id: 'user-2',
+            external_project_id: 'proj-2',
+            metadata: { plan: 'free', region: 'eu', a: 'b' },
+          }),
+        )
+        const w4 = await store.workspaces.insert(workspace(org.id, { created_at: at(1) }))
+        // Same attribution in another organization: never part of the answers.
+        const other = await newOrganization()
+        await store.workspaces.insert(
+          workspace(other.org.id, {
+            external_user_id: 'user-1',
+            external_project_id: 'proj-1',
+            external_workspace_id: 'wsx-1',
+            metadata: { plan: 'pro', region: 'eu', [quoted]: 'yes', 'a.b': 'dot' },
+          }),
+        )
+        return { scope, quoted, w1, w2, w3, w4 }
+      }
+
+      it('filters on external ids', async () => {
+        const { scope, w1, w2, w3, w4 } = await seed()
+        const list = async (where: Partial<Workspace>) => (await store.workspaces.list(scope, { limit: 100, where })).data
+        expect((await list({ external_user_id: 'user-1' })).map((w) => w.id)).toEqual([w1.id, w2.id])
+        expect((await list({ external_project_id: 'proj-1' })).map((w) => w.id)).toEqual([w1.id])
+        expect((await list({ external_workspace_id: 'wsx-1' })).map((w) => w.id)).toEqual([w1.id])
+        expect((await list({ external_user_id: 'user-2', external_project_id: 'proj-2' })).map((w) => w.id)).toEqual([w3.id])
+        expect(await list({ external_user_id: 'user-2', external_project_id: 'proj-1' })).toEqual([])
+        expect(await list({ external_user_id: 'nobody' })).toEqual([])
+        // An undefined filter is no filter.
+        expect((await list({ external_user_id: undefined })).map((w) => w.id)).toEqual([w1.id, w2.id, w3.id, w4.id])
+      })
+
+      it('filters on metadata, every key at once', async () => {
+        const { scope, quoted, w1, w2, w3 } = await seed()
+        const list = async (metadata: Record<string, string>) =>
+          (await store.workspaces.list(scope, { limit: 100, metadata })).data.map((w) => w.id)
+        expect(await list({ plan: 'pro' })).toEqual([w1.id, w2.id])
+        expect(await list({ plan: 'pro', region: 'eu' })).toEqual([w1.id])
+        expect(await list({ region: 'eu', plan: 'free' })).toEqual([w3.id])
+        expect(await list({ plan: 'free', region: 'us' })).toEqual([])
+        expect(await list({ plan: 'enterprise' })).toEqual([])
+        expect(await list({ [quoted]: 'yes' })).toEqual([w1.id])
+        // A dot is part of the key, not a path: "a.b" is not metadata.a.b (w3 has a: 'b').
+        expect(await list({ 'a.b': 'dot' })).toEqual([w1.id])
+        expect(await list({ a: 'b' })).toEqual([w3.id])
+        // An empty value matches only a key that is present and empty.
+        expect(await list({ tier: '' })).toEqual([w1.id])
+        // A value matches exactly, never as a pattern.
+        expect(await list({ plan: 'pr%' })).toEqual([])
+        expect(await list({ plan: 'PRO' })).toEqual([])
+      })
+
+      it('combines external-id and metadata filters, and pages through the filtered rows', async () => {
+        const { scope, w1, w2 } = await seed()
+        const both = await store.workspaces.list(scope, { limit: 100, where: { external_user_id: 'user-1' }, metadata: { region: 'us' } })
+        expect(both.data.map((w) => w.id)).toEqual([w2.id])
+
+        const first = await store.workspaces.list(scope, { limit: 1, metadata: { plan: 'pro' } })
+        expect(first.data.map((w) => w.id)).toEqual([w1.id])
+        expect(first.next_cursor).not.toBeNull()
+        const second = await store.workspaces.list(scope, { limit: 1, metadata: { plan: 'pro' }, cursor: first.next_cursor ?? undefined })
+        expect(second.data.map((w) => w.id)).toEqual([w2.id])
+        expect(second.next_cursor).toBeNull()
+      })
+
+      it('lists the projects of one workspace', async () => {
+        const { org, scope } = await newOrganization()
+        const ws1 = await store.workspaces.insert(workspace(org.id))
+        const ws2 = await store.workspaces.insert(workspace(org.id))
+        const p1 = await store.projects.insert(project(org.id, ws1.id, { created_at: at(2) }))
+        const p2 = await store.projects.insert(project(org.id, ws1.id, { created_at: at(1) }))
+        const p3 = await store.projects.insert(project(org.id, ws2.id))
+        expect((await store.projects.list(scope, { limit: 10, where: { workspace_id: ws1.id } })).data).toEqual([p1, p2])
+        expect((await store.projects.list(scope, { limit: 10, where: { workspace_id: ws2.id } })).data).toEqual([p3])
+      })
+    })
+
+    describe('update and find', () => {
+      it('update patches only the given fields', async () => {
+        const { org, scope } = await newOrganization()
+        const ws = await store.workspaces.insert(
+          workspace(org.id, { name: 'Before', external_user_id: 'u-1', external_project_id: 'p-1', metadata: { keep: 'me' } }),
+        )
+        const bystander = await store.workspaces.insert(workspace(org.id, { name: 'Bystander' }))
+
+        const renamed = await store.workspaces.update(scope, ws.id, { name: 'After', updated_at: at(9) })
+        expect(renamed).toEqual({ ...ws, name: 'After', updated_at: at(9) })
+        expect(await store.workspaces.get(scope, ws.id)).toEqual(renamed)
+
+        const metadata = { new: 'map', 'ü "q"': '', emoji: '🚀' }
+        const patched = await store.workspaces.update(scope, ws.id, { metadata, external_user_id: null })
+        expect(patched).toEqual({ ...ws, name: 'After', updated_at: at(9), metadata, external_user_id: null })
+        expect(await store.workspaces.get(scope, ws.id)).toEqual(patched)
+        // The new metadata is what filters see.
+        expect((await store.workspaces.list(scope, { limit: 10, metadata: { emoji: '🚀' } })).data).toEqual([patched])
+        expect((await store.workspaces.list(scope, { limit: 10, metadata: { keep: 'me' } })).data).toEqual([])
+
+        expect(await store.workspaces.update(scope, ws.id, {})).toEqual(patched)
+        expect(await store.workspaces.get(scope, bystander.id)).toEqual(bystander)
+      })
+
+      it('update of a missing id is undefined', async () => {
+        const { scope } = await newOrganization()
+        expect(await store.workspaces.update(scope, newId('workspace'), { name: 'ghost' })).toBeUndefined()
+        expect(await store.organizations.update({}, newId('organization'), { name: 'ghost' })).toBeUndefined()
+      })
+
+      it('update of an organization and an api key', async () => {
+        const { org, scope } = await newOrganization({ metadata: { a: '1' } })
+        const updated = await store.organizations.update({}, org.id, { name: 'Renamed', metadata: { b: '2' } })
+        expect(updated).toEqual({ ...org, name: 'Renamed', metadata: { b: '2' } })
+        const key = await store.apiKeys.insert(apiKey(org.id))
+        const revoked = await store.apiKeys.update(scope, key.id, { revoked_at: at(7), last_used_at: at(6) })
+        expect(revoked).toEqual({ ...key, revoked_at: at(7), last_used_at: at(6) })
+        expect(await store.apiKeys.findByHash(key.hash)).toEqual(revoked)
+      })
+
+      it('find() answers the rows matching where, within the scope', async () => {
+        const { org, scope } = await newOrganization()
+        const w1 = await store.workspaces.insert(workspace(org.id, { external_user_id: 'finder' }))
+        const w2 = await store.workspaces.insert(workspace(org.id, { external_user_id: 'finder' }))
+        const w3 = await store.workspaces.insert(workspace(org.id, { external_user_id: 'other' }))
+        expect(await store.workspaces.find(scope, { slug: w1.slug })).toEqual([w1])
+        expect(ids(await store.workspaces.find(scope, { external_user_id: 'finder' }))).toEqual(ids([w1, w2]))
+        expect(await store.workspaces.find(scope, { external_user_id: 'finder' }, 1)).toHaveLength(1)
+        expect(ids(await store.workspaces.find(scope, {}))).toEqual(ids([w1, w2, w3]))
+        expect(await store.workspaces.find(scope, { slug: 'no-such-slug' })).toEqual([])
+        expect(await store.organizations.find({}, { slug: org.slug })).toEqual([org])
+      })
+    })
+
+    describe('api key lookup by hash', () => {
+      it('finds a key of any organization, and nothing for an unknown hash', async () => {
+        const a = await newOrganization()
+        const b = await newOrganization()
+        const keyA = await store.apiKeys.insert(apiKey(a.org.id))
+        const keyB = await store.apiKeys.insert(apiKey(b.org.id, { metadata: { by: 'b' } }))
+        expect(await store.apiKeys.findByHash(keyA.hash)).toEqual(keyA)
+        const found = await store.apiKeys.findByHash(keyB.hash)
+        expect(found).toEqual(keyB)
+        expect(found?.organization_id).toBe(b.org.id)
+        expect(await store.apiKeys.findByHash(randomBase32(52))).toBeUndefined()
+        expect(await store.apiKeys.findByHash('')).toBeUndefined()
+        expect(await store.apiKeys.findByHash(keyA.hash.toUpperCase())).toBeUndefined()
+      })
+    })
+
+    describe('settings', () => {
+      it('get of an unset key is undefined; set inserts, then replaces', async () => {
+        const key = `setting-${randomBase32(8)}`
+        expect(await store.settings.get(key)).toBeUndefined()
+        await store.settings.set(key, 'first')
+        expect(await store.settings.get(key)).toBe('first')
+        await store.settings.set(key, 'ünïcødé "quoted" 🚀')
+        expect(await store.settings.get(key)).toBe('ünïcødé "quoted" 🚀')
+        await store.settings.set(key, '')
+        expect(await store.settings.get(key)).toBe('')
+        const other = `setting-${randomBase32(8)}`
+        await store.settings.set(other, 'x')
+        expect(await store.settings.get(key)).toBe('')
+      })
+    })
+
+    describe('transactions', () => {
+      it('commits every write of a successful transaction and answers its value', async () => {
+        const org = organization()
+        const setting = `tx-${randomBase32(8)}`
+        const result = await store.transaction(async (tx) => {
+          await tx.organizations.insert(org)
+          const ws = await tx.workspaces.insert(workspace(org.id))
+          await tx.settings.set(setting, 'committed')
+          // Reads inside see the transaction's own writes.
+          expect(await tx.workspaces.get({ organization_id: org.id }, ws.id)).toEqual(ws)
+          return ws
+        })
+        expect(await store.organizations.get({}, org.id)).toEqual(org)
+        expect(await store.workspaces.get({ organization_id: org.id }, result.id)).toEqual(result)
+        expect(await store.settings.get(setting)).toBe('committed')
+      })
+
+      it('a throw rolls back every write made inside, and the error comes out unchanged', async () => {
+        const existing = await newOrganization({ name: 'Unchanged' })
+        const org = organization()
+        const ws = workspace(org.id)
+        const setting = `tx-${randomBase32(8)}`
+        await store.settings.set(setting, 'before')
+        const boom = new Error('boom')
+        const error = await rejection(
+          store.transaction(async (tx) => {
+            await tx.organizations.insert(org)
+            await tx.workspaces.insert(ws)
+            await tx.projects.insert(project(org.id, ws.id))
+            await tx.settings.set(setting, 'during')
+            await tx.organizations.update({}, existing.org.id, { name: 'Changed' })
+            throw boom
+          }),
+        )
+        expect(error).toBe(boom)
+        expect(await store.organizations.get({}, org.id)).toBeUndefined()
+        expect(await store.workspaces.get({ organization_id: org.id }, ws.id)).toBeUndefined()
+        expect((await store.projects.list({ organization_id: org.id }, { limit: 10 })).data).toEqual([])
+        expect(await store.settings.get(setting)).toBe('before')
+        expect(await store.organizations.get({}, existing.org.id)).toEqual(existing.org)
+      })
+
+      it('a conflict inside rolls back the writes made before it', async () => {
+        const taken = await newOrganization()
+        const takenWs = await store.workspaces.insert(workspace(taken.org.id))
+        const org = organization()
+        await expectMiosaError(
+          store.transaction(async (tx) => {
+            await tx.organizations.insert(org)
+            await tx.workspaces.insert(workspace(org.id, { slug: takenWs.slug }))
+          }),
+          'conflict',
+          'slug',
+        )
+        expect(await store.organizations.get({}, org.id)).toBeUndefined()
+        // The store is usable afterwards.
+        expect(await store.workspaces.get(taken.scope, takenWs.id)).toEqual(takenWs)
+      })
+
+      it('a nested transaction joins the outer one', async () => {
+        const kept = organization()
+        const inner = organization()
+        const value = await store.transaction(async (tx) => {
+          await tx.organizations.insert(kept)
+          return tx.transaction(async (nested) => {
+            await nested.organizations.insert(inner)
+            // The nested transaction sees the outer one's uncommitted row.
+            expect(await nested.organizations.get({}, kept.id)).toEqual(kept)
+            return 42
+          })
+        })
+        expect(value).toBe(42)
+        expect(await store.organizations.get({}, kept.id)).toEqual(kept)
+        expect(await store.organizations.get({}, inner.id)).toEqual(inner)
+
+        // …and is rolled back with it.
+        const outer = organization()
+        const nestedOrg = organization()
+        await rejection(
+          store.transaction(async (tx) => {
+            await tx.organizations.insert(outer)
+            await tx.transaction(async (nested) => {
+              await nested.organizations.insert(nestedOrg)
+            })
+            throw new Error('outer fails after the nested one succeeded')
+          }),
+        )
+        expect(await store.organizations.get({}, outer.id)).toBeUndefined()
+        expect(await store.organizations.get({}, nestedOrg.id)).toBeUndefined()
+      })
+    })
+
+    describe('concurrency', () => {
+      it('of two concurrent inserts with one slug, exactly one succeeds', async () => {
+        const shared = slug('race')
+        const rows = [organization({ slug: shared }), organization({ slug: shared })]
+        const results = await Promise.allSettled(rows.map((row) => store.organizations.insert(row)))
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1)
+        const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+        expect(failed).toHaveLength(1)
+        expect(failed[0]?.reason).toBeInstanceOf(MiosaError)
+        expect(failed[0]?.reason).toMatchObject({ code: 'conflict', details: { field: 'slug' } })
+        const stored = await store.organizations.find({}, { slug: shared })
+        expect(stored).toHaveLength(1)
+      })
+
+      it('of concurrent workspace inserts with one slug, exactly one succeeds', async () => {
+        const { org, scope } = await newOrganization()
+        const shared = slug('race')
+        const results = await Promise.allSettled(
+          Array.from({ length: 5 }, () => store.workspaces.insert(workspace(org.id, { slug: shared }))),
+        )
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1)
+        for (const r of results) {
+          if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'conflict', details: { field: 'slug' } })
+        }
+        expect(await store.workspaces.find(scope, { slug: shared })).toHaveLength(1)
+      })
+    })
+  })
+}
