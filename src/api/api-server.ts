@@ -102,7 +102,8 @@ async function contextFor(
   services: Services,
 ): Promise<RouteContext<unknown, unknown, unknown>> {
   // Who before what: an unauthenticated or out-of-scope caller learns nothing from validation errors.
-  const caller: Caller = route.scope === 'public' ? { kind: 'root' } : await services.apiKeys.authenticate(bearerToken(request))
+  const caller: Caller =
+    route.scope === 'public' ? { kind: 'anonymous' } : await services.apiKeys.authenticate(bearerToken(request))
   if (route.scope === 'root') requireRoot(caller)
   const organizationId = route.scope === 'organization' ? requireOrganization(caller).organization_id : ''
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE'

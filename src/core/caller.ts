@@ -1,7 +1,8 @@
 import { MiosaError } from './errors.js'
 
-/** Who is calling, as established by the key they presented. */
+/** Who is calling, as established by the key they presented; `anonymous` on public routes only. */
 export type Caller =
+  | { kind: 'anonymous' }
   | { kind: 'root' }
   | { kind: 'organization'; organization_id: string; api_key_id: string }
 

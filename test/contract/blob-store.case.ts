@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { buffer } from 'node:stream/consumers'
+import { expectMiosaError, rejection } from '../helpers/errors.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { BlobStore } from '../../src/blobs/blob-store.js'
 import { MiosaError } from '../../src/core/errors.js'
-import type { ErrorCode } from '../../src/core/errors.js'
 
 // The contract every BlobStore runs (filesystem now, S3-compatible later): only the
 // public interface, on real storage.
@@ -32,26 +32,6 @@ function streamOf(bytes: Buffer, size = 64 * 1024): Readable {
   const chunks: Buffer[] = []
   for (let offset = 0; offset < bytes.length; offset += size) chunks.push(bytes.subarray(offset, offset + size))
   return Readable.from(chunks, { objectMode: false })
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  let resolved = false
-  const error = await promise.then(
-    () => {
-      resolved = true
-      return undefined
-    },
-    (e: unknown) => e,
-  )
-  if (resolved) expect.fail('expected the call to reject, but it resolved')
-  return error
-}
-
-async function expectMiosaError(promise: Promise<unknown>, code: ErrorCode): Promise<MiosaError> {
-  const error = await rejection(promise)
-  expect(error).toBeInstanceOf(MiosaError)
-  expect((error as MiosaError).code).toBe(code)
-  return error as MiosaError
 }
 
 export function blobStoreContract(name: string, make: () => Promise<MadeBlobStore>): void {

@@ -1,6 +1,6 @@
+import { expectMiosaError, rejection } from '../helpers/errors.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MiosaError } from '../../src/core/errors.js'
-import type { ErrorCode } from '../../src/core/errors.js'
 import { newId, randomBase32 } from '../../src/core/ids.js'
 import type { Organization } from '../../src/schemas/organizations.js'
 import type { Project } from '../../src/schemas/projects.js'
@@ -18,6 +18,8 @@ export interface OpenedStore {
 
 const NOW = '2026-03-01T12:00:00.000Z'
 
+const NO_ATTRIBUTION = { external_user_id: null, external_project_id: null, external_workspace_id: null, metadata: {} }
+
 /** A distinct, valid slug (lowercase base32 is DNS-safe). */
 function slug(prefix: string): string {
   return `${prefix}-${randomBase32(10)}`
@@ -33,10 +35,7 @@ function organization(overrides: Partial<Organization> = {}): Organization {
     id: newId('organization'),
     name: 'Acme',
     slug: slug('org'),
-    external_user_id: null,
-    external_project_id: null,
-    external_workspace_id: null,
-    metadata: {},
+    ...NO_ATTRIBUTION,
     created_at: NOW,
     updated_at: NOW,
     ...overrides,
@@ -49,10 +48,7 @@ function workspace(organizationId: string, overrides: Partial<Workspace> = {}): 
     organization_id: organizationId,
     name: 'Main',
     slug: slug('ws'),
-    external_user_id: null,
-    external_project_id: null,
-    external_workspace_id: null,
-    metadata: {},
+    ...NO_ATTRIBUTION,
     created_at: NOW,
     updated_at: NOW,
     ...overrides,
@@ -66,10 +62,7 @@ function project(organizationId: string, workspaceId: string, overrides: Partial
     workspace_id: workspaceId,
     name: 'Site',
     slug: slug('prj'),
-    external_user_id: null,
-    external_project_id: null,
-    external_workspace_id: null,
-    metadata: {},
+    ...NO_ATTRIBUTION,
     created_at: NOW,
     updated_at: NOW,
     ...overrides,
@@ -83,38 +76,12 @@ function apiKey(organizationId: string, overrides: Partial<ApiKeyRecord> = {}): 
     name: 'default',
     prefix: `msk_${randomBase32(6)}`,
     hash: randomBase32(52),
-    external_user_id: null,
-    external_project_id: null,
-    external_workspace_id: null,
-    metadata: {},
+    ...NO_ATTRIBUTION,
     created_at: NOW,
     last_used_at: null,
     revoked_at: null,
     ...overrides,
   }
-}
-
-/** The rejection of `promise`, failing the test when it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  let resolved = false
-  const error = await promise.then(
-    () => {
-      resolved = true
-      return undefined
-    },
-    (e: unknown) => e,
-  )
-  if (resolved) expect.fail('expected the call to reject, but it resolved')
-  return error
-}
-
-async function expectMiosaError(promise: Promise<unknown>, code: ErrorCode, field?: string): Promise<MiosaError> {
-  const error = await rejection(promise)
-  expect(error).toBeInstanceOf(MiosaError)
-  const miosa = error as MiosaError
-  expect(miosa.code).toBe(code)
-  if (field !== undefined) expect(miosa.details).toMatchObject({ field })
-  return miosa
 }
 
 /** Sorted ids of rows, for set comparisons. */

@@ -9,13 +9,10 @@ export const systemRoutes = [
     tag: 'System',
     summary: 'Who the presented key belongs to',
     response: whoamiSchema,
-    handler: async ({ services, caller }) =>
-      caller.kind === 'root'
-        ? { kind: 'root' as const, organization: null, api_key_id: null }
-        : {
-            kind: 'organization' as const,
-            organization: await services.organizations.get(caller.organization_id),
-            api_key_id: caller.api_key_id,
-          },
+    handler: async ({ services, caller }) => {
+      if (caller.kind !== 'organization') return { kind: 'root' as const, organization: null, api_key_id: null }
+      const organization = await services.organizations.get(caller.organization_id)
+      return { kind: 'organization' as const, organization, api_key_id: caller.api_key_id }
+    },
   }),
 ]
