@@ -84,3 +84,20 @@ ensure_postgres() {
     END \$\$;" >/dev/null
   export MIOSA_TEST_DATABASE_URL="postgres://miosa:miosa@127.0.0.1:$port/postgres"
 }
+
+# Docker Engine (Debian's docker.io) running, and debootstrap for the offline base image.
+ensure_docker() {
+  apt_install docker.io debootstrap iptables
+  docker info >/dev/null 2>&1 && return 0
+  say "starting the Docker daemon"
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl start docker
+  else
+    as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &'
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  die "the Docker daemon did not come up in 30 s (see /var/log/dockerd.log)"
+}
