@@ -52,7 +52,7 @@ export default tseslint.config(
     files: ['src/schemas/**/*.ts'],
     rules: restrict(SERVER_PACKAGES, [
       { regex: '^node:', message: 'wire schemas are shared with the browser-safe SDK' },
-      { regex: '^\\.\\./(?!core/(ids|slugs|errors)\\.js$)', message: 'schemas depend on nothing but zod and core ids/slugs/errors' },
+      { regex: '^\\.\\./(?!core/(ids|slugs|errors|durations)\\.js$)', message: 'schemas depend on nothing but zod and core ids/slugs/errors/durations' },
     ]),
   },
   {

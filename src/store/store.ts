@@ -3,12 +3,30 @@ import type { Page } from '../schemas/common.js'
 import type { Organization } from '../schemas/organizations.js'
 import type { Project } from '../schemas/projects.js'
 import type { Workspace } from '../schemas/workspaces.js'
+import type { Sandbox, Snapshot } from '../schemas/sandboxes.js'
 
 // The store as core sees it: typed tables of plain records, every organization-owned
 // table reached only through a scope that names the organization. Dialects (SQLite,
 // PostgreSQL) implement it and run the same contract suite (test/contract/store.case.ts).
 
 export type ApiKeyRecord = ApiKey & { hash: string }
+
+/** A runtime driver's handle, as stored: which driver, and its own id. */
+export interface StoredRef {
+  driver: string
+  id: string
+}
+
+export type SandboxRecord = Omit<Sandbox, 'env_keys' | 'expires_at'> & {
+  /** Given at creation, merged into every exec and terminal. */
+  env: Record<string, string>
+  runtime_ref: StoredRef | null
+  /** For a fork: the private image it started from, removed with it. */
+  base_ref: StoredRef | null
+  destroyed_at: string | null
+}
+
+export type SnapshotRecord = Snapshot & { runtime_ref: StoredRef | null }
 
 /** Scope of a query on an organization's table: the caller's organization, always. */
 export interface OrgScope {
@@ -50,6 +68,13 @@ export interface Store {
   }
   readonly workspaces: Table<Workspace, OrgScope>
   readonly projects: Table<Project, OrgScope>
+  readonly sandboxes: Table<SandboxRecord, OrgScope> & {
+    /** Sandboxes of every organization in these states: for the reaper and re-adoption, never for callers. */
+    findInStates(states: readonly SandboxRecord['state'][]): Promise<SandboxRecord[]>
+    /** Sandboxes by id across organizations: for the platform's own loops (activity, re-adoption), never for callers. */
+    findByIds(ids: readonly string[]): Promise<SandboxRecord[]>
+  }
+  readonly snapshots: Table<SnapshotRecord, OrgScope>
   readonly settings: {
     get(key: string): Promise<string | undefined>
     set(key: string, value: string): Promise<void>

@@ -1,7 +1,7 @@
 import { Migrator } from 'kysely'
 import type { Kysely } from 'kysely'
 import { sql } from 'kysely'
-import type { ApiKeyRecord, OrgScope, PlatformScope, Store } from '../store.js'
+import type { ApiKeyRecord, OrgScope, PlatformScope, SandboxRecord, SnapshotRecord, Store } from '../store.js'
 import type { Organization } from '../../schemas/organizations.js'
 import type { Project } from '../../schemas/projects.js'
 import type { Workspace } from '../../schemas/workspaces.js'
@@ -39,12 +39,37 @@ const projects: TableSpec<Project> = {
   jsonColumns: ['metadata'],
 }
 
+const sandboxes: TableSpec<SandboxRecord> = {
+  name: 'sandboxes',
+  kind: 'sandbox',
+  columns: [
+    'id', 'organization_id', 'workspace_id', 'project_id', 'name', 'slug', 'template', 'state', 'error', 'persistent',
+    'timeout_seconds', 'cpu', 'memory_mb', 'env', 'snapshot_id', 'forked_from', 'runtime_ref', 'base_ref',
+    'last_activity_at', ...ATTRIBUTION, 'created_at', 'updated_at', 'destroyed_at',
+  ],
+  jsonColumns: ['metadata', 'env', 'runtime_ref', 'base_ref'],
+  booleanColumns: ['persistent'],
+}
+
+const snapshots: TableSpec<SnapshotRecord> = {
+  name: 'snapshots',
+  kind: 'snapshot',
+  columns: [
+    'id', 'organization_id', 'workspace_id', 'sandbox_id', 'name', 'state', 'error', 'size_bytes', 'template', 'runtime_ref',
+    ...ATTRIBUTION, 'created_at', 'updated_at',
+  ],
+  jsonColumns: ['metadata', 'runtime_ref'],
+  bigintColumns: ['size_bytes'],
+}
+
 /** The Store on Kysely: the same code for SQLite and PostgreSQL; only the dialect differs. */
 export class KyselyStore implements Store {
   readonly organizations: KyselyTable<Organization, PlatformScope>
   readonly apiKeys: KyselyTable<ApiKeyRecord, OrgScope> & { findByHash(hash: string): Promise<ApiKeyRecord | undefined> }
   readonly workspaces: KyselyTable<Workspace, OrgScope>
   readonly projects: KyselyTable<Project, OrgScope>
+  readonly sandboxes: KyselyTable<SandboxRecord, OrgScope> & Pick<Store['sandboxes'], 'findInStates' | 'findByIds'>
+  readonly snapshots: KyselyTable<SnapshotRecord, OrgScope>
   readonly settings: Store['settings']
 
   constructor(
@@ -57,6 +82,12 @@ export class KyselyStore implements Store {
     this.apiKeys = Object.assign(keys, { findByHash: (hash: string) => keys.findUnscoped('hash', hash) })
     this.workspaces = new KyselyTable(db, dialect, workspaces)
     this.projects = new KyselyTable(db, dialect, projects)
+    const sandboxTable = new KyselyTable<SandboxRecord, OrgScope>(db, dialect, sandboxes)
+    this.sandboxes = Object.assign(sandboxTable, {
+      findInStates: (states: readonly SandboxRecord['state'][]) => sandboxTable.findInUnscoped('state', states),
+      findByIds: (ids: readonly string[]) => sandboxTable.findInUnscoped('id', ids),
+    })
+    this.snapshots = new KyselyTable(db, dialect, snapshots)
     this.settings = {
       get: async (key) => {
         const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst()

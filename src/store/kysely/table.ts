@@ -19,6 +19,10 @@ export interface TableSpec<T> {
   kind: string
   columns: readonly (keyof T & string)[]
   jsonColumns?: readonly (keyof T & string)[]
+  /** Stored as 0/1 integers: SQLite has no boolean type. */
+  booleanColumns?: readonly (keyof T & string)[]
+  /** bigint columns, which PostgreSQL's driver hands back as strings. */
+  bigintColumns?: readonly (keyof T & string)[]
 }
 
 export type Dialect = 'sqlite' | 'postgres'
@@ -100,6 +104,17 @@ export class KyselyTable<T extends { id: string }, S extends object> implements 
     return row === undefined ? undefined : this.decode(row)
   }
 
+  /** Rows whose column is one of `values`, across organizations: for platform loops, never for callers. */
+  async findInUnscoped(column: keyof T & string, values: readonly unknown[]): Promise<T[]> {
+    if (values.length === 0) return []
+    const rows = await this.db
+      .selectFrom(this.spec.name)
+      .selectAll()
+      .where(this.column(column), 'in', values)
+      .execute()
+    return rows.map((row) => this.decode(row))
+  }
+
   private select(scope: S): AnySelect {
     let q = this.db.selectFrom(this.spec.name).selectAll() as AnySelect
     for (const [column, value] of Object.entries(scope)) q = q.where(this.column(column), '=', value)
@@ -132,7 +147,10 @@ export class KyselyTable<T extends { id: string }, S extends object> implements 
     for (const [key, value] of Object.entries(values)) {
       if (value === undefined) continue
       this.column(key)
-      out[key] = this.spec.jsonColumns?.includes(key as keyof T & string) ? JSON.stringify(value) : value
+      const column = key as keyof T & string
+      if (this.spec.jsonColumns?.includes(column)) out[key] = value === null ? null : JSON.stringify(value)
+      else if (this.spec.booleanColumns?.includes(column)) out[key] = value === null ? null : value ? 1 : 0
+      else out[key] = value
     }
     return out
   }
@@ -141,7 +159,11 @@ export class KyselyTable<T extends { id: string }, S extends object> implements 
     const out: Record<string, unknown> = {}
     for (const column of this.spec.columns) {
       const value = row[column]
-      out[column] = this.spec.jsonColumns?.includes(column) && typeof value === 'string' ? JSON.parse(value) : value
+      if (value === null || value === undefined) out[column] = null
+      else if (this.spec.jsonColumns?.includes(column)) out[column] = typeof value === 'string' ? JSON.parse(value) : value
+      else if (this.spec.booleanColumns?.includes(column)) out[column] = Boolean(Number(value))
+      else if (this.spec.bigintColumns?.includes(column)) out[column] = Number(value)
+      else out[column] = value
     }
     return out as T
   }

@@ -1,0 +1,65 @@
+import type { Kysely } from 'kysely'
+
+export async function up(db: Kysely<unknown>): Promise<void> {
+  await db.schema
+    .createTable('sandboxes')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('organization_id', 'text', (c) => c.notNull().references('organizations.id'))
+    .addColumn('workspace_id', 'text', (c) => c.notNull().references('workspaces.id'))
+    .addColumn('project_id', 'text', (c) => c.references('projects.id'))
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('slug', 'text', (c) => c.notNull())
+    .addColumn('template', 'text', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('error', 'text')
+    .addColumn('persistent', 'integer', (c) => c.notNull())
+    .addColumn('timeout_seconds', 'integer', (c) => c.notNull())
+    .addColumn('cpu', 'real', (c) => c.notNull())
+    .addColumn('memory_mb', 'integer', (c) => c.notNull())
+    .addColumn('env', 'text', (c) => c.notNull().defaultTo('{}'))
+    .addColumn('snapshot_id', 'text')
+    .addColumn('forked_from', 'text')
+    .addColumn('runtime_ref', 'text')
+    .addColumn('base_ref', 'text')
+    .addColumn('last_activity_at', 'text', (c) => c.notNull())
+    .addColumn('external_user_id', 'text')
+    .addColumn('external_project_id', 'text')
+    .addColumn('external_workspace_id', 'text')
+    .addColumn('metadata', 'text', (c) => c.notNull().defaultTo('{}'))
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addColumn('updated_at', 'text', (c) => c.notNull())
+    .addColumn('destroyed_at', 'text')
+    // Preview hostnames carry the slug: unique across the platform.
+    .addUniqueConstraint('sandboxes_slug_unique', ['slug'])
+    .execute()
+  await db.schema.createIndex('sandboxes_org_created_idx').on('sandboxes').columns(['organization_id', 'created_at', 'id']).execute()
+  await db.schema.createIndex('sandboxes_state_idx').on('sandboxes').column('state').execute()
+
+  await db.schema
+    .createTable('snapshots')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('organization_id', 'text', (c) => c.notNull().references('organizations.id'))
+    .addColumn('workspace_id', 'text', (c) => c.notNull().references('workspaces.id'))
+    // Not a foreign key: a snapshot outlives the sandbox it was taken from.
+    .addColumn('sandbox_id', 'text', (c) => c.notNull())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('error', 'text')
+    .addColumn('size_bytes', 'bigint')
+    .addColumn('template', 'text', (c) => c.notNull())
+    .addColumn('runtime_ref', 'text')
+    .addColumn('external_user_id', 'text')
+    .addColumn('external_project_id', 'text')
+    .addColumn('external_workspace_id', 'text')
+    .addColumn('metadata', 'text', (c) => c.notNull().defaultTo('{}'))
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addColumn('updated_at', 'text', (c) => c.notNull())
+    .execute()
+  await db.schema.createIndex('snapshots_org_created_idx').on('snapshots').columns(['organization_id', 'created_at', 'id']).execute()
+  await db.schema.createIndex('snapshots_sandbox_idx').on('snapshots').column('sandbox_id').execute()
+}
+
+export async function down(db: Kysely<unknown>): Promise<void> {
+  await db.schema.dropTable('snapshots').execute()
+  await db.schema.dropTable('sandboxes').execute()
+}
