@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
@@ -21,6 +22,22 @@ export interface Config {
   /** Pretty, human logs instead of JSON lines: only when stdout is a terminal, unless forced. */
   logPretty: boolean
   shutdownTimeoutMs: number
+  /** Where built inputs shared by every platform on the machine live (Node.js downloads, build locks). */
+  cacheDir: string
+  /** Host path of the CA bundle injected into every container; undefined when none exists. */
+  caBundle: string | undefined
+  /** Template name → registry image to use instead of building it locally. */
+  templateImages: Record<string, string>
+  /** Debian mirror for building base images; default: the host's own apt source. */
+  debianMirror: string | undefined
+  /** Started sandboxes kept ready per workspace and template, for instant creates; 0 turns the pool off. */
+  sandboxWarmPool: number
+  /** How often idle sandboxes are looked for. */
+  sandboxReaperIntervalMs: number
+  /** How often containers and the store are reconciled (also once at start). */
+  reconcileIntervalMs: number
+  /** Address range the per-workspace sandbox networks are carved from (one /24 each). */
+  sandboxSubnets: string
 }
 
 export interface ServerFlags {
@@ -50,6 +67,14 @@ const sources = {
   logLevel: 'MIOSA_LOG_LEVEL',
   logPretty: 'MIOSA_LOG_PRETTY',
   shutdownTimeoutMs: 'MIOSA_SHUTDOWN_TIMEOUT_MS',
+  cacheDir: 'MIOSA_CACHE_DIR',
+  caBundle: 'MIOSA_CA_BUNDLE',
+  templateImages: 'MIOSA_TEMPLATE_IMAGES',
+  debianMirror: 'MIOSA_DEBIAN_MIRROR',
+  sandboxWarmPool: 'MIOSA_SANDBOX_WARM_POOL',
+  sandboxReaperIntervalMs: 'MIOSA_SANDBOX_REAPER_INTERVAL_MS',
+  reconcileIntervalMs: 'MIOSA_RECONCILE_INTERVAL_MS',
+  sandboxSubnets: 'MIOSA_SANDBOX_SUBNETS',
 } satisfies Record<keyof Config, string>
 
 const schema = z.object({
@@ -67,10 +92,35 @@ const schema = z.object({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   logPretty: z.boolean(),
   shutdownTimeoutMs: z.coerce.number().int().min(0),
+  cacheDir: z.string().min(1),
+  caBundle: z
+    .string()
+    .refine((path) => existsSync(path), 'no such file')
+    .optional(),
+  templateImages: z
+    .string()
+    .regex(/^\s*([a-z0-9-]+=[^\s,=]+\s*)(,\s*[a-z0-9-]+=[^\s,=]+\s*)*$/, 'must be template=image pairs separated by commas, e.g. node=node:22-bookworm')
+    .optional()
+    .transform((value) => parsePairs(value ?? '')),
+  debianMirror: z
+    .string()
+    .regex(/^https?:\/\/\S+$/, 'must be an http(s) URL')
+    .optional(),
+  sandboxWarmPool: z.coerce.number().int().min(0).max(32),
+  sandboxReaperIntervalMs: z.coerce.number().int().min(100),
+  reconcileIntervalMs: z.coerce.number().int().min(1000),
+  sandboxSubnets: z.string().regex(/^\d{1,3}\.\d{1,3}\.0\.0\/16$/, 'must be an IPv4 /16, e.g. 10.213.0.0/16'),
 })
+
+/** The host's own trust store, when it has one: what containers need behind a TLS-inspecting proxy. */
+const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt'
 
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.XDG_DATA_HOME ? join(env.XDG_DATA_HOME, 'miosa') : join(homedir(), '.local', 'share', 'miosa')
+}
+
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.XDG_CACHE_HOME ? join(env.XDG_CACHE_HOME, 'miosa') : join(homedir(), '.cache', 'miosa')
 }
 
 export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = process.env): Config {
@@ -86,6 +136,14 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     logLevel: env.MIOSA_LOG_LEVEL ?? 'info',
     logPretty: env.MIOSA_LOG_PRETTY === undefined ? Boolean(process.stdout.isTTY) : env.MIOSA_LOG_PRETTY === '1',
     shutdownTimeoutMs: env.MIOSA_SHUTDOWN_TIMEOUT_MS ?? 10_000,
+    cacheDir: resolve(emptyToUndefined(env.MIOSA_CACHE_DIR) ?? defaultCacheDir(env)),
+    caBundle: emptyToUndefined(env.MIOSA_CA_BUNDLE) ?? (existsSync(SYSTEM_CA_BUNDLE) ? SYSTEM_CA_BUNDLE : undefined),
+    templateImages: emptyToUndefined(env.MIOSA_TEMPLATE_IMAGES),
+    debianMirror: emptyToUndefined(env.MIOSA_DEBIAN_MIRROR),
+    sandboxWarmPool: env.MIOSA_SANDBOX_WARM_POOL ?? 2,
+    sandboxReaperIntervalMs: env.MIOSA_SANDBOX_REAPER_INTERVAL_MS ?? 5_000,
+    reconcileIntervalMs: env.MIOSA_RECONCILE_INTERVAL_MS ?? 30_000,
+    sandboxSubnets: env.MIOSA_SANDBOX_SUBNETS ?? '10.213.0.0/16',
   }
   const result = schema.safeParse(raw)
   if (!result.success) {
@@ -96,6 +154,15 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     throw new MiosaError('invalid', `invalid configuration: ${problems.join('; ')}`, { details: { problems } })
   }
   return result.data as Config
+}
+
+function parsePairs(value: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const pair of value.split(',')) {
+    const [name, image] = pair.trim().split('=')
+    if (name !== undefined && name !== '' && image !== undefined) out[name] = image
+  }
+  return out
 }
 
 function emptyToUndefined(value: string | undefined): string | undefined {

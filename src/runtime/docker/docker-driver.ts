@@ -1,0 +1,391 @@
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import type { Readable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import type Dockerode from 'dockerode'
+import type { Logger } from 'pino'
+import { MiosaError } from '../../core/errors.js'
+import { AgentClient } from '../agent/agent-client.js'
+import { AGENT_DIR, AGENT_PORT, AGENT_TOKEN_ENV } from '../agent/protocol.js'
+import type { FileStat } from '../agent/protocol.js'
+import type {
+  ExecResult,
+  ExecSpec,
+  ExecStreams,
+  RuntimeDriver,
+  RuntimeRef,
+  RuntimeSandbox,
+  RuntimeTemplate,
+  SandboxSpec,
+  SnapshotRef,
+  TemplateProgress,
+  Terminal,
+  WarmKey,
+} from '../runtime-driver.js'
+import { LABEL, containerOptions } from './container-spec.js'
+import { TemplateImages, prepareAgentDir } from './template-images.js'
+import { WarmPool } from './warm-pool.js'
+import { WorkspaceNetworks } from './workspace-networks.js'
+
+const DRIVER = 'docker'
+const SNAPSHOT_REPO = 'miosa/snapshot'
+const AGENT_READY_MS = 15_000
+/** Seconds a stop waits for processes to exit on SIGTERM before SIGKILL. */
+const STOP_GRACE_S = 1
+/** A warm pool nobody has drawn from in this long is emptied. */
+const WARM_POOL_IDLE_MS = 10 * 60_000
+/** The image's non-root user, for templates that run commands as it. */
+const USER_IDS: Record<string, { uid: number; gid: number }> = { miosa: { uid: 1000, gid: 1000 } }
+
+export interface DockerDriverOptions {
+  docker: Dockerode
+  /** Stable id of this platform (from the store, known once it starts): labels every container it starts. */
+  platformId: () => string
+  /** Where template build inputs (downloaded Node.js, npm) are cached. */
+  cacheDir: string
+  /** Host path of the trusted CA bundle injected into every container. */
+  caBundle: string | undefined
+  /** Template name → registry image used instead of a local build. */
+  templateImages?: Record<string, string> | undefined
+  debianMirror?: string | undefined
+  /** An IPv4 /16 the workspace networks are carved from. */
+  subnets: string
+  /** Containers kept started per workspace and template (0: none), with these limits. */
+  warmPool: { size: number; cpu: number; memoryMb: number; pidsLimit: number }
+  logger: Logger
+}
+
+/** What the driver remembers about a running container: how to reach its agent, and as whom commands run. */
+interface Session {
+  ip: string
+  client: AgentClient
+  user: { uid: number; gid: number } | undefined
+}
+
+/** Sandboxes as Docker containers, each running the miosa agent under tini. */
+export class DockerDriver implements RuntimeDriver {
+  readonly name = DRIVER
+  private readonly docker: Dockerode
+  private readonly templates: TemplateImages
+  private readonly networks: WorkspaceNetworks
+  private readonly pool: WarmPool
+  private readonly sessions = new Map<string, Promise<Session>>()
+  private agentDir: Promise<string> | undefined
+
+  constructor(private readonly options: DockerDriverOptions) {
+    this.docker = options.docker
+    this.templates = new TemplateImages({
+      docker: options.docker,
+      cacheDir: options.cacheDir,
+      ...(options.caBundle === undefined ? {} : { caBundle: options.caBundle }),
+      ...(options.templateImages === undefined ? {} : { overrides: options.templateImages }),
+      ...(options.debianMirror === undefined ? {} : { debianMirror: options.debianMirror }),
+      logger: options.logger,
+    })
+    this.networks = new WorkspaceNetworks(options.docker, options.platformId, options.subnets, options.logger)
+    const limits = options.warmPool
+    this.pool = new WarmPool({
+      size: limits.size,
+      idleMs: WARM_POOL_IDLE_MS,
+      start: (key, sandboxId) => this.start({ ...key, sandboxId, cpu: limits.cpu, memoryMb: limits.memoryMb, pidsLimit: limits.pidsLimit }),
+      destroy: (ref) => this.destroy(ref),
+      logger: options.logger,
+    })
+  }
+
+  listTemplates(): Promise<RuntimeTemplate[]> {
+    return reachable(this.templates.list())
+  }
+
+  async prepareTemplate(name: string, onProgress?: (p: TemplateProgress) => void, signal?: AbortSignal): Promise<void> {
+    await reachable(this.templates.ensure(name, onProgress, signal))
+  }
+
+  reserveWarm(key: WarmKey): string | undefined {
+    return this.pool.reserve(key)
+  }
+
+  async createSandbox(spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void } = {}): Promise<RuntimeRef> {
+    const warm = spec.fromSnapshot === undefined ? this.pool.claim(spec.sandboxId) : undefined
+    if (warm !== undefined) {
+      await this.fitLimits(warm, spec)
+      return warm
+    }
+    const ref = await reachable(this.start(spec, o))
+    if (spec.fromSnapshot === undefined) this.pool.demand({ organizationId: spec.organizationId, workspaceId: spec.workspaceId, template: spec.template })
+    return ref
+  }
+
+  /** Creates and starts a container for the spec; answers once its agent is ready. */
+  private async start(spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void } = {}): Promise<RuntimeRef> {
+    const [image, agentDir, network] = await Promise.all([
+      spec.fromSnapshot ?? this.templates.ensure(spec.template, o.onProgress, o.signal),
+      (this.agentDir ??= prepareAgentDir(this.options.cacheDir, compiledAgent())).catch((error: unknown) => {
+        this.agentDir = undefined
+        throw error
+      }),
+      this.networks.ensure(spec.workspaceId),
+    ])
+    const definition = this.templates.definition(spec.template)
+    const token = randomBytes(24).toString('base64url')
+    const container = await this.docker.createContainer(
+      containerOptions({
+        name: `miosa-${spec.sandboxId}`,
+        image,
+        kind: 'sandbox',
+        platformId: this.options.platformId(),
+        organizationId: spec.organizationId,
+        workspaceId: spec.workspaceId,
+        labels: { [LABEL.sandbox]: spec.sandboxId, [LABEL.template]: spec.template },
+        network,
+        cmd: [`${AGENT_DIR}/node`, `${AGENT_DIR}/agent.mjs`],
+        env: { [AGENT_TOKEN_ENV]: token, HOME: definition.user === 'root' ? '/root' : `/home/${definition.user}` },
+        caBundle: this.options.caBundle,
+        readOnlyMounts: { [agentDir]: AGENT_DIR },
+        cpu: spec.cpu,
+        memoryMb: spec.memoryMb,
+        pidsLimit: spec.pidsLimit,
+        workingDir: '/workspace',
+      }),
+    )
+    const ref = { driver: DRIVER, id: container.id }
+    try {
+      await container.start()
+      await this.session(ref, true)
+    } catch (error) {
+      await this.destroy(ref).catch(() => {})
+      throw error
+    }
+    return ref
+  }
+
+  /** A warm container was started with the pool's limits; the sandbox may ask for others. */
+  private async fitLimits(ref: RuntimeRef, spec: SandboxSpec): Promise<void> {
+    const pool = this.options.warmPool
+    if (spec.cpu === pool.cpu && spec.memoryMb === pool.memoryMb && spec.pidsLimit === pool.pidsLimit) return
+    const memory = spec.memoryMb * 1024 * 1024
+    await this.container(ref).update({ Memory: memory, MemorySwap: memory, NanoCpus: Math.round(spec.cpu * 1e9), PidsLimit: spec.pidsLimit })
+  }
+
+  async stop(ref: RuntimeRef): Promise<void> {
+    this.forget(ref)
+    await ignoreMissing(this.container(ref).stop({ t: STOP_GRACE_S }), [304])
+  }
+
+  async resume(ref: RuntimeRef): Promise<void> {
+    this.forget(ref)
+    await ignoreMissing(this.container(ref).start(), [304], false)
+    await this.session(ref, true)
+  }
+
+  async destroy(ref: RuntimeRef): Promise<void> {
+    this.forget(ref)
+    await ignoreMissing(this.container(ref).remove({ force: true, v: true }), [404])
+  }
+
+  async snapshot(ref: RuntimeRef, snapshotId: string): Promise<SnapshotRef> {
+    // pause: true freezes the processes while the filesystem is copied, so the snapshot is consistent.
+    const result = (await this.container(ref).commit({
+      repo: SNAPSHOT_REPO,
+      tag: snapshotId,
+      pause: true,
+      // Which platform made it, so an operator (or a test) can find every image of one platform.
+      changes: `LABEL ${LABEL.platform}=${this.options.platformId()}`,
+    })) as { Id: string }
+    const image = await this.docker.getImage(result.Id).inspect()
+    return { driver: DRIVER, id: `${SNAPSHOT_REPO}:${snapshotId}`, sizeBytes: image.Size }
+  }
+
+  async deleteSnapshot(snapshot: SnapshotRef): Promise<void> {
+    try {
+      await this.docker.getImage(snapshot.id).remove()
+    } catch (error) {
+      const status = (error as { statusCode?: number }).statusCode
+      if (status === 404) return
+      if (status === 409) throw new MiosaError('conflict', 'the snapshot is still in use by a sandbox created from it', { cause: error })
+      throw error
+    }
+  }
+
+  async exec(ref: RuntimeRef, cmd: ExecSpec, io?: ExecStreams): Promise<ExecResult> {
+    const { client, user } = await this.session(ref)
+    const request = {
+      argv: cmd.argv,
+      ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
+      ...(cmd.cwd === undefined ? {} : { cwd: cmd.cwd }),
+      ...(cmd.env === undefined ? {} : { env: cmd.env }),
+      ...(cmd.timeoutMs === undefined ? {} : { timeout_ms: cmd.timeoutMs }),
+      ...(cmd.maxOutputBytes === undefined ? {} : { max_output_bytes: cmd.maxOutputBytes }),
+      ...(cmd.stdin === undefined ? {} : { stdin_base64: cmd.stdin.toString('base64') }),
+    }
+    if (io === undefined) return client.exec(request)
+    const exit = await client.execStream(request, io)
+    return { exit_code: exit.exit_code, stdout: '', stderr: '', truncated: exit.truncated, timed_out: exit.timed_out, duration_ms: exit.duration_ms }
+  }
+
+  async readFile(ref: RuntimeRef, path: string): Promise<Readable> {
+    return (await this.session(ref)).client.readFile(path)
+  }
+
+  async writeFile(ref: RuntimeRef, path: string, content: Buffer | Readable, mode?: number): Promise<FileStat> {
+    return (await this.session(ref)).client.writeFile(path, content, mode)
+  }
+
+  async stat(ref: RuntimeRef, path: string): Promise<FileStat> {
+    return (await this.session(ref)).client.stat(path)
+  }
+
+  async list(ref: RuntimeRef, path: string): Promise<FileStat[]> {
+    return (await this.session(ref)).client.list(path)
+  }
+
+  async mkdir(ref: RuntimeRef, path: string): Promise<FileStat> {
+    return (await this.session(ref)).client.mkdir(path)
+  }
+
+  async move(ref: RuntimeRef, from: string, to: string, overwrite: boolean): Promise<FileStat> {
+    return (await this.session(ref)).client.move(from, to, overwrite)
+  }
+
+  async remove(ref: RuntimeRef, path: string, recursive: boolean): Promise<void> {
+    await (await this.session(ref)).client.remove(path, { recursive })
+  }
+
+  async downloadArchive(ref: RuntimeRef, path: string): Promise<Readable> {
+    return (await this.session(ref)).client.downloadArchive(path)
+  }
+
+  async uploadArchive(ref: RuntimeRef, path: string, tar: Readable): Promise<void> {
+    await (await this.session(ref)).client.uploadArchive(path, tar)
+  }
+
+  async openTerminal(ref: RuntimeRef, o: { cols: number; rows: number; cwd?: string; env?: Record<string, string> }): Promise<Terminal> {
+    const { user } = await this.session(ref)
+    const exec = await this.container(ref).exec({
+      Cmd: ['/bin/bash', '-l'],
+      ...(user === undefined ? {} : { User: `${user.uid}:${user.gid}` }),
+      Tty: true,
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      WorkingDir: o.cwd ?? '/workspace',
+      Env: ['TERM=xterm-256color', ...Object.entries(o.env ?? {}).map(([k, v]) => `${k}=${v}`)],
+    })
+    const stream = (await exec.start({ hijack: true, stdin: true, Tty: true })) as unknown as Terminal['stream']
+    const resize = async (cols: number, rows: number) => {
+      await exec.resize({ w: cols, h: rows })
+    }
+    await resize(o.cols, o.rows).catch(() => {})
+    return { stream, resize, close: () => stream.destroy() }
+  }
+
+  async address(ref: RuntimeRef, port: number): Promise<{ host: string; port: number }> {
+    return { host: (await this.session(ref)).ip, port }
+  }
+
+  async listSandboxes(): Promise<RuntimeSandbox[]> {
+    const containers = await reachable(this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL.kind}=sandbox`, `${LABEL.platform}=${this.options.platformId()}`] },
+    }))
+    // Pooled containers are not sandboxes yet: their ids are in no record until claimed.
+    return containers.filter((c) => !this.pool.owns(c.Labels[LABEL.sandbox] ?? '')).map((c) => ({
+      ref: { driver: DRIVER, id: c.Id },
+      sandboxId: c.Labels[LABEL.sandbox] ?? '',
+      organizationId: c.Labels[LABEL.organization] ?? '',
+      workspaceId: c.Labels[LABEL.workspace] ?? '',
+      running: c.State === 'running',
+    }))
+  }
+
+  async releaseUnused(liveWorkspaces: ReadonlySet<string>): Promise<void> {
+    const removed = await this.networks.prune(liveWorkspaces)
+    if (removed > 0) this.options.logger.info({ removed }, 'removed networks of workspaces with no sandboxes')
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close()
+    for (const pending of this.sessions.values()) pending.then((s) => s.client.close()).catch(() => {})
+    this.sessions.clear()
+  }
+
+  private container(ref: RuntimeRef): Dockerode.Container {
+    if (ref.driver !== DRIVER) throw new MiosaError('internal', `a ${ref.driver} sandbox handed to the docker driver`)
+    return this.docker.getContainer(ref.id)
+  }
+
+  /** How to reach the container's agent: its address and token, from inspect (so it survives a platform restart). */
+  private session(ref: RuntimeRef, waitForAgent = false): Promise<Session> {
+    let pending = this.sessions.get(ref.id)
+    if (pending === undefined) {
+      pending = this.connect(ref, waitForAgent)
+      this.sessions.set(ref.id, pending)
+      pending.catch(() => this.sessions.delete(ref.id))
+    }
+    return pending
+  }
+
+  private async connect(ref: RuntimeRef, waitForAgent: boolean): Promise<Session> {
+    let info: Dockerode.ContainerInspectInfo
+    try {
+      info = await this.container(ref).inspect()
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) throw new MiosaError('not_found', 'the sandbox container is gone', { cause: error })
+      throw error
+    }
+    if (!info.State.Running) throw new MiosaError('conflict', 'the sandbox is not running')
+    const ip = Object.values(info.NetworkSettings.Networks)[0]?.IPAddress
+    const token = info.Config.Env.find((e) => e.startsWith(`${AGENT_TOKEN_ENV}=`))?.slice(AGENT_TOKEN_ENV.length + 1)
+    if (ip === undefined || ip === '' || token === undefined) throw new MiosaError('internal', 'the sandbox container has no address or agent token')
+    const client = new AgentClient({ host: ip, port: AGENT_PORT, token })
+    if (waitForAgent) await client.waitUntilReady(AGENT_READY_MS)
+    const template = info.Config.Labels[LABEL.template]
+    const userName = template === undefined ? 'root' : this.templates.definition(template).user
+    return { ip, client, user: USER_IDS[userName] }
+  }
+
+  private forget(ref: RuntimeRef): void {
+    const pending = this.sessions.get(ref.id)
+    this.sessions.delete(ref.id)
+    pending?.then((s) => s.client.close()).catch(() => {})
+  }
+}
+
+/** A daemon that is not running (or a socket we may not open) is a 503 that says what to do, not a 500. */
+async function reachable<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise
+  } catch (error) {
+    const { code, syscall } = error as { code?: string; syscall?: string }
+    if (syscall === 'connect' && (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES')) {
+      throw new MiosaError('unavailable', `the Docker Engine is not reachable (${code}): start dockerd, or set DOCKER_HOST`, { cause: error })
+    }
+    throw error
+  }
+}
+
+/** Docker answers some no-op lifecycle calls with a status we accept (304 not modified, 404 gone). */
+async function ignoreMissing<T>(promise: Promise<T>, statuses: number[], allow404 = true): Promise<void> {
+  try {
+    await promise
+  } catch (error) {
+    const status = (error as { statusCode?: number }).statusCode
+    if (status !== undefined && (statuses.includes(status) || (allow404 && status === 404))) return
+    if (status === 404) throw new MiosaError('not_found', 'the sandbox container is gone', { cause: error })
+    throw error
+  }
+}
+
+/** The compiled agent (dist/runtime/agent/agent.js), found from the package root so it works from src/ (tests) and dist/ alike. */
+function compiledAgent(): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir)
+    if (parent === dir) throw new MiosaError('internal', 'cannot find the miosa package root to locate the sandbox agent')
+    dir = parent
+  }
+  const agent = join(dir, 'dist', 'runtime', 'agent', 'agent.js')
+  if (!existsSync(agent)) throw new MiosaError('internal', `the sandbox agent is not built (${agent} missing): run npm run build`)
+  return agent
+}

@@ -1,0 +1,169 @@
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import type Dockerode from 'dockerode'
+import type { Logger } from 'pino'
+import { MiosaError } from '../../core/errors.js'
+import { LABEL } from './container-spec.js'
+
+// One bridge network per workspace: Docker already keeps different bridges from
+// reaching each other. What Docker allows by default, and we do not, is a container
+// opening connections to the host itself (the API port, PostgreSQL, the Docker
+// daemon's TCP port if any) through its bridge's gateway address, and to the cloud
+// metadata address. iptables rules on the bridge's interface close both; replies to
+// connections the host opened (the platform reaching the agent, the edge reaching a
+// preview) still pass.
+//
+// Subnets are carved by us, one /24 each from a configurable /16, rather than taken
+// from Docker's default pools: those hold about thirty networks, and a platform with
+// more workspaces than that would stop creating sandboxes.
+
+const INPUT_CHAIN = 'MIOSA-INPUT'
+const METADATA_ADDRESS = '169.254.169.254'
+
+export class WorkspaceNetworks {
+  private readonly ensuring = new Map<string, Promise<string>>()
+  private chainReady: Promise<void> | undefined
+
+  constructor(
+    private readonly docker: Dockerode,
+    private readonly platformId: () => string,
+    /** An IPv4 /16 such as 10.213.0.0/16. */
+    private readonly subnets: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The workspace's network name, created (and fenced off from the host) on first use. */
+  ensure(workspaceId: string): Promise<string> {
+    let pending = this.ensuring.get(workspaceId)
+    if (pending === undefined) {
+      pending = this.create(workspaceId)
+      this.ensuring.set(workspaceId, pending)
+      pending.catch(() => this.ensuring.delete(workspaceId))
+    }
+    return pending
+  }
+
+  networkName(workspaceId: string): string {
+    return `miosa-${this.platformId().slice(-8)}-${workspaceId}`
+  }
+
+  /**
+   * Removes this platform's networks of workspaces not in `keep` that have no container
+   * attached (Docker refuses to remove one that has). Returns how many went.
+   */
+  async prune(keep: ReadonlySet<string>): Promise<number> {
+    const networks = await this.docker.listNetworks({ filters: { label: [`${LABEL.platform}=${this.platformId()}`] } })
+    let removed = 0
+    for (const network of networks) {
+      const workspaceId = network.Labels?.[LABEL.workspace]
+      if (workspaceId === undefined || keep.has(workspaceId)) continue
+      try {
+        await this.docker.getNetwork(network.Id).remove()
+      } catch {
+        continue // still has containers (a warm pool, a sandbox being created): next time
+      }
+      this.ensuring.delete(workspaceId)
+      await this.unfence(bridgeName(network.Name))
+      removed++
+    }
+    return removed
+  }
+
+  private async create(workspaceId: string): Promise<string> {
+    const name = this.networkName(workspaceId)
+    const bridge = bridgeName(name)
+    const existing = await this.docker.listNetworks({ filters: { name: [name] } })
+    if (!existing.some((n) => n.Name === name)) await this.createWithFreeSubnet(name, bridge, workspaceId)
+    await this.fenceOffHost(bridge)
+    return name
+  }
+
+  private async createWithFreeSubnet(name: string, bridge: string, workspaceId: string): Promise<void> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const subnet = await this.freeSubnet()
+      try {
+        await this.docker.createNetwork({
+          Name: name,
+          Driver: 'bridge',
+          CheckDuplicate: true,
+          IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] },
+          Labels: { [LABEL.managed]: 'true', [LABEL.platform]: this.platformId(), [LABEL.workspace]: workspaceId },
+          Options: { 'com.docker.network.bridge.name': bridge, 'com.docker.network.bridge.enable_icc': 'true' },
+        })
+        return
+      } catch (error) {
+        const status = (error as { statusCode?: number }).statusCode
+        // Another process created it between our look and our create: that is what we wanted.
+        if (status === 409) return
+        // Another process took the same subnet a moment ago: pick again.
+        if (/overlap/i.test(String((error as Error).message))) continue
+        throw error
+      }
+    }
+    throw new MiosaError('unavailable', `no free subnet left in ${this.subnets} for a new workspace network`)
+  }
+
+  /** The first /24 of the range that no Docker network uses. */
+  private async freeSubnet(): Promise<string> {
+    const [a, b] = this.subnets.split('.')
+    const used = new Set<string>()
+    for (const network of await this.docker.listNetworks()) {
+      for (const config of network.IPAM?.Config ?? []) if (config.Subnet !== undefined) used.add(config.Subnet)
+    }
+    for (let c = 0; c < 256; c++) {
+      const subnet = `${a}.${b}.${c}.0/24`
+      if (!used.has(subnet)) return subnet
+    }
+    throw new MiosaError('unavailable', `no free subnet left in ${this.subnets} for a new workspace network`)
+  }
+
+  private fenceRules(bridge: string): string[][] {
+    return [
+      [INPUT_CHAIN, '-i', bridge, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'],
+      [INPUT_CHAIN, '-i', bridge, '-j', 'DROP'],
+    ]
+  }
+
+  private async fenceOffHost(bridge: string): Promise<void> {
+    this.chainReady ??= (async () => {
+      if (!(await iptables(['-n', '-L', INPUT_CHAIN]))) await iptablesOrThrow(['-N', INPUT_CHAIN])
+      if (!(await iptables(['-C', 'INPUT', '-j', INPUT_CHAIN]))) await iptablesOrThrow(['-I', 'INPUT', '1', '-j', INPUT_CHAIN])
+    })()
+    await this.chainReady
+    for (const rule of this.fenceRules(bridge)) {
+      if (!(await iptables(['-C', ...rule]))) await iptablesOrThrow(['-A', ...rule])
+    }
+    const metadata = ['DOCKER-USER', '-i', bridge, '-d', METADATA_ADDRESS, '-j', 'DROP']
+    if (!(await iptables(['-C', ...metadata])) && !(await iptables(['-I', ...metadata]))) {
+      this.logger.warn({ bridge }, 'could not block the metadata address for a workspace network (no DOCKER-USER chain)')
+    }
+  }
+
+  private async unfence(bridge: string): Promise<void> {
+    for (const rule of [...this.fenceRules(bridge), ['DOCKER-USER', '-i', bridge, '-d', METADATA_ADDRESS, '-j', 'DROP']]) {
+      while (await iptables(['-D', ...rule])) {
+        // a rule added twice (two processes racing) is deleted twice
+      }
+    }
+  }
+}
+
+/** Linux interface names are at most 15 characters. */
+function bridgeName(networkName: string): string {
+  return `mb-${createHash('sha256').update(networkName).digest('hex').slice(0, 12)}`
+}
+
+/** Runs iptables (waiting for the xtables lock); true when it exits 0. */
+function iptables(args: string[]): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn('iptables', ['-w', '5', ...args], { stdio: 'ignore' })
+    child.on('error', () => resolve(false))
+    child.on('exit', (code) => resolve(code === 0))
+  })
+}
+
+async function iptablesOrThrow(args: string[]): Promise<void> {
+  if (!(await iptables(args))) {
+    throw new MiosaError('internal', `iptables ${args.join(' ')} failed: sandbox isolation needs root and iptables`)
+  }
+}
