@@ -3,16 +3,24 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import Docker from 'dockerode'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApiServer } from './api/api-server.js'
 import type { BlobStore } from './blobs/blob-store.js'
 import { openBlobStore } from './blobs/open-blob-store.js'
 import type { Config } from './config.js'
+import { randomBase32 } from './core/ids.js'
+import { SandboxReaper } from './core/sandbox-reaper.js'
+import { SandboxReconciler } from './core/sandbox-reconciler.js'
+import { DEFAULT_SANDBOX_LIMITS } from './core/sandboxes.js'
 import { createServices } from './core/services.js'
 import type { Services } from './core/services.js'
 import { createEdgeServer } from './edge/edge-server.js'
 import { createLogger } from './logger.js'
+import { archiveChecker } from './runtime/archive-check.js'
+import { DockerDriver } from './runtime/docker/docker-driver.js'
+import type { RuntimeDriver } from './runtime/runtime-driver.js'
 import { openStore } from './store/open-store.js'
 import type { Store } from './store/store.js'
 import { VERSION } from './version.js'
@@ -30,7 +38,10 @@ export interface Platform {
   readonly logger: Logger
   readonly store: Store
   readonly blobs: BlobStore
+  readonly runtime: RuntimeDriver
   readonly services: Services
+  readonly reconciler: SandboxReconciler
+  readonly reaper: SandboxReaper
   readonly api: FastifyInstance
   readonly edge: Server
   start(): Promise<StartedPlatform>
@@ -43,7 +54,40 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
   const logger = deps.logger ?? createLogger({ level: config.logLevel, pretty: config.logPretty })
   const store = openStore(config, (error) => logger.warn({ err: error }, 'database pool: idle client error'))
   const blobs = openBlobStore({ kind: 'fs', dir: join(config.dataDir, 'blobs') })
-  const services = createServices({ store })
+  // Set once the store is open: every container this platform starts carries it, so
+  // platforms sharing one Docker daemon never adopt or remove each other's.
+  let platformId: string | undefined
+  const runtime = new DockerDriver({
+    docker: new Docker(),
+    platformId: () => {
+      if (platformId === undefined) throw new Error('the platform id is read before the platform started')
+      return platformId
+    },
+    cacheDir: config.cacheDir,
+    caBundle: config.caBundle,
+    templateImages: config.templateImages,
+    debianMirror: config.debianMirror,
+    subnets: config.sandboxSubnets,
+    warmPool: {
+      size: config.sandboxWarmPool,
+      cpu: DEFAULT_SANDBOX_LIMITS.cpu,
+      memoryMb: DEFAULT_SANDBOX_LIMITS.memoryMb,
+      pidsLimit: DEFAULT_SANDBOX_LIMITS.pidsLimit,
+    },
+    logger: logger.child({ component: 'runtime' }),
+  })
+  const log = logger.child({ component: 'sandboxes' })
+  const services = createServices({
+    store,
+    runtime,
+    log,
+    checkArchive: archiveChecker({ spoolDir: join(config.dataDir, 'spool'), maxBytes: ARCHIVE_LIMIT_BYTES }),
+  })
+  const reconciler = new SandboxReconciler({ store, runtime, sandboxes: services.sandboxes, log })
+  const reaper = new SandboxReaper({ store, sandboxes: services.sandboxes, log, intervalMs: config.sandboxReaperIntervalMs })
+  let reconcileTimer: NodeJS.Timeout | undefined
+  const reconcile = () =>
+    reconciler.reconcile().catch((error: unknown) => logger.warn({ err: error }, 'sandbox reconciliation failed (is the Docker daemon running?)'))
   let stopping = false
   const api = buildApiServer({
     services,
@@ -62,18 +106,30 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     logger,
     store,
     blobs,
+    runtime,
     services,
+    reconciler,
+    reaper,
     api,
     edge,
     async start() {
       await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
       await store.migrate()
+      platformId = await store.settings.get(PLATFORM_ID_SETTING)
+      if (platformId === undefined) {
+        platformId = `plt_${randomBase32(20)}`
+        await store.settings.set(PLATFORM_ID_SETTING, platformId)
+      }
       const { generated } = await services.apiKeys.bootstrapRootKey(config.rootKey)
       const rootKeyFile = join(config.dataDir, 'root-key')
       if (generated !== undefined) await writeFile(rootKeyFile, `${generated}\n`, { mode: 0o600, flag: 'w' })
       await api.listen({ host: config.host, port: config.port })
       edge.listen(config.edgePort, config.host)
       await once(edge, 'listening')
+      // Re-adopt what survived a restart before anything new is created, then keep converging.
+      await reconcile()
+      reconcileTimer = setInterval(() => void reconcile(), config.reconcileIntervalMs).unref()
+      reaper.start()
       const apiPort = (api.server.address() as AddressInfo).port
       const edgePort = (edge.address() as AddressInfo).port
       const started = {
@@ -109,11 +165,19 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       await Promise.all([api.close(), edgeClosed])
       clearInterval(sweeper)
       clearTimeout(timer)
+      clearInterval(reconcileTimer)
+      await reaper.stop()
+      // Sandboxes keep running across a restart; only pooled spares and connections go.
+      await runtime.close()
       await store.close()
       logger.info('stopped')
     },
   }
 }
+
+const PLATFORM_ID_SETTING = 'platform_id'
+/** Largest directory upload (tar or tar.gz) into a sandbox. */
+const ARCHIVE_LIMIT_BYTES = 1024 * 1024 * 1024
 
 function displayHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return 'localhost'

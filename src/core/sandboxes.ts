@@ -1,0 +1,532 @@
+import type { RuntimeDriver, RuntimeRef, TemplateProgress } from '../runtime/runtime-driver.js'
+import type { Page } from '../schemas/common.js'
+import type { Sandbox, SandboxState, Snapshot } from '../schemas/sandboxes.js'
+import type { OrgScope, SandboxRecord, SnapshotRecord, Store } from '../store/store.js'
+import { attributionOf, listQueryOf } from './attribution.js'
+import type { AttributionInput, ListInput } from './attribution.js'
+import { nowIso } from './clock.js'
+import { MiosaError, notFound } from './errors.js'
+import { newId, randomBase32 } from './ids.js'
+import { KeyedMutex } from './keyed-mutex.js'
+import type { Log } from './log.js'
+import { silentLog } from './log.js'
+import { SandboxActivity } from './sandbox-activity.js'
+import type { WorkspaceService } from './workspaces.js'
+
+// The Sandbox primitive: a long-lived workspace record whose compute comes and goes.
+// States are the documents' own: running, paused, snapshotting, destroyed, plus
+// creating and error (with a reason). Lifecycle changes of one sandbox are serialised;
+// exec and file operations are not, and resume a paused sandbox transparently.
+
+export interface SandboxDefaults {
+  cpu: number
+  memoryMb: number
+  pidsLimit: number
+  timeoutSeconds: number
+}
+
+export const DEFAULT_SANDBOX_LIMITS: SandboxDefaults = { cpu: 1, memoryMb: 1024, pidsLimit: 1024, timeoutSeconds: 600 }
+
+export interface CreateSandbox extends AttributionInput {
+  template: string
+  name?: string | undefined
+  workspace_id?: string | undefined
+  project_id?: string | undefined
+  timeout?: number | undefined
+  persistent: boolean
+  snapshot_id?: string | undefined
+  env?: Record<string, string> | undefined
+  cpu?: number | undefined
+  memory_mb?: number | undefined
+}
+
+export interface ListSandboxes extends ListInput {
+  state?: SandboxState | undefined
+  template?: string | undefined
+  workspace_id?: string | undefined
+  project_id?: string | undefined
+}
+
+/** States in which a sandbox has compute or a kept filesystem that the platform manages. */
+export const LIVE_STATES: readonly SandboxState[] = ['creating', 'running', 'paused', 'snapshotting']
+
+export class SandboxService {
+  readonly activity: SandboxActivity
+  private readonly locks = new KeyedMutex()
+  /** Provisioning in progress in this process, by sandbox id. */
+  private readonly provisioning = new Map<string, Promise<void>>()
+  private templateNames: Promise<string[]> | undefined
+
+  constructor(
+    private readonly deps: {
+      store: Store
+      runtime: RuntimeDriver
+      workspaces: WorkspaceService
+      defaults?: SandboxDefaults
+      log?: Log
+    },
+  ) {
+    this.activity = new SandboxActivity(async (id, at) => {
+      const [row] = await this.deps.store.sandboxes.findByIds([id])
+      if (row !== undefined && row.state !== 'destroyed') await this.deps.store.sandboxes.update(scopeOf(row), id, { last_activity_at: at.toISOString() })
+    })
+  }
+
+  private get log(): Log {
+    return this.deps.log ?? silentLog
+  }
+
+  private get defaults(): SandboxDefaults {
+    return this.deps.defaults ?? DEFAULT_SANDBOX_LIMITS
+  }
+
+  // ── create, read ────────────────────────────────────────────────────────────
+
+  /** Records the sandbox as `creating` and starts it; with `wait`, answers once it is running (or failed). */
+  async create(organizationId: string, input: CreateSandbox, opts: { wait?: boolean; onProgress?: (p: TemplateProgress) => void } = {}): Promise<Sandbox> {
+    const scope = { organization_id: organizationId }
+    const snapshot = input.snapshot_id === undefined ? undefined : await this.readySnapshot(scope, input.snapshot_id)
+    const workspaceId = snapshot?.workspace_id ?? input.workspace_id ?? (await this.defaultWorkspace(organizationId))
+    if (input.workspace_id !== undefined && (await this.deps.store.workspaces.get(scope, input.workspace_id)) === undefined) {
+      throw notFound('workspace', input.workspace_id)
+    }
+    if (snapshot !== undefined && input.workspace_id !== undefined && input.workspace_id !== snapshot.workspace_id) {
+      throw new MiosaError('invalid', 'workspace_id: a sandbox restored from a snapshot stays in the snapshot\'s workspace', {
+        details: { field: 'workspace_id' },
+      })
+    }
+    if (input.project_id !== undefined) {
+      const project = await this.deps.store.projects.get(scope, input.project_id)
+      if (project === undefined) throw notFound('project', input.project_id)
+      if (project.workspace_id !== workspaceId) {
+        throw new MiosaError('invalid', `project_id: project ${project.id} is in another workspace`, { details: { field: 'project_id' } })
+      }
+    }
+    const template = snapshot?.template ?? input.template
+    if (snapshot === undefined) await this.checkTemplate(template)
+
+    const now = nowIso()
+    // A warm pool's container already carries its sandbox id: take that id when one is ready.
+    const warmId =
+      snapshot === undefined ? this.deps.runtime.reserveWarm?.({ organizationId, workspaceId, template }) : undefined
+    const base: Omit<SandboxRecord, 'slug'> = {
+      id: warmId ?? newId('sandbox'),
+      organization_id: organizationId,
+      workspace_id: workspaceId,
+      project_id: input.project_id ?? null,
+      name: input.name ?? (snapshot === undefined ? template : `${snapshot.name} (restored)`),
+      template,
+      state: 'creating',
+      error: null,
+      persistent: input.persistent,
+      timeout_seconds: input.timeout ?? this.defaults.timeoutSeconds,
+      cpu: input.cpu ?? this.defaults.cpu,
+      memory_mb: input.memory_mb ?? this.defaults.memoryMb,
+      env: input.env ?? {},
+      snapshot_id: snapshot?.id ?? null,
+      forked_from: null,
+      runtime_ref: null,
+      base_ref: null,
+      last_activity_at: now,
+      ...attributionOf(input),
+      created_at: now,
+      updated_at: now,
+      destroyed_at: null,
+    }
+    const record = await this.insertWithSlug(base)
+    const provisioned = this.provision(record, snapshot?.runtime_ref?.id, opts.onProgress)
+    if (opts.wait === true) await provisioned
+    return this.get(organizationId, record.id)
+  }
+
+  async get(organizationId: string, id: string): Promise<Sandbox> {
+    return this.toWire(await this.record({ organization_id: organizationId }, id))
+  }
+
+  async list(organizationId: string, input: ListSandboxes): Promise<Page<Sandbox>> {
+    const scope = { organization_id: organizationId }
+    if (input.workspace_id !== undefined && (await this.deps.store.workspaces.get(scope, input.workspace_id)) === undefined) {
+      throw notFound('workspace', input.workspace_id)
+    }
+    const where = {
+      workspace_id: input.workspace_id,
+      project_id: input.project_id,
+      template: input.template,
+      state: input.state,
+    }
+    const page = await this.deps.store.sandboxes.list(scope, listQueryOf<SandboxRecord>(input, where))
+    // Destroyed sandboxes are listed only when asked for by state.
+    const data = input.state === undefined ? page.data.filter((s) => s.state !== 'destroyed') : page.data
+    return { data: data.map((s) => this.toWire(s)), next_cursor: page.next_cursor }
+  }
+
+  // ── lifecycle ───────────────────────────────────────────────────────────────
+
+  async stop(organizationId: string, id: string): Promise<Sandbox> {
+    const scope = { organization_id: organizationId }
+    await this.settle(scope, id)
+    return this.locks.run(id, async () => {
+      const record = await this.record(scope, id)
+      if (record.state === 'paused') return this.toWire(record)
+      this.expectState(record, ['running'], 'stop')
+      await this.deps.runtime.stop(this.refOf(record))
+      return this.toWire(await this.update(record, { state: 'paused' }))
+    })
+  }
+
+  async resume(organizationId: string, id: string): Promise<Sandbox> {
+    return this.toWire(await this.ensureRunning({ organization_id: organizationId }, id))
+  }
+
+  async destroy(organizationId: string, id: string): Promise<Sandbox> {
+    const scope = { organization_id: organizationId }
+    const record = await this.record(scope, id)
+    if (record.state === 'creating') {
+      // Let provisioning finish first, so its container is known and removed with the rest.
+      await this.provisioning.get(id)?.catch(() => {})
+    }
+    return this.locks.run(id, async () => {
+      const current = await this.record(scope, id)
+      if (current.state === 'destroyed') return this.toWire(current)
+      return this.toWire(await this.destroyLocked(current))
+    })
+  }
+
+  /** Resets the idle timer (and optionally the timeout). Counts as activity. */
+  async keepAlive(organizationId: string, id: string, timeoutSeconds?: number): Promise<Sandbox> {
+    const scope = { organization_id: organizationId }
+    const record = await this.record(scope, id)
+    this.expectNotDestroyed(record)
+    this.activity.touch(id)
+    const patch = { last_activity_at: nowIso(), ...(timeoutSeconds === undefined ? {} : { timeout_seconds: timeoutSeconds }) }
+    return this.toWire(await this.update(record, patch))
+  }
+
+  // ── snapshots and fork ──────────────────────────────────────────────────────
+
+  async snapshot(organizationId: string, id: string, input: { name?: string | undefined } & AttributionInput): Promise<Snapshot> {
+    const scope = { organization_id: organizationId }
+    await this.settle(scope, id)
+    return this.locks.run(id, async () => {
+      const record = await this.record(scope, id)
+      this.expectState(record, ['running', 'paused'], 'snapshot')
+      const now = nowIso()
+      const snapshot: SnapshotRecord = {
+        id: newId('snapshot'),
+        organization_id: organizationId,
+        workspace_id: record.workspace_id,
+        sandbox_id: record.id,
+        name: input.name ?? `${record.name} ${now}`,
+        state: 'creating',
+        error: null,
+        size_bytes: null,
+        template: record.template,
+        runtime_ref: null,
+        ...attributionOf(input),
+        created_at: now,
+        updated_at: now,
+      }
+      await this.deps.store.snapshots.insert(snapshot)
+      const ref = await this.whileSnapshotting(record, () => this.deps.runtime.snapshot(this.refOf(record), snapshot.id)).catch(
+        async (error: unknown) => {
+          await this.deps.store.snapshots.update(scope, snapshot.id, { state: 'failed', error: reasonOf(error), updated_at: nowIso() })
+          throw error
+        },
+      )
+      const ready = await this.deps.store.snapshots.update(scope, snapshot.id, {
+        state: 'ready',
+        runtime_ref: { driver: ref.driver, id: ref.id },
+        size_bytes: ref.sizeBytes,
+        updated_at: nowIso(),
+      })
+      this.log.info({ sandbox_id: id, snapshot_id: snapshot.id, size_bytes: ref.sizeBytes }, 'sandbox snapshot taken')
+      return publicSnapshot(ready ?? snapshot)
+    })
+  }
+
+  async listSnapshots(organizationId: string, sandboxId: string, input: ListInput): Promise<Page<Snapshot>> {
+    const scope = { organization_id: organizationId }
+    await this.record(scope, sandboxId)
+    const page = await this.deps.store.snapshots.list(scope, listQueryOf<SnapshotRecord>(input, { sandbox_id: sandboxId }))
+    return { data: page.data.map(publicSnapshot), next_cursor: page.next_cursor }
+  }
+
+  async getSnapshot(organizationId: string, snapshotId: string): Promise<Snapshot> {
+    const snapshot = await this.deps.store.snapshots.get({ organization_id: organizationId }, snapshotId)
+    if (snapshot === undefined) throw notFound('snapshot', snapshotId)
+    return publicSnapshot(snapshot)
+  }
+
+  /** Deletes a snapshot; one that sandboxes were created from and still use is a 409. */
+  async deleteSnapshot(organizationId: string, snapshotId: string): Promise<void> {
+    const scope = { organization_id: organizationId }
+    const snapshot = await this.deps.store.snapshots.get(scope, snapshotId)
+    if (snapshot === undefined) throw notFound('snapshot', snapshotId)
+    const users = (await this.deps.store.sandboxes.find(scope, { snapshot_id: snapshotId })).filter((s) => s.state !== 'destroyed')
+    if (users.length > 0) {
+      throw new MiosaError('conflict', `snapshot ${snapshotId} is in use by ${users.length} sandbox(es); destroy them first`, {
+        details: { sandboxes: users.map((s) => s.id) },
+      })
+    }
+    if (snapshot.runtime_ref !== null) await this.deps.runtime.deleteSnapshot({ ...snapshot.runtime_ref, sizeBytes: snapshot.size_bytes })
+    await this.deps.store.snapshots.delete(scope, snapshotId)
+  }
+
+  /** A new sandbox from the current state of this one, which is left untouched. */
+  async fork(organizationId: string, id: string, input: { name?: string | undefined } & AttributionInput): Promise<Sandbox> {
+    const scope = { organization_id: organizationId }
+    await this.settle(scope, id)
+    const forkId = newId('sandbox')
+    const { source, image } = await this.locks.run(id, async () => {
+      const record = await this.record(scope, id)
+      this.expectState(record, ['running', 'paused'], 'fork')
+      const ref = await this.whileSnapshotting(record, () => this.deps.runtime.snapshot(this.refOf(record), `fork-${forkId}`))
+      return { source: record, image: ref }
+    })
+    const now = nowIso()
+    const record = await this.insertWithSlug({
+      ...source,
+      id: forkId,
+      name: input.name ?? `${source.name} (fork)`,
+      state: 'creating',
+      error: null,
+      forked_from: source.id,
+      runtime_ref: null,
+      base_ref: { driver: image.driver, id: image.id },
+      last_activity_at: now,
+      ...attributionOf({ ...pickAttribution(source), ...input }),
+      created_at: now,
+      updated_at: now,
+      destroyed_at: null,
+    })
+    await this.provision(record, image.id)
+    return this.get(organizationId, record.id)
+  }
+
+  // ── used by operations, the reaper and the reconciler ───────────────────────
+
+  /** The sandbox with compute attached: a paused one is resumed first, a creating one awaited. */
+  async ensureRunning(scope: OrgScope, id: string): Promise<SandboxRecord> {
+    await this.settle(scope, id)
+    const quick = await this.record(scope, id)
+    if (quick.state === 'running' && quick.runtime_ref !== null) return quick
+    return this.locks.run(id, async () => {
+      const record = await this.record(scope, id)
+      if (record.state === 'running') return record
+      this.expectState(record, ['paused'], 'resume')
+      await this.deps.runtime.resume(this.refOf(record))
+      this.activity.touch(id)
+      const resumed = await this.update(record, { state: 'running', last_activity_at: nowIso() })
+      this.log.info({ sandbox_id: id }, 'sandbox resumed')
+      return resumed
+    })
+  }
+
+  /** Stops (persistent) or destroys an idle sandbox, unless it was used or opened since the reaper looked. */
+  async expire(record: SandboxRecord, now: number): Promise<void> {
+    await this.locks.run(record.id, async () => {
+      const current = await this.deps.store.sandboxes.get(scopeOf(record), record.id)
+      if (current === undefined || current.state !== 'running' || !this.isIdle(current, now)) return
+      if (current.persistent) {
+        await this.deps.runtime.stop(this.refOf(current))
+        await this.update(current, { state: 'paused' })
+        this.log.info({ sandbox_id: current.id, timeout_seconds: current.timeout_seconds }, 'idle sandbox stopped (persistent)')
+      } else {
+        await this.destroyLocked(current)
+        this.log.info({ sandbox_id: current.id, timeout_seconds: current.timeout_seconds }, 'idle sandbox destroyed (non-persistent)')
+      }
+    })
+  }
+
+  isIdle(record: SandboxRecord, now: number): boolean {
+    if (this.activity.isHeld(record.id)) return false
+    return now - this.activity.lastUse(record.id, record.last_activity_at) >= record.timeout_seconds * 1000
+  }
+
+  /** True while this process is still creating the sandbox (the reconciler leaves it alone). */
+  isProvisioning(id: string): boolean {
+    return this.provisioning.has(id)
+  }
+
+  /** Runs `fn` under the sandbox's lifecycle lock (for the reconciler). */
+  withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, fn)
+  }
+
+  async update(record: SandboxRecord, patch: Partial<SandboxRecord>): Promise<SandboxRecord> {
+    const updated = await this.deps.store.sandboxes.update(scopeOf(record), record.id, { ...patch, updated_at: nowIso() })
+    if (updated === undefined) throw notFound('sandbox', record.id)
+    return updated
+  }
+
+  async record(scope: OrgScope, id: string): Promise<SandboxRecord> {
+    const record = await this.deps.store.sandboxes.get(scope, id)
+    if (record === undefined) throw notFound('sandbox', id)
+    return record
+  }
+
+  refOf(record: SandboxRecord): RuntimeRef {
+    if (record.runtime_ref === null) throw new MiosaError('conflict', `sandbox ${record.id} has no compute attached (state ${record.state})`)
+    return record.runtime_ref
+  }
+
+  toWire(record: SandboxRecord): Sandbox {
+    const { env, runtime_ref: _ref, base_ref: _base, destroyed_at: _destroyed, ...rest } = record
+    const lastUse = this.activity.lastUse(record.id, record.last_activity_at)
+    return {
+      ...rest,
+      last_activity_at: new Date(lastUse).toISOString(),
+      env_keys: Object.keys(env).sort(),
+      expires_at: record.state === 'running' ? new Date(lastUse + record.timeout_seconds * 1000).toISOString() : null,
+    }
+  }
+
+  // ── internals ───────────────────────────────────────────────────────────────
+
+  private provision(record: SandboxRecord, fromImage: string | undefined, onProgress?: (p: TemplateProgress) => void): Promise<void> {
+    const work = (async () => {
+      let ref: RuntimeRef | undefined
+      try {
+        ref = await this.deps.runtime.createSandbox(
+          {
+            sandboxId: record.id,
+            organizationId: record.organization_id,
+            workspaceId: record.workspace_id,
+            template: record.template,
+            fromSnapshot: fromImage,
+            cpu: record.cpu,
+            memoryMb: record.memory_mb,
+            pidsLimit: this.defaults.pidsLimit,
+          },
+          onProgress === undefined ? {} : { onProgress },
+        )
+        const created = ref
+        await this.locks.run(record.id, async () => {
+          const current = await this.record(scopeOf(record), record.id)
+          if (current.state === 'destroyed') {
+            // Destroyed while it was being created: nothing may be left running.
+            await this.deps.runtime.destroy(created)
+            return
+          }
+          this.activity.touch(record.id)
+          await this.update(current, { state: 'running', runtime_ref: { driver: created.driver, id: created.id }, last_activity_at: nowIso() })
+          this.log.info({ sandbox_id: record.id, template: record.template }, 'sandbox running')
+        })
+      } catch (error) {
+        this.log.warn({ sandbox_id: record.id, err: error }, 'sandbox creation failed')
+        if (ref !== undefined) await this.deps.runtime.destroy(ref).catch(() => {})
+        const current = await this.deps.store.sandboxes.get(scopeOf(record), record.id)
+        if (current !== undefined && current.state === 'creating') await this.update(current, { state: 'error', error: reasonOf(error) })
+      }
+    })()
+    this.provisioning.set(record.id, work)
+    void work.finally(() => this.provisioning.delete(record.id))
+    return work
+  }
+
+  private async destroyLocked(record: SandboxRecord): Promise<SandboxRecord> {
+    if (record.runtime_ref !== null) await this.deps.runtime.destroy(record.runtime_ref)
+    if (record.base_ref !== null) {
+      // A fork's private image: other forks may have been made from it, so failing to remove it is fine.
+      await this.deps.runtime.deleteSnapshot({ ...record.base_ref, sizeBytes: null }).catch(() => {})
+    }
+    this.activity.forget(record.id)
+    const destroyed = await this.update(record, { state: 'destroyed', destroyed_at: nowIso() })
+    this.log.info({ sandbox_id: record.id }, 'sandbox destroyed')
+    return destroyed
+  }
+
+  /** Shows `snapshotting` while `fn` runs, then the state it had before. */
+  private async whileSnapshotting<T>(record: SandboxRecord, fn: () => Promise<T>): Promise<T> {
+    await this.update(record, { state: 'snapshotting' })
+    try {
+      return await fn()
+    } finally {
+      await this.update(record, { state: record.state })
+    }
+  }
+
+  /** Waits out a creation this process is running, so callers see its outcome. */
+  private async settle(scope: OrgScope, id: string): Promise<void> {
+    const pending = this.provisioning.get(id)
+    if (pending !== undefined) {
+      await this.record(scope, id) // scope check first: never wait on another organization's sandbox
+      await pending.catch(() => {})
+    }
+  }
+
+  private expectState(record: SandboxRecord, allowed: readonly SandboxState[], action: string): void {
+    if (allowed.includes(record.state)) return
+    const why = record.state === 'error' && record.error !== null ? ` (${record.error})` : ''
+    throw new MiosaError('conflict', `cannot ${action} sandbox ${record.id}: it is ${record.state}${why}`, {
+      details: { state: record.state },
+    })
+  }
+
+  private expectNotDestroyed(record: SandboxRecord): void {
+    if (record.state === 'destroyed') throw new MiosaError('conflict', `sandbox ${record.id} is destroyed`, { details: { state: 'destroyed' } })
+  }
+
+  private async insertWithSlug(base: Omit<SandboxRecord, 'slug'>): Promise<SandboxRecord> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.deps.store.sandboxes.insert({ ...base, slug: randomBase32(8) })
+      } catch (error) {
+        const clash = error instanceof MiosaError && (error.details as { field?: string } | undefined)?.field === 'slug'
+        if (!clash || attempt >= 5) throw error
+      }
+    }
+  }
+
+  private async readySnapshot(scope: OrgScope, id: string): Promise<SnapshotRecord> {
+    const snapshot = await this.deps.store.snapshots.get(scope, id)
+    if (snapshot === undefined) throw notFound('snapshot', id)
+    if (snapshot.state !== 'ready' || snapshot.runtime_ref === null) {
+      throw new MiosaError('conflict', `snapshot ${id} is ${snapshot.state}, not ready`, { details: { state: snapshot.state } })
+    }
+    return snapshot
+  }
+
+  private async checkTemplate(name: string): Promise<void> {
+    this.templateNames ??= this.deps.runtime.listTemplates().then((ts) => ts.map((t) => t.name))
+    const names = await this.templateNames.catch((error: unknown) => {
+      this.templateNames = undefined
+      throw error
+    })
+    if (!names.includes(name)) {
+      throw new MiosaError('invalid', `template: unknown template "${name}"; one of ${names.join(', ')}`, { details: { field: 'template' } })
+    }
+  }
+
+  /** The organization's oldest workspace, or a new one named Default when it has none. */
+  private async defaultWorkspace(organizationId: string): Promise<string> {
+    const all = await this.deps.store.workspaces.find({ organization_id: organizationId }, {})
+    const oldest = all.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))[0]
+    if (oldest !== undefined) return oldest.id
+    return (await this.deps.workspaces.create(organizationId, { name: 'Default' })).id
+  }
+}
+
+export function scopeOf(record: { organization_id: string }): OrgScope {
+  return { organization_id: record.organization_id }
+}
+
+function publicSnapshot(record: SnapshotRecord): Snapshot {
+  const { runtime_ref: _ref, ...snapshot } = record
+  return snapshot
+}
+
+function pickAttribution(record: SandboxRecord): AttributionInput {
+  return {
+    ...(record.external_user_id === null ? {} : { external_user_id: record.external_user_id }),
+    ...(record.external_project_id === null ? {} : { external_project_id: record.external_project_id }),
+    ...(record.external_workspace_id === null ? {} : { external_workspace_id: record.external_workspace_id }),
+    metadata: record.metadata,
+  }
+}
+
+/** A reason fit to show the sandbox's owner: our own messages, never a stack or internals. */
+function reasonOf(error: unknown): string {
+  if (error instanceof MiosaError) return error.message
+  return error instanceof Error ? error.message.slice(0, 500) : 'unknown error'
+}
