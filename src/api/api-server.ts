@@ -1,18 +1,17 @@
 import Fastify, { LogController } from 'fastify'
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import sjson from 'secure-json-parse'
-import { z } from 'zod'
-import { requireOrganization, requireRoot } from '../core/caller.js'
-import type { Caller } from '../core/caller.js'
 import { MiosaError } from '../core/errors.js'
 import { randomBase32 } from '../core/ids.js'
 import type { Services } from '../core/services.js'
+import { passThroughBodies, streamBody } from './body-stream.js'
 import { errorBody, makeErrorHandler } from './error-handler.js'
 import { buildOpenApiDocument } from './openapi.js'
-import type { AnyRoute, RouteContext } from './route.js'
+import { authorize, parseBody, parseParams, parseQuery } from './request-context.js'
+import type { AnyRoute, AnySocketRoute, RouteContext, SocketContext } from './route.js'
 import { routes } from './routes/index.js'
-import { gatherMetadataFilters, parseInput } from './validation.js'
+import { attachWebSockets } from './websocket-upgrades.js'
 
 export const API_PREFIXES = ['/api/v1', '/v1'] as const
 
@@ -25,7 +24,6 @@ export interface ApiServerOptions {
   checkReady: () => Promise<void>
 }
 
-const NO_INPUT = z.strictObject({})
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 export function buildApiServer(options: ApiServerOptions): FastifyInstance {
@@ -38,10 +36,7 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
       disableRequestLogging: (request) => request.url === '/healthz' || request.url === '/readyz',
     }),
     // A caller's own request id is kept when it is sane, so logs join up across services.
-    genReqId: (req) => {
-      const given = req.headers['x-request-id']
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${randomBase32(16)}`
-    },
+    genReqId: requestId,
   })
 
   app.removeContentTypeParser('application/json')
@@ -80,49 +75,89 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   let openapi: unknown
   for (const prefix of API_PREFIXES) {
     app.get(`${prefix}/openapi.json`, async () => (openapi ??= buildOpenApiDocument(routes, options.version)))
-    for (const route of routes) {
-      app.route({
-        method: route.method,
-        url: `${prefix}${route.path}`,
-        handler: async (request, reply) => {
-          const result = await route.handler(await contextFor(route, request, reply, options.services))
-          // Responses pass their schema on the way out: a field the schema does not name (a hash, a secret) never leaves.
-          return reply.status(route.status ?? 200).send(route.response.parse(result))
-        },
-      })
-    }
+    for (const route of routes) registerRoute(app, prefix, route, options.services)
   }
+  attachWebSockets(
+    app,
+    routes.filter((r): r is AnySocketRoute => r.socket !== undefined),
+    { services: options.services, prefixes: API_PREFIXES, requestId },
+  )
   return app
+}
+
+function registerRoute(app: FastifyInstance, prefix: string, route: AnyRoute, services: Services): void {
+  const url = `${prefix}${route.path}`
+  if (route.socket !== undefined) {
+    // Plain HTTP on a WebSocket route: the same checks as an upgrade, then a pointer to the upgrade.
+    app.route({
+      method: 'GET',
+      url,
+      handler: async (request) => {
+        await route.check(socketContextFor(await contextFor(route, request, services), request))
+        throw new MiosaError('invalid', `${route.path} is a WebSocket route: connect with "Connection: Upgrade" and "Upgrade: websocket"`, {
+          details: { upgrade: 'websocket' },
+        })
+      },
+    })
+    return
+  }
+  if (route.raw === true) {
+    const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+      const answer = await route.handler(await contextFor(route, request, services, reply))
+      if (answer.kind === 'json') {
+        if (route.response === undefined) throw new Error(`${route.method} ${route.path} answered JSON but has no response schema`)
+        return reply.status(route.status ?? 200).send(route.response.parse(answer.value))
+      }
+      return reply
+        .status(route.status ?? 200)
+        .headers(answer.headers ?? {})
+        .type(answer.contentType)
+        .send(answer.stream)
+    }
+    const spec = route.bodyStream
+    if (spec === undefined) {
+      app.route({ method: route.method, url, handler })
+      return
+    }
+    // Its own encapsulated context: these parsers pass bytes through for this route only.
+    void app.register(async (child) => {
+      passThroughBodies(child, spec)
+      child.route({ method: route.method, url, handler, config: { accepts: spec.contentTypes } })
+    })
+    return
+  }
+  app.route({
+    method: route.method,
+    url,
+    handler: async (request, reply) => {
+      const result = await route.handler(await contextFor(route, request, services, reply))
+      // Responses pass their schema on the way out: a field the schema does not name (a hash, a secret) never leaves.
+      return reply.status(route.status ?? 200).send(route.response.parse(result))
+    },
+  })
+}
+
+function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
+  // A caller's own request id is kept when it is sane, so logs join up across services.
+  const given = req.headers['x-request-id']
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${randomBase32(16)}`
 }
 
 async function contextFor(
   route: AnyRoute,
   request: FastifyRequest,
-  reply: RouteContext<unknown, unknown, unknown>['reply'],
   services: Services,
+  reply?: FastifyReply,
 ): Promise<RouteContext<unknown, unknown, unknown>> {
-  // Who before what: an unauthenticated or out-of-scope caller learns nothing from validation errors.
-  const caller: Caller =
-    route.scope === 'public' ? { kind: 'anonymous' } : await services.apiKeys.authenticate(bearerToken(request))
-  if (route.scope === 'root') requireRoot(caller)
-  const organizationId = route.scope === 'organization' ? requireOrganization(caller).organization_id : ''
+  const who = await authorize(route, request.headers, services)
   const hasBody = route.method !== 'GET' && route.method !== 'DELETE'
-  return {
-    caller,
-    organizationId,
-    params: parseInput(route.params ?? NO_INPUT, 'params', request.params),
-    query: parseInput(route.query ?? NO_INPUT, 'query', gatherMetadataFilters(request.query as Record<string, unknown>)),
-    body: hasBody ? parseInput(route.body ?? NO_INPUT, 'body', request.body ?? {}) : undefined,
-    services,
-    request,
-    reply,
-  }
+  const params = parseParams(route, request.params)
+  const query = parseQuery(route, request.query)
+  const body = route.bodyStream !== undefined ? streamBody(route.bodyStream, request) : hasBody ? parseBody(route, request.body) : undefined
+  return { ...who, params, query, body, services, request, reply: reply as FastifyReply }
 }
 
-function bearerToken(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization
-  if (header === undefined) return undefined
-  const match = header.match(/^Bearer\s+(\S+)\s*$/i)
-  if (match === null) throw new MiosaError('unauthenticated', 'Authorization header must be "Bearer msk_…"')
-  return match[1]
+function socketContextFor(ctx: RouteContext<unknown, unknown, unknown>, request: FastifyRequest): SocketContext<unknown, unknown> {
+  const { request: _request, reply: _reply, ...rest } = ctx
+  return { ...rest, body: undefined, signal: new AbortController().signal, log: request.log, requestId: request.id }
 }

@@ -17,16 +17,20 @@ export const STATUS: Record<ErrorCode, number> = {
 }
 
 /** Fastify's own errors (body parsing, limits) in our vocabulary. */
-function fromFastify(error: FastifyError, bodyLimit: number): MiosaError | undefined {
+function fromFastify(error: FastifyError, bodyLimit: number, request: FastifyRequest): MiosaError | undefined {
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new MiosaError('payload_too_large', `body: larger than the ${bodyLimit}-byte limit`, {
         details: { field: 'body', limit_bytes: bodyLimit },
       })
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new MiosaError('unsupported_media_type', 'body: send JSON with "Content-Type: application/json"', {
-        details: { field: 'body' },
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': {
+      // Raw-body routes name the media types they take (route config `accepts`); the rest take JSON.
+      const accepts = (request.routeOptions?.config as { accepts?: readonly string[] | '*' } | undefined)?.accepts
+      const expected = Array.isArray(accepts) ? accepts : ['application/json']
+      return new MiosaError('unsupported_media_type', `body: send it with "Content-Type: ${expected.join('" or "')}"`, {
+        details: { field: 'body', accepts: expected },
       })
+    }
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new MiosaError('invalid', 'body: its length does not match the Content-Length header', {
         details: { field: 'body' },
@@ -45,7 +49,7 @@ export function errorBody(error: MiosaError, requestId: string) {
 export function makeErrorHandler(bodyLimit: number) {
   return function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply) {
     const known =
-      error instanceof MiosaError ? error : fromFastify(error as FastifyError, bodyLimit)
+      error instanceof MiosaError ? error : fromFastify(error as FastifyError, bodyLimit, request)
     if (known === undefined || known.code === 'internal') {
       // Internals stay in the log, tied to the request id the client sees.
       request.log.error({ err: error }, 'unhandled error')
@@ -55,4 +59,18 @@ export function makeErrorHandler(bodyLimit: number) {
     if (STATUS[known.code] >= 500) request.log.warn({ err: known }, known.message)
     return reply.status(STATUS[known.code]).send(errorBody(known, request.id))
   }
+}
+
+/**
+ * An error that happens after a stream has started (an SSE `error` event, an NDJSON line,
+ * a WebSocket message): the same vocabulary, but the status line has already gone out.
+ */
+export function streamError(
+  error: unknown,
+  requestId: string,
+  log: { error(obj: object, msg: string): void },
+): { code: string; message: string; request_id: string } {
+  if (error instanceof MiosaError && error.code !== 'internal') return { code: error.code, message: error.message, request_id: requestId }
+  log.error({ err: error }, 'stream failed')
+  return { code: 'internal', message: `internal error; quote request id ${requestId} when reporting it`, request_id: requestId }
 }

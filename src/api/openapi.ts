@@ -29,7 +29,7 @@ export function buildOpenApiDocument(routes: readonly AnyRoute[], version: strin
       ...objectProperties(route.query, toSchema).map(([name, schema, required]) =>
         name === 'metadata'
           ? { name, in: 'query', style: 'deepObject', explode: true, schema, description: 'metadata[key]=value filters' }
-          : { name, in: 'query', required, schema },
+          : { name, in: 'query', required, schema, ...(route.exampleQuery?.[name] === undefined ? {} : { example: route.exampleQuery[name] }) },
       ),
     ]
     const status = String(route.status ?? 200)
@@ -37,23 +37,14 @@ export function buildOpenApiDocument(routes: readonly AnyRoute[], version: strin
       summary: route.summary,
       tags: [route.tag],
       operationId: operationId(route),
+      ...(route.socket === undefined ? {} : { description: route.socket.description }),
       ...(route.scope === 'public' ? { security: [] } : {}),
       ...(parameters.length > 0 ? { parameters } : {}),
-      ...(route.body === undefined
-        ? {}
-        : {
-            requestBody: {
-              required: true,
-              content: {
-                'application/json': {
-                  schema: toSchema(route.body, 'input'),
-                  ...(route.example === undefined ? {} : { example: route.example }),
-                },
-              },
-            },
-          }),
+      ...requestBodyOf(route, toSchema),
       responses: {
-        [status]: { description: 'Success', content: { 'application/json': { schema: toSchema(route.response, 'output') } } },
+        ...(route.socket === undefined
+          ? { [status]: { description: 'Success', content: responseContent(route, toSchema) } }
+          : { '101': { description: 'Switching Protocols: the connection is now a WebSocket' } }),
         default: { description: 'Error', content: { 'application/json': { schema: { $ref: `${COMPONENTS}Error` } } } },
       },
     }
@@ -77,9 +68,49 @@ export function buildOpenApiDocument(routes: readonly AnyRoute[], version: strin
   }
 }
 
+type ToSchema = (s: z.ZodType, io: 'input' | 'output') => JsonSchema
+
+const BINARY = { type: 'string', format: 'binary' }
+
+function requestBodyOf(route: AnyRoute, toSchema: ToSchema): JsonSchema {
+  if (route.bodyStream !== undefined) {
+    const types = route.bodyStream.contentTypes === '*' ? ['application/octet-stream', '*/*'] : route.bodyStream.contentTypes
+    return {
+      requestBody: {
+        required: true,
+        description: `${route.bodyStream.description} (at most ${route.bodyStream.limitBytes} bytes)`,
+        content: Object.fromEntries(types.map((type) => [type, { schema: BINARY }])),
+      },
+    }
+  }
+  if (route.body === undefined) return {}
+  return {
+    requestBody: {
+      required: true,
+      content: {
+        'application/json': {
+          schema: toSchema(route.body, 'input'),
+          ...(route.example === undefined ? {} : { example: route.example }),
+        },
+      },
+    },
+  }
+}
+
+function responseContent(route: AnyRoute, toSchema: ToSchema): JsonSchema {
+  const content: JsonSchema = {}
+  if (route.response !== undefined) content['application/json'] = { schema: toSchema(route.response, 'output') }
+  // Streams: the schema describes one event or line where there is one; otherwise the bytes.
+  for (const media of route.produces ?? []) {
+    const schema = media.schema === undefined ? BINARY : toSchema(media.schema, 'output')
+    content[media.contentType] = { schema: '$ref' in schema ? { allOf: [schema], description: media.description } : { ...schema, description: media.description } }
+  }
+  return content
+}
+
 function objectProperties(
   schema: z.ZodType | undefined,
-  toSchema: (s: z.ZodType, io: 'input' | 'output') => JsonSchema,
+  toSchema: ToSchema,
 ): Array<[string, JsonSchema, boolean]> {
   if (schema === undefined) return []
   const json = toSchema(schema, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] }

@@ -2,7 +2,11 @@ import type { AnyRoute } from '../route.js'
 import { apiKeyRoutes } from './api-keys.js'
 import { organizationRoutes } from './organizations.js'
 import { projectRoutes } from './projects.js'
+import { sandboxExecRoutes } from './sandbox-exec.js'
+import { sandboxFileRoutes } from './sandbox-files.js'
+import { sandboxRoutes } from './sandboxes.js'
 import { systemRoutes } from './system.js'
+import { templateRoutes } from './templates.js'
 import { workspaceRoutes } from './workspaces.js'
 
 /** Every API route. Registration, the OpenAPI document and the tenancy tests all read this list. */
@@ -12,4 +16,8 @@ export const routes: readonly AnyRoute[] = [
   ...apiKeyRoutes,
   ...workspaceRoutes,
   ...projectRoutes,
+  ...sandboxRoutes,
+  ...sandboxExecRoutes,
+  ...sandboxFileRoutes,
+  ...templateRoutes,
 ]
