@@ -4,13 +4,28 @@ import { MiosaClient } from '../sdk/index.js'
 import { readCliConfig } from './config-file.js'
 import { emit } from './output.js'
 import type { Output } from './output.js'
+import { Progress } from './progress.js'
 
 // The shape every command shares: --json, a client built from flags > env > `miosa login`,
-// and one place that prints the answer. Handlers return; they never print or exit.
+// and one place that prints the answer. Handlers return; they never exit. Only commands
+// whose output is a stream (exec, read-file, terminal) write to stdout themselves, through
+// the streams given here.
 
 export interface ActionContext {
   client: () => Promise<MiosaClient>
   json: boolean
+  stdin: NodeJS.ReadStream
+  stdout: NodeJS.WriteStream
+  stderr: NodeJS.WriteStream
+  /** A progress display on stderr: shown without --json, or on a terminal. */
+  progress: () => Progress
+}
+
+/** The exit code the last command asked for; cli/main.ts sets the process's from it. */
+let requestedExitCode = 0
+
+export function commandExitCode(): number {
+  return requestedExitCode
 }
 
 type Handler = (ctx: ActionContext, args: string[], opts: Record<string, unknown>) => Promise<Output>
@@ -26,8 +41,17 @@ export function run(cmd: Command, handler: Handler): Command {
     const opts = self.optsWithGlobals<Record<string, unknown>>()
     const args = self.processedArgs as string[]
     const json = opts.json === true
-    const output = await handler({ client: () => clientFor(opts), json }, args, opts)
+    const ctx: ActionContext = {
+      client: () => clientFor(opts),
+      json,
+      stdin: process.stdin,
+      stdout: process.stdout,
+      stderr: process.stderr,
+      progress: () => new Progress(process.stderr, !json || process.stderr.isTTY === true),
+    }
+    const output = await handler(ctx, args, opts)
     emit(output, json)
+    requestedExitCode = output.exitCode ?? 0
   })
 }
 
@@ -43,7 +67,7 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === '' ? undefined : value
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value]
+export const collect = (value: string, previous: string[] = []) => [...previous, value]
 
 /** --external-*-id and repeatable --metadata key=value, for create commands. */
 export function attributionOptions(cmd: Command): Command {
@@ -80,11 +104,11 @@ export function pageFrom(opts: Record<string, unknown>): Record<string, unknown>
   }
 }
 
-function parsePairs(pairs: string[]): Record<string, string> {
+export function parsePairs(pairs: string[], flag = '--metadata'): Record<string, string> {
   const out: Record<string, string> = {}
   for (const pair of pairs) {
     const at = pair.indexOf('=')
-    if (at <= 0) throw new Error(`--metadata expects key=value, got "${pair}"`)
+    if (at <= 0) throw new Error(`${flag} expects key=value, got "${pair}"`)
     out[pair.slice(0, at)] = pair.slice(at + 1)
   }
   return out

@@ -2,13 +2,16 @@
 import { Command, CommanderError } from 'commander'
 import { MiosaError } from '../core/errors.js'
 import { VERSION } from '../version.js'
+import { commandExitCode } from './command.js'
 import { registerApiKeys } from './commands/api-keys/index.js'
 import { registerLogin } from './commands/auth/login.js'
 import { registerLogout } from './commands/auth/logout.js'
 import { registerWhoami } from './commands/auth/whoami.js'
 import { registerOrganizations } from './commands/organizations/index.js'
 import { registerProjects } from './commands/projects/index.js'
+import { registerSandbox } from './commands/sandbox/index.js'
 import { registerServer } from './commands/server/run.js'
+import { registerTemplates } from './commands/templates/index.js'
 import { registerWorkspaces } from './commands/workspaces/index.js'
 
 // `miosa … | head` closes stdout early: that is the reader's choice, not an error.
@@ -32,6 +35,13 @@ Examples:
   miosa organizations create "Clinic IQ"        then: miosa organizations create-key <org-id>
   MIOSA_API_KEY=msk_… miosa workspaces create "Dr Smith" --external-workspace-id client_7
   miosa projects list --workspace <ws-id> --json
+  miosa sandbox create --template nextjs --name my-agent-workspace --timeout 1h --wait --json
+  miosa sandbox write-file <sandbox-id> /workspace/app/page.jsx ./page.jsx --json
+  miosa sandbox exec <sandbox-id> --json -- sh -lc "cd /workspace && npm install"
+  miosa sandbox snapshot <sandbox-id> --name "after dependencies installed" --json
+  miosa sandbox fork <sandbox-id> --name my-agent-workspace-auth-branch --json
+  miosa sandbox terminal <sandbox-id>            an interactive shell in the sandbox
+  miosa templates build                         build every sandbox image ahead of first use (root key)
 
 Every command takes --json: one JSON document on stdout, errors as JSON on stderr, exit 1 on error.`,
   )
@@ -45,19 +55,24 @@ registerOrganizations(program)
 registerApiKeys(program)
 registerWorkspaces(program)
 registerProjects(program)
+registerSandbox(program)
+registerTemplates(program)
 
 const json = process.argv.includes('--json')
 
 // Every command reports usage errors through the same exit path. With --json, Commander's
 // own text is silenced and reportError writes the JSON form instead. (Commander copies
-// these settings only when a subcommand is created, hence the walk.)
-for (const cmd of [program, ...program.commands.flatMap((c) => [c, ...c.commands])]) {
+// these settings only when a subcommand is created, hence the walk, to any depth:
+// `miosa sandbox snapshots list`.)
+const everyCommand = (cmd: Command): Command[] => [cmd, ...cmd.commands.flatMap(everyCommand)]
+for (const cmd of everyCommand(program)) {
   cmd.exitOverride()
   if (json) cmd.configureOutput({ writeErr: () => {} }).showHelpAfterError(false)
 }
 
 try {
   await program.parseAsync(process.argv)
+  process.exitCode = commandExitCode()
 } catch (error) {
   process.exitCode = reportError(error, json)
 }

@@ -6,8 +6,10 @@ export type Row = Record<string, unknown>
 export interface Output {
   /** What --json prints. */
   data: unknown
-  /** What a person sees; defaults to a record or table rendered from `data`. */
+  /** What a person sees; defaults to a record or table rendered from `data`. '' prints nothing (a command that streamed its output). */
   human?: string | undefined
+  /** The process exit code when the command itself succeeded (`sandbox exec` passes on the command's). Default 0. */
+  exitCode?: number | undefined
 }
 
 export function emit(output: Output, json: boolean): void {

@@ -4,6 +4,8 @@ import type { CreateProjectInput, Project, UpdateProjectInput } from '../schemas
 import type { Whoami } from '../schemas/system.js'
 import type { CreateWorkspaceInput, UpdateWorkspaceInput, Workspace } from '../schemas/workspaces.js'
 import { CrudResource, Resource } from './resource.js'
+import { Sandboxes } from './sandboxes.js'
+import { Templates } from './templates.js'
 import type { ListParams } from './resource.js'
 import { Transport } from './transport.js'
 import type { ClientOptions } from './transport.js'
@@ -49,6 +51,8 @@ export class MiosaClient {
   readonly apiKeys: ApiKeys
   readonly workspaces: CrudResource<Workspace, CreateWorkspaceInput, UpdateWorkspaceInput>
   readonly projects: CrudResource<Project, CreateProjectInput, UpdateProjectInput, ProjectListParams>
+  readonly sandboxes: Sandboxes
+  readonly templates: Templates
   private readonly transport: Transport
 
   constructor(options: ClientOptions = {}) {
@@ -57,6 +61,8 @@ export class MiosaClient {
     this.apiKeys = new ApiKeys(this.transport, `${API}/api-keys`)
     this.workspaces = new CrudResource(this.transport, `${API}/workspaces`)
     this.projects = new CrudResource(this.transport, `${API}/projects`)
+    this.sandboxes = new Sandboxes(this.transport, API)
+    this.templates = new Templates(this.transport, `${API}/templates`)
   }
 
   get apiUrl(): string {

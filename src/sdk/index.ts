@@ -3,9 +3,15 @@
 export { MiosaClient, Organizations, ApiKeys } from './client.js'
 export type { ProjectListParams } from './client.js'
 export { Resource, CrudResource } from './resource.js'
+export { Sandboxes, Snapshots } from './sandboxes.js'
+export type { SandboxListParams, ExecExit, ExecStreamOptions, WaitOptions, TransferOptions, SocketTarget } from './sandboxes.js'
+export { Templates } from './templates.js'
+export type { TemplateProgress } from './templates.js'
+export { readServerSentEvents, readNdjson, decodeBase64 } from './streams.js'
+export type { ServerSentEvent } from './streams.js'
 export type { ListParams } from './resource.js'
 export { MiosaApiError } from './transport.js'
-export type { ClientOptions } from './transport.js'
+export type { ClientOptions, BinaryBody } from './transport.js'
 export { MiosaError, ERROR_CODES } from '../core/errors.js'
 export type { ErrorCode } from '../core/errors.js'
 export type { Page } from '../schemas/common.js'
@@ -14,3 +20,16 @@ export type { ApiKey, CreatedApiKey, CreateApiKeyInput } from '../schemas/api-ke
 export type { Workspace, CreateWorkspaceInput, UpdateWorkspaceInput } from '../schemas/workspaces.js'
 export type { Project, CreateProjectInput, UpdateProjectInput } from '../schemas/projects.js'
 export type { Whoami } from '../schemas/system.js'
+export type {
+  Sandbox,
+  SandboxState,
+  CreateSandboxInput,
+  ForkSandboxInput,
+  ExecInput,
+  ExecResultOutput as ExecResult,
+  FileStatOutput as FileStat,
+  Snapshot,
+  CreateSnapshotInput,
+  Template,
+  TemplateBuildEvent,
+} from '../schemas/sandboxes.js'

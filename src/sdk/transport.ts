@@ -32,6 +32,24 @@ export interface RequestOptions {
   query?: Record<string, QueryValue> | undefined
   body?: unknown
   signal?: AbortSignal | undefined
+  /** This request's timeout instead of the client's; null: none. */
+  timeoutMs?: number | null | undefined
+}
+
+/** Bytes a request can carry as they are. */
+export type BinaryBody = string | Uint8Array | Blob | ReadableStream<Uint8Array>
+
+export interface SendOptions {
+  query?: Record<string, QueryValue> | undefined
+  /** A JSON body (sent as application/json). */
+  json?: unknown
+  /** Raw bytes, sent with `contentType`. */
+  bytes?: BinaryBody | undefined
+  contentType?: string | undefined
+  accept?: string | undefined
+  signal?: AbortSignal | undefined
+  /** How long to wait for the response headers (the body may take longer); null: no limit. Default: the client's timeout. */
+  timeoutMs?: number | null | undefined
 }
 
 function env(name: string): string | undefined {
@@ -56,32 +74,94 @@ export class Transport {
   }
 
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
-    const url = `${this.apiUrl}${path}${queryString(options.query)}`
-    const headers: Record<string, string> = { accept: 'application/json' }
-    if (this.apiKey !== undefined) headers.authorization = `Bearer ${this.apiKey}`
-    if (options.body !== undefined) headers['content-type'] = 'application/json'
-    const timeout = AbortSignal.timeout(this.timeoutMs)
-    const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
-    let response: Response
+    const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : options.timeoutMs
+    // The whole exchange, body included, falls under the timeout.
+    const timeout = timeoutMs === null ? undefined : AbortSignal.timeout(timeoutMs)
+    const signal = combine(options.signal, timeout)
+    const response = await this.fetch(method, path, { query: options.query, json: options.body, signal }, () =>
+      timeout?.aborted === true ? `no answer within ${timeoutMs} ms` : undefined,
+    )
+    let text: string
     try {
-      response = await this.fetchImpl(url, {
-        method,
-        headers,
-        body: options.body === undefined ? undefined : JSON.stringify(options.body),
-        signal,
-      })
+      text = await response.text()
     } catch (error) {
-      const reason = timeout.aborted ? `no answer within ${this.timeoutMs} ms` : describeNetworkError(error)
-      throw new MiosaError('unavailable', `cannot reach the miosa API at ${this.apiUrl}: ${reason}`, { cause: error })
+      throw this.unreachable(error, timeout?.aborted === true ? `no answer within ${timeoutMs} ms` : undefined)
     }
-    const text = await response.text()
     const json = parseJson(text)
     if (response.ok) return json as T
     throw toApiError(response, json, text)
   }
+
+  /**
+   * A request whose answer is read as a stream (bytes, server-sent events, NDJSON) or that
+   * sends raw bytes. Resolves with the response once its headers are in; an error status
+   * is thrown as a MiosaApiError.
+   */
+  async send(method: string, path: string, options: SendOptions = {}): Promise<Response> {
+    const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : options.timeoutMs
+    // Only the wait for headers is timed: a long download or stream is not cut off.
+    const timer = new AbortController()
+    const handle = timeoutMs === null ? undefined : setTimeout(() => timer.abort(), timeoutMs)
+    try {
+      const response = await this.fetch(method, path, { ...options, signal: combine(options.signal, timer.signal) }, () =>
+        timer.signal.aborted ? `no answer within ${timeoutMs} ms` : undefined,
+      )
+      if (response.ok) return response
+      const text = await response.text().catch(() => '')
+      throw toApiError(response, parseJson(text), text)
+    } finally {
+      clearTimeout(handle)
+    }
+  }
+
+  /** The WebSocket URL of a path (ws:// or wss://) and the headers that authenticate it. */
+  socket(path: string, query?: Record<string, QueryValue>): { url: string; headers: Record<string, string> } {
+    const url = `${this.apiUrl.replace(/^http/i, 'ws')}${path}${queryString(query)}`
+    return { url, headers: this.apiKey === undefined ? {} : { authorization: `Bearer ${this.apiKey}` } }
+  }
+
+  private async fetch(
+    method: string,
+    path: string,
+    options: Omit<SendOptions, 'timeoutMs'>,
+    timedOut: () => string | undefined,
+  ): Promise<Response> {
+    const url = `${this.apiUrl}${path}${queryString(options.query)}`
+    const headers: Record<string, string> = { accept: options.accept ?? 'application/json' }
+    if (this.apiKey !== undefined) headers.authorization = `Bearer ${this.apiKey}`
+    let body: RequestInit['body']
+    if (options.json !== undefined) {
+      headers['content-type'] = 'application/json'
+      body = JSON.stringify(options.json)
+    } else if (options.bytes !== undefined) {
+      headers['content-type'] = options.contentType ?? 'application/octet-stream'
+      body = options.bytes as RequestInit['body']
+    }
+    try {
+      // duplex: a streamed request body (a ReadableStream) needs it in fetch implementations that follow the spec.
+      const init = { method, headers, body, signal: options.signal, duplex: 'half' } as RequestInit
+      return await this.fetchImpl(url, init)
+    } catch (error) {
+      throw this.unreachable(error, timedOut())
+    }
+  }
+
+  private unreachable(error: unknown, timedOut: string | undefined): MiosaError {
+    if (timedOut === undefined && (error as { name?: string }).name === 'AbortError') {
+      return new MiosaError('unavailable', 'the request was aborted', { cause: error })
+    }
+    const reason = timedOut ?? describeNetworkError(error)
+    return new MiosaError('unavailable', `cannot reach the miosa API at ${this.apiUrl}: ${reason}`, { cause: error })
+  }
 }
 
-function toApiError(response: Response, json: unknown, text: string): MiosaApiError {
+function combine(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
+  if (a === undefined) return b
+  if (b === undefined) return a
+  return AbortSignal.any([a, b])
+}
+
+export function toApiError(response: Response, json: unknown, text: string): MiosaApiError {
   const error = (json as { error?: { code?: unknown; message?: unknown; details?: unknown; request_id?: unknown } } | undefined)?.error
   const requestId = response.headers.get('x-request-id') ?? undefined
   if (error !== undefined && typeof error.message === 'string') {

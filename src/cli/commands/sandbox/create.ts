@@ -1,0 +1,68 @@
+import type { Command } from 'commander'
+import { Option } from 'commander'
+import type { CreateSandboxInput, Sandbox } from '../../../sdk/index.js'
+import { attributionFrom, attributionOptions, collect, command, parsePairs, run } from '../../command.js'
+import { numberFlag, showSandbox } from './common.js'
+
+const DEFAULT_WAIT_MINUTES = 30
+
+export function registerCreate(parent: Command): void {
+  const cmd = attributionOptions(
+    command(parent, 'create', 'create a sandbox (persistent unless --non-persistent); --wait until it is running')
+      .option('--template <name>', 'template: miosa-sandbox, node, nextjs, python, static, … (default miosa-sandbox; `miosa templates list`)')
+      .option('--name <name>', 'a name for it')
+      .option('--snapshot <snapshot-id>', 'start from this snapshot instead of a template (a replacement sandbox)')
+      .option('--workspace <workspace-id>', "the workspace it belongs to (default: the organization's first)")
+      .option('--project <project-id>', 'the project it belongs to')
+      .option('--timeout <duration>', 'idle time before it is stopped (or destroyed when non-persistent): 10m, 1h, or seconds (default 10m)')
+      .option('--non-persistent', 'discard it when the timeout passes, instead of stopping it with its files kept')
+      .option('--env <KEY=VALUE>', 'an environment variable for every command in it (repeatable)', collect)
+      .addOption(new Option('--cpu <cores>', 'CPU cores (fractions allowed)').argParser(numberFlag('--cpu')))
+      .addOption(new Option('--memory-mb <mb>', 'memory limit in MiB').argParser(numberFlag('--memory-mb')))
+      .option('--wait', 'wait until it is running, showing progress on stderr (the first use of a template builds its image)')
+      .addOption(new Option('--wait-timeout <minutes>', `give up waiting after this long (default ${DEFAULT_WAIT_MINUTES})`).argParser(numberFlag('--wait-timeout'))),
+  ).addHelpText(
+    'after',
+    `
+Examples:
+  miosa sandbox create --template nextjs --name my-agent-workspace --timeout 1h --wait --json
+  miosa sandbox create --template node --name one-off-test --timeout 10m --non-persistent --json
+  miosa sandbox create --snapshot <snapshot-id> --name restored --timeout 1h --wait --json`,
+  )
+  run(cmd, async ({ client, progress }, _args, opts) => {
+    const input = {
+      ...(opts.template === undefined ? {} : { template: opts.template }),
+      ...(opts.name === undefined ? {} : { name: opts.name }),
+      ...(opts.snapshot === undefined ? {} : { snapshot_id: opts.snapshot }),
+      ...(opts.workspace === undefined ? {} : { workspace_id: opts.workspace }),
+      ...(opts.project === undefined ? {} : { project_id: opts.project }),
+      ...(opts.timeout === undefined ? {} : { timeout: timeoutValue(opts.timeout as string) }),
+      ...(opts.nonPersistent === true ? { persistent: false } : {}),
+      ...(opts.env === undefined ? {} : { env: parsePairs(opts.env as string[], '--env') }),
+      ...(opts.cpu === undefined ? {} : { cpu: opts.cpu }),
+      ...(opts.memoryMb === undefined ? {} : { memory_mb: opts.memoryMb }),
+      ...attributionFrom(opts),
+    } as CreateSandboxInput
+    const c = await client()
+    let sandbox = await c.sandboxes.create(input)
+    if (opts.wait === true && sandbox.state !== 'running') {
+      // Polls rather than holding one request open: an image build can take minutes.
+      const display = progress()
+      display.update(`${sandbox.id}: ${sandbox.state}…`)
+      try {
+        sandbox = await c.sandboxes.waitUntil(sandbox.id, ['running'], {
+          timeoutMs: ((opts.waitTimeout as number | undefined) ?? DEFAULT_WAIT_MINUTES) * 60_000,
+          onPoll: (s: Sandbox) => display.update(`${s.id}: ${s.state}${s.state === 'creating' ? ' (the first use of a template builds its image)' : ''}…`),
+        })
+      } finally {
+        display.done()
+      }
+    }
+    return { data: sandbox, human: showSandbox(sandbox) }
+  })
+}
+
+/** A bare number is seconds; anything else ('1h') goes to the server as written. */
+function timeoutValue(value: string): string | number {
+  return /^\d+$/.test(value.trim()) ? Number(value) : value
+}
