@@ -10,6 +10,10 @@
 export const AGENT_PORT = 49983
 export const AGENT_TOKEN_HEADER = 'x-miosa-agent-token'
 export const AGENT_TOKEN_ENV = 'MIOSA_AGENT_TOKEN'
+/** Optional "uid:gid": files and directories the agent creates are given to this user, so a non-root user can edit them. */
+export const AGENT_OWNER_ENV = 'MIOSA_AGENT_OWNER'
+/** Optional: listen on this port instead of AGENT_PORT (0: any free port), for running the agent on a host in tests. */
+export const AGENT_PORT_ENV = 'MIOSA_AGENT_PORT'
 /** Where the agent (and the Node.js that runs it) is mounted read-only in every container. */
 export const AGENT_DIR = '/opt/miosa/agent'
 
@@ -43,7 +47,7 @@ export interface ExecRequest {
   stdin_base64?: string
   /** Per stream; beyond it output is dropped and `truncated` is true. Default 1 MiB. */
   max_output_bytes?: number
-  /** Run as this user instead of root (numeric ids). */
+  /** Run as this user instead of root (numeric ids; gid defaults to uid). */
   uid?: number
   gid?: number
 }
@@ -63,6 +67,9 @@ export type ExecEvent =
   | { type: 'exit'; exit_code: number; timed_out: boolean; duration_ms: number; truncated: boolean }
   | { type: 'error'; message: string }
 
+/** The last event of a streamed exec. */
+export type ExecExit = Extract<ExecEvent, { type: 'exit' }>
+
 export type ExecInputEvent = { type: 'stdin'; data: string /* base64 */ } | { type: 'stdin_end' }
 
 /**
@@ -75,8 +82,8 @@ export type ExecInputEvent = { type: 'stdin'; data: string /* base64 */ } | { ty
  * - POST   /files/move   { from, to, overwrite? } → FileStat of `to`; 409 when `to` exists and !overwrite
  * - DELETE /files?path=P[&recursive=1] → { deleted: true }; a non-empty dir without recursive is 409
  * - GET    /archive?path=DIR          → tar of DIR's contents (application/x-tar)
- * - PUT    /archive?path=DIR          → extracts the tar body into DIR (created); the platform has
- *                                       already refused entries that would escape DIR
+ * - PUT    /archive?path=DIR          → extracts the tar body into DIR (created) → 200 FileStat of DIR;
+ *                                       the platform has already refused entries that would escape DIR
  * Errors are JSON AgentError with the status above (400 bad input, 404, 409, 500).
  */
 export interface FileStat {

@@ -7,7 +7,7 @@ import type Dockerode from 'dockerode'
 import type { Logger } from 'pino'
 import { MiosaError } from '../../core/errors.js'
 import { AgentClient } from '../agent/agent-client.js'
-import { AGENT_DIR, AGENT_PORT, AGENT_TOKEN_ENV } from '../agent/protocol.js'
+import { AGENT_DIR, AGENT_OWNER_ENV, AGENT_PORT, AGENT_TOKEN_ENV } from '../agent/protocol.js'
 import type { FileStat } from '../agent/protocol.js'
 import type {
   ExecResult,
@@ -128,6 +128,7 @@ export class DockerDriver implements RuntimeDriver {
       this.networks.ensure(spec.workspaceId),
     ])
     const definition = this.templates.definition(spec.template)
+    const owner = USER_IDS[definition.user]
     const token = randomBytes(24).toString('base64url')
     const container = await this.docker.createContainer(
       containerOptions({
@@ -140,7 +141,12 @@ export class DockerDriver implements RuntimeDriver {
         labels: { [LABEL.sandbox]: spec.sandboxId, [LABEL.template]: spec.template },
         network,
         cmd: [`${AGENT_DIR}/node`, `${AGENT_DIR}/agent.mjs`],
-        env: { [AGENT_TOKEN_ENV]: token, HOME: definition.user === 'root' ? '/root' : `/home/${definition.user}` },
+        env: {
+          [AGENT_TOKEN_ENV]: token,
+          // Files the agent writes belong to the user commands run as, so they can edit them.
+          ...(owner === undefined ? {} : { [AGENT_OWNER_ENV]: `${owner.uid}:${owner.gid}` }),
+          HOME: definition.user === 'root' ? '/root' : `/home/${definition.user}`,
+        },
         caBundle: this.options.caBundle,
         readOnlyMounts: { [agentDir]: AGENT_DIR },
         cpu: spec.cpu,
