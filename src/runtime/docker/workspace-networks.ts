@@ -23,6 +23,7 @@ const METADATA_ADDRESS = '169.254.169.254'
 export class WorkspaceNetworks {
   private readonly ensuring = new Map<string, Promise<string>>()
   private chainReady: Promise<void> | undefined
+  private creating: Promise<void> = Promise.resolve()
 
   constructor(
     private readonly docker: Dockerode,
@@ -79,40 +80,57 @@ export class WorkspaceNetworks {
   }
 
   private async createWithFreeSubnet(name: string, bridge: string, workspaceId: string): Promise<void> {
-    for (let attempt = 0; attempt < 8; attempt++) {
-      const subnet = await this.freeSubnet()
-      try {
-        await this.docker.createNetwork({
-          Name: name,
-          Driver: 'bridge',
-          CheckDuplicate: true,
-          IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] },
-          Labels: { [LABEL.managed]: 'true', [LABEL.platform]: this.platformId(), [LABEL.workspace]: workspaceId },
-          Options: { 'com.docker.network.bridge.name': bridge, 'com.docker.network.bridge.enable_icc': 'true' },
-        })
-        return
-      } catch (error) {
-        const status = (error as { statusCode?: number }).statusCode
-        // Another process created it between our look and our create: that is what we wanted.
-        if (status === 409) return
-        // Another process took the same subnet a moment ago: pick again.
-        if (/overlap/i.test(String((error as Error).message))) continue
-        throw error
+    // One at a time in this process: Docker reserves a pool before the network shows in
+    // its list, so two creates at once would keep picking the same "free" /24.
+    const previous = this.creating
+    let release = () => {}
+    this.creating = new Promise<void>((resolve) => (release = resolve))
+    await previous
+    try {
+      const tried = new Set<string>()
+      for (let attempt = 0; attempt < 16; attempt++) {
+        const subnet = await this.freeSubnet(workspaceId, tried)
+        tried.add(subnet)
+        try {
+          await this.docker.createNetwork({
+            Name: name,
+            Driver: 'bridge',
+            CheckDuplicate: true,
+            IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] },
+            Labels: { [LABEL.managed]: 'true', [LABEL.platform]: this.platformId(), [LABEL.workspace]: workspaceId },
+            Options: { 'com.docker.network.bridge.name': bridge, 'com.docker.network.bridge.enable_icc': 'true' },
+          })
+          return
+        } catch (error) {
+          const status = (error as { statusCode?: number }).statusCode
+          // Another process created it between our look and our create: that is what we wanted.
+          if (status === 409) return
+          // Another process (a second platform on this daemon) is taking that subnet: pick another.
+          if (/overlap/i.test(String((error as Error).message))) continue
+          throw error
+        }
       }
+      throw new MiosaError('unavailable', `no free subnet left in ${this.subnets} for a new workspace network`)
+    } finally {
+      release()
     }
-    throw new MiosaError('unavailable', `no free subnet left in ${this.subnets} for a new workspace network`)
   }
 
-  /** The first /24 of the range that no Docker network uses. */
-  private async freeSubnet(): Promise<string> {
+  /**
+   * A /24 of the range that no Docker network uses and we have not tried yet. The search
+   * starts at a place chosen by the workspace id, so processes sharing a daemon rarely
+   * reach for the same one.
+   */
+  private async freeSubnet(workspaceId: string, tried: ReadonlySet<string>): Promise<string> {
     const [a, b] = this.subnets.split('.')
     const used = new Set<string>()
     for (const network of await this.docker.listNetworks()) {
       for (const config of network.IPAM?.Config ?? []) if (config.Subnet !== undefined) used.add(config.Subnet)
     }
-    for (let c = 0; c < 256; c++) {
-      const subnet = `${a}.${b}.${c}.0/24`
-      if (!used.has(subnet)) return subnet
+    const start = createHash('sha256').update(workspaceId).digest()[0] as number
+    for (let i = 0; i < 256; i++) {
+      const subnet = `${a}.${b}.${(start + i) % 256}.0/24`
+      if (!used.has(subnet) && !tried.has(subnet)) return subnet
     }
     throw new MiosaError('unavailable', `no free subnet left in ${this.subnets} for a new workspace network`)
   }
