@@ -25,7 +25,7 @@ export interface SandboxDefaults {
   timeoutSeconds: number
 }
 
-export const DEFAULT_SANDBOX_LIMITS: SandboxDefaults = { cpu: 1, memoryMb: 1024, pidsLimit: 1024, timeoutSeconds: 600 }
+export const DEFAULT_SANDBOX_LIMITS: SandboxDefaults = { cpu: 1, memoryMb: 2048, pidsLimit: 1024, timeoutSeconds: 600 }
 
 export interface CreateSandbox extends AttributionInput {
   template: string
@@ -147,6 +147,9 @@ export class SandboxService {
     const scope = { organization_id: organizationId }
     if (input.workspace_id !== undefined && (await this.deps.store.workspaces.get(scope, input.workspace_id)) === undefined) {
       throw notFound('workspace', input.workspace_id)
+    }
+    if (input.project_id !== undefined && (await this.deps.store.projects.get(scope, input.project_id)) === undefined) {
+      throw notFound('project', input.project_id)
     }
     const where = {
       workspace_id: input.workspace_id,

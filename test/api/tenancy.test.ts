@@ -29,14 +29,70 @@ async function snapshotVictim(): Promise<string> {
     t.call('GET', '/api/v1/workspaces', { key: victim.key }),
     t.call('GET', '/api/v1/projects', { key: victim.key }),
     t.call('GET', '/api/v1/api-keys', { key: victim.key }),
+    t.call('GET', `/api/v1/sandboxes/${victimIds.sbx}`, { key: victim.key }),
+    t.call('GET', `/api/v1/snapshots/${victimIds.snap}`, { key: victim.key }),
   ])
   for (const part of parts) expect(part.status).toBe(200)
-  // last_used_at moves with B's own calls; everything else must be exactly as it was.
-  return JSON.stringify(parts.map((p) => p.json)).replace(/"last_used_at":"[^"]*"/g, '')
+  // last_used_at moves with B's own calls, expires_at with the clock; everything else must be exactly as it was.
+  return JSON.stringify(parts.map((p) => p.json)).replace(/"(last_used_at|expires_at)":"[^"]*"/g, '')
+}
+
+/**
+ * B's sandbox and snapshot, written straight into the store: the walk needs them to exist,
+ * not to run, and a route that reached the runtime for them would answer differently
+ * (the container is gone) from one that never found them (not found).
+ */
+async function insertVictimSandbox(workspaceId: string): Promise<void> {
+  const now = new Date().toISOString()
+  const attribution = { external_user_id: 'zeta-ext-user', external_project_id: null, external_workspace_id: 'zeta-ext-ws', metadata: { zeta_secret: 'zeta-meta-value' } }
+  const sandbox = await t.platform.store.sandboxes.insert({
+    id: 'sbx_zetazetazetazetazeta',
+    organization_id: victim.id,
+    workspace_id: workspaceId,
+    project_id: null,
+    name: 'Zeta Private Sandbox',
+    slug: 'zetasbx1',
+    template: 'node',
+    state: 'running',
+    error: null,
+    persistent: true,
+    timeout_seconds: 3600,
+    cpu: 1,
+    memory_mb: 512,
+    env: { ZETA_ENV: 'zeta-env-secret' },
+    snapshot_id: null,
+    forked_from: null,
+    runtime_ref: { driver: 'docker', id: 'zeta-container-that-does-not-exist' },
+    base_ref: null,
+    last_activity_at: now,
+    ...attribution,
+    created_at: now,
+    updated_at: now,
+    destroyed_at: null,
+  })
+  const snapshot = await t.platform.store.snapshots.insert({
+    id: 'snap_zetazetazetazetazeta',
+    organization_id: victim.id,
+    workspace_id: workspaceId,
+    sandbox_id: sandbox.id,
+    name: 'Zeta Private Snapshot',
+    state: 'ready',
+    error: null,
+    size_bytes: 1,
+    template: 'node',
+    runtime_ref: { driver: 'docker', id: 'miosa/snapshot:zeta-does-not-exist' },
+    ...attribution,
+    created_at: now,
+    updated_at: now,
+  })
+  victimIds.sbx = sandbox.id
+  victimIds.snap = snapshot.id
+  victimSecrets.push('Zeta Private Sandbox', 'zetasbx1', 'Zeta Private Snapshot', 'zeta-env-secret', 'ZETA_ENV', 'zeta-container-that-does-not-exist')
 }
 
 beforeAll(async () => {
-  t = await startTestPlatform()
+  // No reconcile pass during the walk: it would mark B's container-less sandbox as failed.
+  t = await startTestPlatform({ reconcileIntervalMs: 3_600_000 })
   attacker = await t.newOrganization('Attacker Org')
   victim = await t.newOrganization('Victim Zeta Org')
   victimIds.org = victim.id
@@ -52,6 +108,7 @@ beforeAll(async () => {
   victimIds.ws = ws.json.id
   victimIds.prj = prj.json.id
   victimIds.key = key.json.id
+  await insertVictimSandbox(ws.json.id)
   victimSecrets.push(
     ...Object.values(victimIds),
     'Victim Zeta Org', 'victim-zeta-org', 'Zeta Private Workspace', 'zeta-private-workspace', 'Zeta Private Project',
@@ -110,9 +167,16 @@ interface Probe {
   route: AnyRoute
   url: string
   body: unknown
+  /** For routes that take the body as a stream: raw bytes and their content type. */
+  raw?: { body: string; contentType: string } | undefined
   /** B's ids this request names, in its path, query or body. */
   namesVictim: boolean
   sent: string[]
+}
+
+function requestOf(key: string, probe: Probe): { key: string; body?: unknown; rawBody?: string; headers?: Record<string, string> } {
+  if (probe.raw !== undefined) return { key, rawBody: probe.raw.body, headers: { 'content-type': probe.raw.contentType } }
+  return { key, body: probe.body }
 }
 
 function probesFor(route: AnyRoute, prefix: string): Probe[] {
@@ -129,20 +193,27 @@ function probesFor(route: AnyRoute, prefix: string): Probe[] {
   if (hasBody && route.body !== undefined && route.example === undefined) {
     throw new Error(`${route.method} ${route.path} has a body but no example: add one so this test can drive it`)
   }
-  const { value: body, used } = hasBody ? withVictimIds(route.example ?? {}) : { value: undefined, used: [] }
+  const stream = route.bodyStream
+  const { value: body, used } = hasBody && stream === undefined ? withVictimIds(route.example ?? {}) : { value: undefined, used: [] }
   sent.push(...used)
-  const base: Probe = { route, url: `${prefix}${path}`, body, namesVictim: sent.length > 0, sent }
+  const exampleQuery = route.exampleQuery === undefined ? '' : `?${new URLSearchParams(route.exampleQuery).toString()}`
+  const raw =
+    stream === undefined ? undefined : { body: 'zeta', contentType: stream.contentTypes === '*' ? 'application/octet-stream' : (stream.contentTypes[0] as string) }
+  const base: Probe = { route, url: `${prefix}${path}${exampleQuery}`, body, raw, namesVictim: sent.length > 0, sent }
   const probes = [base]
   if (route.method === 'GET' && route.query !== undefined) {
-    // B's external ids and metadata as filters: they must select nothing of B's.
-    probes.push({ ...base, url: `${base.url}?external_user_id=zeta-ext-user` })
-    probes.push({ ...base, url: `${base.url}?external_workspace_id=zeta-ext-ws` })
-    probes.push({ ...base, url: `${base.url}?metadata%5Bzeta_secret%5D=zeta-meta-value` })
+    // B's external ids and metadata as filters (on lists that take them): they must select nothing of B's.
+    const join = base.url.includes('?') ? '&' : '?'
+    if ('external_user_id' in shapeOf(route.query)) {
+      probes.push({ ...base, url: `${base.url}${join}external_user_id=zeta-ext-user` })
+      probes.push({ ...base, url: `${base.url}${join}external_workspace_id=zeta-ext-ws` })
+      probes.push({ ...base, url: `${base.url}${join}metadata%5Bzeta_secret%5D=zeta-meta-value` })
+    }
     // Id filters of B's resources are 404s.
     for (const [name, schema] of Object.entries(shapeOf(route.query))) {
       const idPrefix = innerIdPrefix(schema)
       const id = idPrefix === undefined ? undefined : victimIds[idPrefix]
-      if (id !== undefined) probes.push({ ...base, url: `${base.url}?${name}=${id}`, namesVictim: true, sent: [...sent, id] })
+      if (id !== undefined) probes.push({ ...base, url: `${base.url}${join}${name}=${id}`, namesVictim: true, sent: [...sent, id] })
     }
   }
   return probes
@@ -159,7 +230,7 @@ describe("a key of organization A never reaches organization B's resources", () 
       if (route.scope === 'public') continue
       it(`${route.method} ${prefix}${route.path}`, async () => {
         for (const probe of probesFor(route, prefix)) {
-          const res = await t.call(route.method, probe.url, { key: attacker.key, body: probe.body })
+          const res = await t.call(route.method, probe.url, requestOf(attacker.key, probe))
           const where = `${route.method} ${probe.url} → ${res.status} ${res.text.slice(0, 200)}`
           if (route.scope === 'root') {
             expect(res.status, where).toBe(403)
@@ -167,6 +238,8 @@ describe("a key of organization A never reaches organization B's resources", () 
           } else if (probe.namesVictim) {
             expect(res.status, where).toBe(404)
             expect(res.json.error.code, where).toBe('not_found')
+            // Not found by the organization's scope, not by a runtime that was asked about B's sandbox.
+            expect(res.json.error.message, where).toMatch(/not found/)
           } else {
             expect(res.status, where).toBeLessThan(300)
           }
@@ -188,10 +261,8 @@ describe("a key of organization A never reaches organization B's resources", () 
 
   it('the root key is refused on organization routes (it manages organizations only)', async () => {
     for (const route of routes.filter((r) => r.scope === 'organization')) {
-      const res = await t.call(route.method, `/api/v1${route.path.replace(':id', victimIds.ws as string)}`, {
-        key: t.rootKey,
-        body: route.method === 'GET' || route.method === 'DELETE' ? undefined : withVictimIds(route.example ?? {}).value,
-      })
+      const [probe] = probesFor(route, '/api/v1')
+      const res = await t.call(route.method, (probe as Probe).url, requestOf(t.rootKey, probe as Probe))
       expect(res.status, `${route.method} ${route.path}`).toBe(403)
     }
     expect(await snapshotVictim()).toBe(victimSnapshot)
