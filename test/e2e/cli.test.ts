@@ -126,7 +126,7 @@ describe('help', () => {
     workspaces: ['create', 'list', 'get', 'update', 'delete'],
     projects: ['create', 'list', 'get', 'update', 'delete'],
     sandbox: [
-      'create', 'list', 'get', 'exec', 'write-file', 'read-file', 'ls', 'stat', 'mkdir', 'mv', 'rm', 'terminal',
+      'create', 'list', 'get', 'exec', 'write-file', 'read-file', 'ls', 'stat', 'mkdir', 'mv', 'rm', 'upload', 'download', 'terminal',
       'stop', 'resume', 'keep-alive', 'snapshot', 'snapshots', 'fork', 'destroy',
     ],
     templates: ['list', 'build'],
@@ -178,7 +178,7 @@ describe('help', () => {
       expect(commandsIn(r.stdout).toSorted(), `subcommands of ${group}`).toEqual(expected.toSorted())
       for (const sub of expected) leaves.push([...group.split(' '), sub])
     }
-    expect(leaves).toHaveLength(45)
+    expect(leaves).toHaveLength(47)
 
     // A leaf already walked (server, login, ...) has its help in hand; the rest are fetched.
     const leafHelps = await inParallel(leaves, (path) =>

@@ -6,6 +6,7 @@ import { loadConfig } from '../../src/config.js'
 import type { Config } from '../../src/config.js'
 import { createPlatform } from '../../src/platform.js'
 import type { Platform } from '../../src/platform.js'
+import { removePlatformResources } from './docker-cleanup.js'
 
 // A real platform in-process: real store (SQLite in a temp dir, or PostgreSQL), real
 // Fastify, listening on free ports. Tests reach the API with inject() or over HTTP.
@@ -20,15 +21,27 @@ export interface TestPlatform {
   call(method: string, path: string, opts?: { key?: string | undefined; body?: unknown; rawBody?: string; headers?: Record<string, string> }): Promise<{ status: number; json: any; text: string }>
   /** A new organization and one of its keys. */
   newOrganization(name?: string): Promise<{ id: string; key: string }>
-  close(): Promise<void>
+  /** This platform's id: every container, network and snapshot image it makes carries it as a label. */
+  platformId: string
+  /** Stops the platform; unless `keep`, also removes every container, network and image it made and its data dir. */
+  close(opts?: { keep?: boolean }): Promise<void>
 }
 
 export async function startTestPlatform(overrides: Partial<Config> = {}): Promise<TestPlatform> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'miosa-test-'))
-  const config: Config = { ...loadConfig({ dataDir, port: 0, edgePort: 0 }, {}), logLevel: 'silent', logPretty: false, ...overrides }
+  // A given dataDir restarts a platform on the state an earlier one left (see close({ keep: true })).
+  const dataDir = overrides.dataDir ?? (await mkdtemp(join(tmpdir(), 'miosa-test-')))
+  // No warm pool unless a test asks for one: spare containers would only compete for two cores.
+  const config: Config = {
+    ...loadConfig({ dataDir, port: 0, edgePort: 0 }, { MIOSA_CACHE_DIR: process.env.MIOSA_CACHE_DIR }),
+    logLevel: 'silent',
+    logPretty: false,
+    sandboxWarmPool: 0,
+    ...overrides,
+  }
   const platform = createPlatform(config, { logger: pino({ level: 'silent' }) })
   const started = await platform.start()
   const rootKey = config.rootKey ?? (await readFile(join(dataDir, 'root-key'), 'utf8')).trim()
+  const platformId = (await platform.store.settings.get('platform_id')) as string
 
   const call: TestPlatform['call'] = async (method, path, opts = {}) => {
     const headers: Record<string, string> = { ...opts.headers }
@@ -57,6 +70,7 @@ export async function startTestPlatform(overrides: Partial<Config> = {}): Promis
     apiUrl: started.apiUrl,
     edgeUrl: started.edgeUrl,
     dataDir,
+    platformId,
     call,
     async newOrganization(name = `Org ${++orgCount}`) {
       const org = await call('POST', '/api/v1/organizations', { key: rootKey, body: { name } })
@@ -65,8 +79,10 @@ export async function startTestPlatform(overrides: Partial<Config> = {}): Promis
       if (key.status !== 201) throw new Error(`minting key failed: ${key.text}`)
       return { id: org.json.id as string, key: key.json.key as string }
     },
-    async close() {
+    async close(opts = {}) {
       await platform.stop()
+      if (opts.keep === true) return
+      await removePlatformResources(platformId, platform.runtime)
       await rm(dataDir, { recursive: true, force: true })
     },
   }

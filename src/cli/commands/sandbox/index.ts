@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { registerArchiveCommands } from './archive.js'
 import { registerCreate } from './create.js'
 import { registerDestroy } from './destroy.js'
 import { registerExec } from './exec.js'
@@ -22,6 +23,7 @@ export function registerSandbox(program: Command): void {
   registerGet(group)
   registerExec(group)
   registerFileCommands(group)
+  registerArchiveCommands(group)
   registerTerminal(group)
   registerStop(group)
   registerResume(group)

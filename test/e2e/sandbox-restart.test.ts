@@ -1,0 +1,46 @@
+import Docker from 'dockerode'
+import { afterAll, expect, it } from 'vitest'
+import { startTestPlatform } from '../helpers/platform.js'
+import type { TestPlatform } from '../helpers/platform.js'
+
+// A server restart loses no sandbox and duplicates none: the new process finds the
+// containers by their labels and takes them back, running ones running and stopped
+// ones paused, with every file in place.
+
+const docker = new Docker()
+let second: TestPlatform | undefined
+
+afterAll(async () => {
+  await second?.close()
+}, 120_000)
+
+it('re-adopts running and paused sandboxes after a restart', async () => {
+  const first = await startTestPlatform()
+  const { key } = await first.newOrganization('Restart Org')
+  const create = async (name: string) => {
+    const res = await first.call('POST', '/api/v1/sandboxes?wait=true', { key, body: { template: 'node', name } })
+    expect(res.json.state, res.text).toBe('running')
+    return res.json.id as string
+  }
+  const running = await create('keeps-running')
+  const paused = await create('gets-paused')
+  for (const id of [running, paused]) {
+    await first.call('POST', `/api/v1/sandboxes/${id}/exec`, { key, body: { cmd: `echo ${id} > /workspace/who.txt` } })
+  }
+  expect((await first.call('POST', `/api/v1/sandboxes/${paused}/stop`, { key })).json.state).toBe('paused')
+  const containersBefore = await docker.listContainers({ all: true, filters: { label: [`miosa.platform=${first.platformId}`] } })
+  expect(containersBefore).toHaveLength(2)
+  await first.close({ keep: true })
+
+  second = await startTestPlatform({ dataDir: first.dataDir })
+  expect(second.platformId).toBe(first.platformId)
+  const get = async (id: string) => (await second!.call('GET', `/api/v1/sandboxes/${id}`, { key })).json
+  expect((await get(running)).state).toBe('running')
+  expect((await get(paused)).state).toBe('paused')
+  for (const id of [running, paused]) {
+    const res = await second.call('POST', `/api/v1/sandboxes/${id}/exec`, { key, body: { cmd: 'cat /workspace/who.txt' } })
+    expect(res.json.stdout, res.text).toBe(`${id}\n`)
+  }
+  const containersAfter = await docker.listContainers({ all: true, filters: { label: [`miosa.platform=${first.platformId}`] } })
+  expect(containersAfter.map((c) => c.Id).sort()).toEqual(containersBefore.map((c) => c.Id).sort())
+}, 180_000)

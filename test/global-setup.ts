@@ -1,0 +1,37 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync, statSync } from 'node:fs'
+import Docker from 'dockerode'
+import pino from 'pino'
+import { loadConfig } from '../src/config.js'
+import { TemplateImages } from '../src/runtime/docker/template-images.js'
+
+// Before any test file: the sandbox agent is compiled (containers run dist/, not src/),
+// and the template images the tests start sandboxes from are built once, into the same
+// cache the platform uses, so no test pays for a build inside its own timeout.
+
+const AGENT_SOURCE = 'src/runtime/agent/agent.ts'
+const AGENT_BUILT = 'dist/runtime/agent/agent.js'
+const TEMPLATES_USED_BY_TESTS = ['node', 'nextjs', 'python', 'static']
+
+export default async function setup(): Promise<void> {
+  if (!existsSync(AGENT_BUILT) || statSync(AGENT_BUILT).mtimeMs < statSync(AGENT_SOURCE).mtimeMs) {
+    execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' })
+  }
+  const config = loadConfig({}, { MIOSA_CACHE_DIR: process.env.MIOSA_CACHE_DIR })
+  const images = new TemplateImages({
+    docker: new Docker(),
+    cacheDir: config.cacheDir,
+    ...(config.caBundle === undefined ? {} : { caBundle: config.caBundle }),
+    logger: pino({ level: 'silent' }),
+  })
+  for (const name of TEMPLATES_USED_BY_TESTS) {
+    const started = Date.now()
+    let announced = false
+    await images.ensure(name, () => {
+      if (announced) return
+      announced = true
+      process.stderr.write(`building sandbox template ${name} (first run on this machine)…\n`)
+    })
+    if (announced) process.stderr.write(`built ${name} in ${Math.round((Date.now() - started) / 1000)} s\n`)
+  }
+}

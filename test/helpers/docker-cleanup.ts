@@ -1,0 +1,18 @@
+import Docker from 'dockerode'
+import type { RuntimeDriver } from '../../src/runtime/runtime-driver.js'
+
+// Tests leave nothing behind on the Docker daemon: every container, network and
+// snapshot image a test platform made carries its platform id, and goes with it.
+
+export async function removePlatformResources(platformId: string, driver?: RuntimeDriver): Promise<void> {
+  const docker = new Docker()
+  const label = `miosa.platform=${platformId}`
+  const containers = await docker.listContainers({ all: true, filters: { label: [label] } })
+  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {})))
+  const images = await docker.listImages({ filters: { label: [label] } })
+  for (const image of images) await docker.getImage(image.Id).remove({ force: true }).catch(() => {})
+  // The driver removes its networks together with the firewall rules it added for them.
+  await driver?.releaseUnused?.(new Set()).catch(() => {})
+  const networks = await docker.listNetworks({ filters: { label: [label] } })
+  await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove().catch(() => {})))
+}
