@@ -1,0 +1,267 @@
+// Sandbox costs on the real Docker Engine, through the platform's HTTP API, each against
+// a peer run in the same process: plain Docker (Engine API over the unix socket, what a
+// thin wrapper around Docker does) doing the same work.
+//
+//   time to interactive  create a sandbox, then `node -v` in it answers (≥30 runs one at a
+//                        time with the warm pool, the same cold, and 10 at once)
+//   exec round trip      `true` in a running sandbox
+//   stop → resume        and the first exec after it
+//   snapshot, fork       of a Next.js sandbox with its node_modules installed
+//
+//   npx tsx bench/sandbox.ts [--runs 30]
+//
+// Templates must be built (`miosa templates build`, or any test run); the bench builds
+// what is missing first and does not time that.
+
+import { PassThrough } from 'node:stream'
+import Docker from 'dockerode'
+import pino from 'pino'
+import { loadConfig } from '../src/config.js'
+import { TemplateImages } from '../src/runtime/docker/template-images.js'
+import { startTestPlatform } from '../test/helpers/platform.js'
+import type { TestPlatform } from '../test/helpers/platform.js'
+
+const RUNS = Number(process.argv[process.argv.indexOf('--runs') + 1] || 30) || 30
+const AT_ONCE = 10
+const EXEC_RUNS = 300
+const LIFECYCLE_RUNS = 10
+const SNAPSHOT_RUNS = 5
+/** Sequential creates wait this long for the warm pool to refill, like an agent that creates a sandbox every few seconds. */
+const POOL_REFILL_WAIT_MS = 2_000
+
+const docker = new Docker()
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+interface Stats {
+  name: string
+  n: number
+  median: number
+  p95: number
+  p99: number
+}
+
+function stats(name: string, samples: number[]): Stats {
+  const sorted = [...samples].sort((a, b) => a - b)
+  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number
+  return { name, n: sorted.length, median: at(50), p95: at(95), p99: at(99) }
+}
+
+const rows: Array<Stats & { peer?: Stats }> = []
+
+function report(ours: Stats, peer?: Stats): void {
+  rows.push(peer === undefined ? ours : { ...ours, peer })
+  const ratio = peer === undefined ? '' : `  | ${peer.name}: median ${peer.median.toFixed(1)} ms → ${(ours.median / peer.median).toFixed(2)}× peer`
+  console.log(`${ours.name.padEnd(46)} n=${String(ours.n).padStart(3)}  median ${ours.median.toFixed(1).padStart(7)} ms  p95 ${ours.p95.toFixed(1).padStart(7)}  p99 ${ours.p99.toFixed(1).padStart(7)}${ratio}`)
+}
+
+async function timed<T>(work: () => Promise<T>): Promise<[number, T]> {
+  const start = process.hrtime.bigint()
+  const value = await work()
+  return [Number(process.hrtime.bigint() - start) / 1e6, value]
+}
+
+// ── the platform, through its API ─────────────────────────────────────────────
+
+class Api {
+  constructor(
+    private readonly t: TestPlatform,
+    private readonly key: string,
+  ) {}
+
+  async call(method: string, path: string, body?: unknown): Promise<any> {
+    const res = await fetch(`${this.t.apiUrl}/api/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
+    const json = (await res.json()) as any
+    if (res.status >= 300) throw new Error(`${method} ${path}: HTTP ${res.status} ${JSON.stringify(json)}`)
+    return json
+  }
+
+  exec(id: string, cmd: string | string[]): Promise<any> {
+    return this.call('POST', `/sandboxes/${id}/exec`, { cmd })
+  }
+
+  /** Create, then `node -v`: the moment a caller can use the sandbox. */
+  async timeToInteractive(template = 'node'): Promise<[number, string]> {
+    let id = ''
+    const [ms] = await timed(async () => {
+      id = (await this.call('POST', '/sandboxes?wait=true', { template, persistent: false })).id
+      const result = await this.exec(id, ['node', '-v'])
+      if (!String(result.stdout).startsWith('v22')) throw new Error(`node -v answered ${JSON.stringify(result)}`)
+    })
+    return [ms, id]
+  }
+
+  destroy(id: string): Promise<unknown> {
+    return this.call('DELETE', `/sandboxes/${id}`)
+  }
+}
+
+async function platformWith(warmPool: number): Promise<{ t: TestPlatform; api: Api }> {
+  const t = await startTestPlatform({ sandboxWarmPool: warmPool })
+  const org = await t.newOrganization('Bench Org')
+  return { t, api: new Api(t, org.key) }
+}
+
+// ── the peer: plain Docker ────────────────────────────────────────────────────
+
+async function dockerExec(container: Docker.Container, cmd: string[]): Promise<string> {
+  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true })
+  const stream = await exec.start({ hijack: true, stdin: false })
+  const out = new PassThrough()
+  let text = ''
+  out.on('data', (c: Buffer) => (text += c.toString()))
+  docker.modem.demuxStream(stream, out, out)
+  await new Promise((resolve) => stream.on('end', resolve))
+  return text
+}
+
+async function peerTimeToInteractive(image: string): Promise<[number, Docker.Container]> {
+  let container: Docker.Container | undefined
+  const [ms] = await timed(async () => {
+    container = await docker.createContainer({ Image: image, Cmd: ['sleep', 'infinity'], HostConfig: { Init: true, AutoRemove: false } })
+    await container.start()
+    const out = await dockerExec(container, ['node', '-v'])
+    if (!out.startsWith('v22')) throw new Error(`peer node -v answered ${out}`)
+  })
+  return [ms, container as Docker.Container]
+}
+
+// ── the runs ──────────────────────────────────────────────────────────────────
+
+/** Snapshot, then fork to its first exec, SNAPSHOT_RUNS times, each after a small change. */
+async function snapshotAndFork(api: Api, id: string, label: string): Promise<void> {
+  const snapshotMs: number[] = []
+  const forkMs: number[] = []
+  for (let i = 0; i < SNAPSHOT_RUNS; i++) {
+    await api.exec(id, `echo ${i} >> /workspace/changes.txt`)
+    const [ms, snapshot] = await timed(() => api.call('POST', `/sandboxes/${id}/snapshots`, { name: `bench ${i}` }))
+    snapshotMs.push(ms)
+    const [forkTime, fork] = await timed(async () => {
+      const created = await api.call('POST', `/sandboxes/${id}/fork`, {})
+      await api.exec(created.id, ['true'])
+      return created
+    })
+    forkMs.push(forkTime)
+    await api.destroy(fork.id)
+    await api.call('DELETE', `/snapshots/${snapshot.id}`)
+  }
+  report(stats(`snapshot (${label})`, snapshotMs))
+  report(stats(`fork → first exec (${label})`, forkMs))
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig({}, { MIOSA_CACHE_DIR: process.env.MIOSA_CACHE_DIR })
+  const images = new TemplateImages({
+    docker,
+    cacheDir: config.cacheDir,
+    ...(config.caBundle === undefined ? {} : { caBundle: config.caBundle }),
+    logger: pino({ level: 'silent' }),
+  })
+  const nodeImage = await images.ensure('node')
+  await images.ensure('nextjs')
+  console.log(`miosa sandbox bench: ${RUNS} sequential runs, ${AT_ONCE} at once; Docker ${(await docker.version()).Version}\n`)
+
+  // Peer first: plain Docker create + start + exec `node -v`, and exec `true`.
+  const peerTti: number[] = []
+  const peerContainers: Docker.Container[] = []
+  for (let i = 0; i < RUNS; i++) {
+    const [ms, c] = await peerTimeToInteractive(nodeImage)
+    peerTti.push(ms)
+    peerContainers.push(c)
+  }
+  const peerExec: number[] = []
+  const probe = peerContainers[0] as Docker.Container
+  for (let i = 0; i < 100; i++) peerExec.push((await timed(() => dockerExec(probe, ['true'])))[0])
+  const peerAtOnce = await Promise.all(Array.from({ length: AT_ONCE }, () => peerTimeToInteractive(nodeImage)))
+  await Promise.all([...peerContainers, ...peerAtOnce.map(([, c]) => c)].map((c) => c.remove({ force: true })))
+  const peerTtiStats = stats('docker create+start+exec node -v', peerTti)
+  const peerAtOnceStats = stats(`docker, ${AT_ONCE} at once`, peerAtOnce.map(([ms]) => ms))
+  const peerExecStats = stats('docker exec true', peerExec)
+
+  // Warm pool on (the default, 2 per workspace and template).
+  {
+    const { t, api } = await platformWith(2)
+    try {
+      await api.destroy((await api.timeToInteractive())[1]) // the first create fills the pool
+      const tti: number[] = []
+      for (let i = 0; i < RUNS; i++) {
+        await sleep(POOL_REFILL_WAIT_MS)
+        const [ms, id] = await api.timeToInteractive()
+        tti.push(ms)
+        await api.destroy(id)
+      }
+      report(stats('TTI, warm pool (create → node -v)', tti), peerTtiStats)
+
+      await sleep(POOL_REFILL_WAIT_MS * 2)
+      const atOnce = await Promise.all(Array.from({ length: AT_ONCE }, () => api.timeToInteractive()))
+      report(stats(`TTI, ${AT_ONCE} at once (pool of 2, rest cold)`, atOnce.map(([ms]) => ms)), peerAtOnceStats)
+      await Promise.all(atOnce.map(([, id]) => api.destroy(id)))
+
+      const sandbox = (await api.call('POST', '/sandboxes?wait=true', { template: 'node' })).id as string
+      for (let i = 0; i < 50; i++) await api.exec(sandbox, ['true'])
+      const exec: number[] = []
+      for (let i = 0; i < EXEC_RUNS; i++) exec.push((await timed(() => api.exec(sandbox, ['true'])))[0])
+      report(stats('exec true (API round trip)', exec), peerExecStats)
+      const shell: number[] = []
+      for (let i = 0; i < 100; i++) shell.push((await timed(() => api.exec(sandbox, 'true')))[0])
+      report(stats('exec "true" through sh -lc', shell))
+
+      const stopMs: number[] = []
+      const resumeMs: number[] = []
+      const resumeExecMs: number[] = []
+      for (let i = 0; i < LIFECYCLE_RUNS; i++) {
+        await api.exec(sandbox, `echo ${i} > /workspace/kept.txt`)
+        stopMs.push((await timed(() => api.call('POST', `/sandboxes/${sandbox}/stop`)))[0])
+        resumeMs.push((await timed(() => api.call('POST', `/sandboxes/${sandbox}/resume`)))[0])
+        await api.call('POST', `/sandboxes/${sandbox}/stop`)
+        // A paused sandbox resumes on its next exec: the cost a caller sees.
+        const [ms, result] = await timed(() => api.exec(sandbox, ['cat', '/workspace/kept.txt']))
+        if (result.stdout !== `${i}\n`) throw new Error(`resume lost a file: ${JSON.stringify(result)}`)
+        resumeExecMs.push(ms)
+      }
+      report(stats('stop', stopMs))
+      report(stats('resume', resumeMs))
+      report(stats('exec on a paused sandbox (resume + exec)', resumeExecMs))
+      await api.destroy(sandbox)
+    } finally {
+      await t.close()
+    }
+  }
+
+  // Cold: no warm pool, every create starts a container.
+  {
+    const { t, api } = await platformWith(0)
+    try {
+      await api.destroy((await api.timeToInteractive())[1])
+      const tti: number[] = []
+      for (let i = 0; i < RUNS; i++) {
+        const [ms, id] = await api.timeToInteractive()
+        tti.push(ms)
+        await api.destroy(id)
+      }
+      report(stats('TTI, cold (no warm pool)', tti), peerTtiStats)
+
+      // Snapshot and fork of a Next.js workspace with node_modules: first as the template
+      // ships it (node_modules in the image's layers), then rewritten inside the sandbox, as
+      // after an `npm install` there (all of it in the container's own writable layer).
+      const next = (await api.call('POST', '/sandboxes?wait=true', { template: 'nextjs' })).id as string
+      const size = await api.exec(next, 'du -sm node_modules | cut -f1; find node_modules -type f | wc -l')
+      const [mb, files] = String(size.stdout).trim().split('\n')
+      console.log(`\nnode_modules of the nextjs template: ${mb} MB in ${files} files`)
+      await snapshotAndFork(api, next, 'node_modules in the image')
+      const rewrite = await api.call('POST', `/sandboxes/${next}/exec`, { cmd: 'cp -a node_modules nm && rm -rf node_modules && mv nm node_modules', timeout: 600 })
+      if (rewrite.exit_code !== 0) throw new Error(`rewriting node_modules failed: ${rewrite.stderr}`)
+      await snapshotAndFork(api, next, 'node_modules written in the sandbox')
+      await api.destroy(next)
+    } finally {
+      await t.close()
+    }
+  }
+
+  console.log('\nBudgets (DESIGN.md): TTI ≤ 150 ms, exec ≤ 20 ms (medians).')
+}
+
+await main()
