@@ -15,6 +15,7 @@ export class SandboxReconciler {
   constructor(private readonly deps: { store: Store; runtime: RuntimeDriver; sandboxes: SandboxService; log: Log }) {}
 
   async reconcile(): Promise<{ adopted: number; removed: number; lost: number }> {
+    const listedAt = new Date().toISOString()
     const containers = await this.deps.runtime.listSandboxes()
     const owners = new Map((await this.deps.store.sandboxes.findByIds(containers.map((c) => c.sandboxId))).map((r) => [r.id, r]))
     const seen = new Set<string>()
@@ -34,7 +35,7 @@ export class SandboxReconciler {
         continue
       }
       seen.add(owner.id)
-      if (await this.adopt(owner, container)) adopted++
+      if (await this.adopt(owner, container, listedAt)) adopted++
     }
     let lost = 0
     const live = await this.deps.store.sandboxes.findInStates(LIVE_STATES)
@@ -54,10 +55,13 @@ export class SandboxReconciler {
   }
 
   /** Brings one sandbox's record in line with its container; true when anything changed. */
-  private adopt(owner: SandboxRecord, container: RuntimeSandbox): Promise<boolean> {
+  private adopt(owner: SandboxRecord, container: RuntimeSandbox, listedAt: string): Promise<boolean> {
     return this.deps.sandboxes.withLock(owner.id, async () => {
       const record = await this.deps.store.sandboxes.get(scopeOf(owner), owner.id)
       if (record === undefined) return false
+      // Changed since the containers were listed (a stop, a resume, a snapshot that held
+      // the lock meanwhile): what we saw of its container is stale. The next pass looks again.
+      if (record.updated_at > listedAt) return false
       const state = container.running ? 'running' : 'paused'
       const sameRef = record.runtime_ref?.id === container.ref.id
       // snapshotting left over from a crash, creating whose answer never got recorded, or a container started or stopped behind our back.

@@ -44,3 +44,23 @@ it('re-adopts running and paused sandboxes after a restart', async () => {
   const containersAfter = await docker.listContainers({ all: true, filters: { label: [`miosa.platform=${first.platformId}`] } })
   expect(containersAfter.map((c) => c.Id).sort()).toEqual(containersBefore.map((c) => c.Id).sort())
 }, 180_000)
+
+it('a reconcile pass during a snapshot leaves the sandbox running, not paused', async () => {
+  const t = await startTestPlatform({ reconcileIntervalMs: 3_600_000 })
+  try {
+    const { key } = await t.newOrganization('Reconcile Org')
+    const created = await t.call('POST', '/api/v1/sandboxes?wait=true', { key, body: { template: 'node' } })
+    const id = created.json.id as string
+    // Enough in the writable layer that the commit (which freezes the container) takes a while.
+    const fill = await t.call('POST', `/api/v1/sandboxes/${id}/exec`, { key, body: { cmd: 'head -c 300000000 /dev/urandom > /workspace/big.bin' } })
+    expect(fill.json.exit_code, fill.text).toBe(0)
+    const snapshot = t.call('POST', `/api/v1/sandboxes/${id}/snapshots`, { key, body: { name: 'big' } })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await t.platform.reconciler.reconcile()
+    expect((await snapshot).status).toBe(201)
+    await t.platform.reconciler.reconcile()
+    expect((await t.call('GET', `/api/v1/sandboxes/${id}`, { key })).json.state).toBe('running')
+  } finally {
+    await t.close()
+  }
+}, 120_000)

@@ -301,7 +301,8 @@ export class DockerDriver implements RuntimeDriver {
       sandboxId: c.Labels[LABEL.sandbox] ?? '',
       organizationId: c.Labels[LABEL.organization] ?? '',
       workspaceId: c.Labels[LABEL.workspace] ?? '',
-      running: c.State === 'running',
+      // 'paused' is Docker's freezer, which only a snapshot's commit uses: still a running sandbox.
+      running: c.State === 'running' || c.State === 'paused',
     }))
   }
 
