@@ -38,6 +38,15 @@ export interface Config {
   reconcileIntervalMs: number
   /** Address range the per-workspace sandbox networks are carved from (one /24 each). */
   sandboxSubnets: string
+  /**
+   * How users reach the edge: scheme, and a port when not the scheme's own. Preview URLs
+   * are built from it; undefined means http on the edge's listening port.
+   */
+  edgePublicUrl: string | undefined
+  /** The name tenant preview domains must CNAME to; default edge.<base-domain>. */
+  edgeHostname: string
+  /** DNS servers (ip or ip:port) for verifying tenant preview domains; empty: the system's. */
+  dnsServers: string[]
 }
 
 export interface ServerFlags {
@@ -75,6 +84,9 @@ const sources = {
   sandboxReaperIntervalMs: 'MIOSA_SANDBOX_REAPER_INTERVAL_MS',
   reconcileIntervalMs: 'MIOSA_RECONCILE_INTERVAL_MS',
   sandboxSubnets: 'MIOSA_SANDBOX_SUBNETS',
+  edgePublicUrl: 'MIOSA_EDGE_PUBLIC_URL',
+  edgeHostname: 'MIOSA_EDGE_HOSTNAME',
+  dnsServers: 'MIOSA_DNS_SERVERS',
 } satisfies Record<keyof Config, string>
 
 const schema = z.object({
@@ -110,6 +122,17 @@ const schema = z.object({
   sandboxReaperIntervalMs: z.coerce.number().int().min(100),
   reconcileIntervalMs: z.coerce.number().int().min(1000),
   sandboxSubnets: z.string().regex(/^\d{1,3}\.\d{1,3}\.0\.0\/16$/, 'must be an IPv4 /16, e.g. 10.213.0.0/16'),
+  edgePublicUrl: z
+    .string()
+    .regex(/^https?:\/\/[^/?#]*[^/?#:]$|^https?:\/\/[^/?#]+:\d+$/, 'must be a scheme and host (and port), e.g. https://miosa.example.com, with no path')
+    .transform((url) => url.replace(/\/+$/, ''))
+    .optional(),
+  edgeHostname: hostname.transform((h) => h.toLowerCase()),
+  dnsServers: z
+    .string()
+    .regex(/^\s*[0-9.:[\]a-f]+(\s*,\s*[0-9.:[\]a-f]+)*\s*$/i, 'must be DNS server addresses separated by commas, e.g. 127.0.0.1:5353')
+    .optional()
+    .transform((value) => (value === undefined ? [] : value.split(',').map((s) => s.trim()))),
 })
 
 /** The host's own trust store, when it has one: what containers need behind a TLS-inspecting proxy. */
@@ -144,6 +167,9 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     sandboxReaperIntervalMs: env.MIOSA_SANDBOX_REAPER_INTERVAL_MS ?? 5_000,
     reconcileIntervalMs: env.MIOSA_RECONCILE_INTERVAL_MS ?? 30_000,
     sandboxSubnets: env.MIOSA_SANDBOX_SUBNETS ?? '10.213.0.0/16',
+    edgePublicUrl: emptyToUndefined(env.MIOSA_EDGE_PUBLIC_URL),
+    edgeHostname: emptyToUndefined(env.MIOSA_EDGE_HOSTNAME) ?? `edge.${(flags.baseDomain ?? env.MIOSA_BASE_DOMAIN ?? 'localhost').toLowerCase()}`,
+    dnsServers: emptyToUndefined(env.MIOSA_DNS_SERVERS),
   }
   const result = schema.safeParse(raw)
   if (!result.success) {

@@ -1,0 +1,68 @@
+import type { Branding } from './error-page.js'
+
+// What the edge needs from the rest of the platform, and nothing more: which sandbox port
+// a host names, whether a request may see it, where to send it, and whose branding its
+// pages wear. The edge (routing, proxying, cookies, pages) is written against this; the
+// platform implements it over the store and core services (src/edge/platform-backend.ts).
+
+/** What the Host header names, before any lookup. */
+export interface HostRoute {
+  /** The sandbox's slug: the DNS label in its preview hostnames. */
+  slug: string
+  /** The port in the hostname (`3000-<slug>…`); undefined: the sandbox template's default port. */
+  port: number | undefined
+  /** Set when the host is under a tenant preview domain (`<slug>.preview.example.com` → 'preview.example.com'). */
+  tenantDomain?: string | undefined
+}
+
+/** A sandbox port the edge may proxy to. */
+export interface PreviewSite {
+  sandboxId: string
+  organizationId: string
+  workspaceId: string
+  port: number
+  /** Anyone may see it: no token or cookie needed. */
+  public: boolean
+}
+
+export type AccessRefusal = {
+  ok: false
+  status: 401 | 403 | 429
+  /** Shown to the visitor: says what to do (ask for a new link, …), never why in detail. */
+  message: string
+  /** A share token that needs its password: the edge shows the password page. */
+  passwordRequired?: boolean
+}
+
+export type AccessGrant = {
+  ok: true
+  /** Value of the access cookie to set for this host. */
+  cookie: string
+  maxAgeSeconds: number
+}
+
+export interface EdgeBackend {
+  /** The site a host names, or undefined (unknown slug, destroyed sandbox, unverified tenant domain). */
+  resolve(route: HostRoute): Promise<PreviewSite | undefined>
+  /**
+   * A token from the URL (`?token=mp_…` or `ms_…`) exchanged for an access cookie. A share
+   * token with a password needs `password` (refused with passwordRequired until given;
+   * wrong guesses are rate-limited per token and client address). Anything else, an API
+   * key included, is refused.
+   */
+  exchange(site: PreviewSite, token: string, o: { password?: string | undefined; clientIp: string }): Promise<AccessGrant | AccessRefusal>
+  /** Whether the access cookie's value admits this site (signed, unexpired, its token not revoked). */
+  admits(site: PreviewSite, cookie: string): Promise<boolean>
+  /** Where to connect for the site: a paused sandbox is resumed first. Throws MiosaError (not_found, conflict, unavailable). */
+  upstream(site: PreviewSite): Promise<{ host: string; port: number }>
+  /** Traffic is activity: no auto-suspend while a preview is used. */
+  touch(sandboxId: string): void
+  /** Holds the sandbox awake while a long-lived connection (WebSocket, event stream) is open; call the result to let go. */
+  hold(sandboxId: string): () => void
+  /**
+   * The tenant's branding for a page about one of its sandboxes (by workspace), or about a
+   * host under its preview domain that names nothing (by domain); undefined: the neutral look.
+   * Cached for at most 30 s, so a change shows within a minute.
+   */
+  branding(of: { workspaceId: string } | { tenantDomain: string }): Promise<Branding | undefined>
+}
