@@ -101,3 +101,6 @@ ensure_docker() {
   done
   die "the Docker daemon did not come up in 30 s (see /var/log/dockerd.log)"
 }
+
+# Debian's Chromium for the browser tests (driven by playwright-core; no browser download).
+ensure_browser() { apt_install chromium; }
