@@ -130,3 +130,26 @@ export async function listPages<T>(
   } while (cursor !== undefined)
   return { data, next_cursor: null }
 }
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 }
+
+/** Seconds of a duration flag: `90`, `90s`, `10m`, `1h`, `2d`; refused with the flag's name otherwise. */
+export function durationFlag(flag: string): (value: string) => number {
+  return (value) => {
+    const match = value.trim().match(/^(\d+(?:\.\d+)?)\s*([smhd]?)$/i)
+    const seconds = match === null ? Number.NaN : Number(match[1]) * (DURATION_UNITS[(match[2] || 's').toLowerCase()] ?? 1)
+    if (!Number.isFinite(seconds) || seconds <= 0) throw new Error(`${flag} expects a duration like 90s, 10m, 1h or 2d, got "${value}"`)
+    return Math.round(seconds)
+  }
+}
+
+/** A port flag (1-65535), refused with the flag's name otherwise. */
+export function portFlag(flag = '--port'): (value: string) => number {
+  return (value) => {
+    const port = Number(value)
+    if (!/^\d+$/.test(value.trim()) || !Number.isInteger(port) || port < 1 || port > 65_535) {
+      throw new Error(`${flag} expects a port number from 1 to 65535, got "${value}"`)
+    }
+    return port
+  }
+}

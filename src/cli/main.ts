@@ -8,10 +8,14 @@ import { registerLogin } from './commands/auth/login.js'
 import { registerLogout } from './commands/auth/logout.js'
 import { registerWhoami } from './commands/auth/whoami.js'
 import { registerOrganizations } from './commands/organizations/index.js'
+import { registerPreview } from './commands/preview/index.js'
+import { registerPreviewToken } from './commands/preview-token/index.js'
 import { registerProjects } from './commands/projects/index.js'
 import { registerSandbox } from './commands/sandbox/index.js'
 import { registerServer } from './commands/server/run.js'
+import { registerShare } from './commands/share/index.js'
 import { registerTemplates } from './commands/templates/index.js'
+import { registerTenant } from './commands/tenant/index.js'
 import { registerWorkspaces } from './commands/workspaces/index.js'
 
 // `miosa … | head` closes stdout early: that is the reader's choice, not an error.
@@ -41,6 +45,9 @@ Examples:
   miosa sandbox snapshot <sandbox-id> --name "after dependencies installed" --json
   miosa sandbox fork <sandbox-id> --name my-agent-workspace-auth-branch --json
   miosa sandbox terminal <sandbox-id>            an interactive shell in the sandbox
+  miosa preview url <sandbox-id> --port 3000     the preview URL of a port (private unless made public)
+  miosa preview-token create <sandbox-id> --ttl 1h    a URL that opens the preview for an hour
+  miosa share create <sandbox-id> --password "…"      a revocable link for anyone
   miosa templates build                         build every sandbox image ahead of first use (root key)
 
 Every command takes --json: one JSON document on stdout, errors as JSON on stderr, exit 1 on error.`,
@@ -57,6 +64,10 @@ registerWorkspaces(program)
 registerProjects(program)
 registerSandbox(program)
 registerTemplates(program)
+registerPreview(program)
+registerPreviewToken(program)
+registerShare(program)
+registerTenant(program)
 
 const json = process.argv.includes('--json')
 

@@ -1,15 +1,16 @@
 import type { RuntimeDriver, RuntimeRef, TemplateProgress } from '../runtime/runtime-driver.js'
 import type { Page } from '../schemas/common.js'
-import type { Sandbox, SandboxState, Snapshot } from '../schemas/sandboxes.js'
+import type { PreviewUrl, Sandbox, SandboxState, Snapshot } from '../schemas/sandboxes.js'
 import type { OrgScope, SandboxRecord, SnapshotRecord, Store } from '../store/store.js'
-import { attributionOf, listQueryOf } from './attribution.js'
-import type { AttributionInput, ListInput } from './attribution.js'
+import { attributionOf, attributionPatchOf, listQueryOf } from './attribution.js'
+import type { AttributionInput, AttributionPatchInput, ListInput } from './attribution.js'
 import { nowIso } from './clock.js'
 import { MiosaError, notFound } from './errors.js'
 import { newId, randomBase32 } from './ids.js'
 import { KeyedMutex } from './keyed-mutex.js'
 import type { Log } from './log.js'
 import { silentLog } from './log.js'
+import { PreviewUrls } from './preview-urls.js'
 import { SandboxActivity } from './sandbox-activity.js'
 import type { WorkspaceService } from './workspaces.js'
 
@@ -40,6 +41,13 @@ export interface CreateSandbox extends AttributionInput {
   memory_mb?: number | undefined
 }
 
+export interface UpdateSandbox extends AttributionPatchInput {
+  name?: string | undefined
+  /** Seconds. */
+  timeout?: number | undefined
+  preview_public?: boolean | undefined
+}
+
 export interface ListSandboxes extends ListInput {
   state?: SandboxState | undefined
   template?: string | undefined
@@ -55,7 +63,9 @@ export class SandboxService {
   private readonly locks = new KeyedMutex()
   /** Provisioning in progress in this process, by sandbox id. */
   private readonly provisioning = new Map<string, Promise<void>>()
-  private templateNames: Promise<string[]> | undefined
+  /** Template name → its default port (null: none), read once from the runtime. */
+  private templates: Promise<Map<string, number | null>> | undefined
+  readonly previewUrls: PreviewUrls
 
   constructor(
     private readonly deps: {
@@ -64,8 +74,10 @@ export class SandboxService {
       workspaces: WorkspaceService
       defaults?: SandboxDefaults
       log?: Log
+      previewUrls?: PreviewUrls
     },
   ) {
+    this.previewUrls = deps.previewUrls ?? new PreviewUrls()
     this.activity = new SandboxActivity(async (id, at) => {
       const [row] = await this.deps.store.sandboxes.findByIds([id])
       if (row !== undefined && row.state !== 'destroyed') await this.deps.store.sandboxes.update(scopeOf(row), id, { last_activity_at: at.toISOString() })
@@ -86,7 +98,7 @@ export class SandboxService {
   async create(organizationId: string, input: CreateSandbox, opts: { wait?: boolean; onProgress?: (p: TemplateProgress) => void } = {}): Promise<Sandbox> {
     const scope = { organization_id: organizationId }
     const snapshot = input.snapshot_id === undefined ? undefined : await this.readySnapshot(scope, input.snapshot_id)
-    const workspaceId = snapshot?.workspace_id ?? input.workspace_id ?? (await this.defaultWorkspace(organizationId))
+    const workspaceId = snapshot?.workspace_id ?? input.workspace_id ?? (await this.deps.workspaces.defaultId(organizationId))
     if (input.workspace_id !== undefined && (await this.deps.store.workspaces.get(scope, input.workspace_id)) === undefined) {
       throw notFound('workspace', input.workspace_id)
     }
@@ -128,6 +140,7 @@ export class SandboxService {
       runtime_ref: null,
       base_ref: null,
       last_activity_at: now,
+      preview_public: false,
       ...attributionOf(input),
       created_at: now,
       updated_at: now,
@@ -160,7 +173,72 @@ export class SandboxService {
     const page = await this.deps.store.sandboxes.list(scope, listQueryOf<SandboxRecord>(input, where))
     // Destroyed sandboxes are listed only when asked for by state.
     const data = input.state === undefined ? page.data.filter((s) => s.state !== 'destroyed') : page.data
-    return { data: data.map((s) => this.toWire(s)), next_cursor: page.next_cursor }
+    const domains = new Map<string, Promise<string | undefined>>()
+    const domainOf = (record: SandboxRecord) => {
+      let domain = domains.get(record.workspace_id)
+      if (domain === undefined) domains.set(record.workspace_id, (domain = this.tenantDomainOf(record)))
+      return domain
+    }
+    return { data: await Promise.all(data.map((s) => this.toWire(s, domainOf(s)))), next_cursor: page.next_cursor }
+  }
+
+  /** Renames it, changes its idle timeout, its attribution, or whether its previews are public. */
+  async patch(organizationId: string, id: string, input: UpdateSandbox): Promise<Sandbox> {
+    const record = await this.record({ organization_id: organizationId }, id)
+    this.expectNotDestroyed(record)
+    const patch: Partial<SandboxRecord> = {
+      ...attributionPatchOf(input),
+      ...(input.name === undefined ? {} : { name: input.name }),
+      ...(input.timeout === undefined ? {} : { timeout_seconds: input.timeout }),
+      ...(input.preview_public === undefined ? {} : { preview_public: input.preview_public }),
+    }
+    if (Object.keys(patch).length === 0) return this.toWire(record)
+    const updated = await this.update(record, patch)
+    if (input.preview_public !== undefined && input.preview_public !== record.preview_public) {
+      this.log.info({ sandbox_id: id, preview_public: input.preview_public }, 'sandbox preview visibility changed')
+    }
+    return this.toWire(updated)
+  }
+
+  // ── previews ────────────────────────────────────────────────────────────────
+
+  /** The URL of a port of the sandbox (default: its template's default port). */
+  async previewUrl(organizationId: string, id: string, port?: number): Promise<PreviewUrl> {
+    const record = await this.record({ organization_id: organizationId }, id)
+    this.expectNotDestroyed(record)
+    const chosen = port ?? (await this.defaultPort(record.template))
+    if (chosen === undefined) {
+      throw new MiosaError('invalid', `port: template ${record.template} has no default port; name one with ?port=`, { details: { field: 'port' } })
+    }
+    const url = await this.previewUrlFor(record, chosen)
+    return { url: url as string, port: chosen, public: record.preview_public }
+  }
+
+  /**
+   * The preview URL of a port (null: the template's default port) of a sandbox, at its
+   * workspace's verified preview domain when it has one; undefined when no port is named
+   * and the template has no default.
+   */
+  async previewUrlFor(record: SandboxRecord, port: number | null, tenantDomain?: Promise<string | undefined>): Promise<string | undefined> {
+    const chosen = port ?? (await this.defaultPort(record.template))
+    if (chosen === undefined) return undefined
+    return this.previewUrls.url(record.slug, chosen, await (tenantDomain ?? this.tenantDomainOf(record)))
+  }
+
+  /** The template's default port; undefined when it has none (or the runtime cannot say right now). */
+  async defaultPort(template: string): Promise<number | undefined> {
+    const templates = await this.templateInfo().catch((error: unknown) => {
+      this.log.warn({ err: error }, 'listing templates failed: no default preview port')
+      return new Map<string, number | null>()
+    })
+    return templates.get(template) ?? undefined
+  }
+
+  /** The workspace's preview domain, once verified. */
+  private async tenantDomainOf(record: SandboxRecord): Promise<string | undefined> {
+    const settings = await this.deps.store.tenantSettings.get(scopeOf(record), record.workspace_id)
+    if (settings === undefined || settings.preview_domain === null || settings.preview_domain_verified_at === null) return undefined
+    return settings.preview_domain
   }
 
   // ── lifecycle ───────────────────────────────────────────────────────────────
@@ -297,6 +375,8 @@ export class SandboxService {
       runtime_ref: null,
       base_ref: { driver: image.driver, id: image.id },
       last_activity_at: now,
+      // A new sandbox starts private, whatever its source was.
+      preview_public: false,
       ...attributionOf({ ...pickAttribution(source), ...input }),
       created_at: now,
       updated_at: now,
@@ -373,14 +453,20 @@ export class SandboxService {
     return record.runtime_ref
   }
 
-  toWire(record: SandboxRecord): Sandbox {
+  async toWire(record: SandboxRecord, tenantDomain?: Promise<string | undefined>): Promise<Sandbox> {
     const { env, runtime_ref: _ref, base_ref: _base, destroyed_at: _destroyed, ...rest } = record
     const lastUse = this.activity.lastUse(record.id, record.last_activity_at)
+    const previews: Record<string, string> = {}
+    if (LIVE_STATES.includes(record.state)) {
+      const port = await this.defaultPort(record.template)
+      if (port !== undefined) previews[String(port)] = (await this.previewUrlFor(record, port, tenantDomain)) as string
+    }
     return {
       ...rest,
       last_activity_at: new Date(lastUse).toISOString(),
       env_keys: Object.keys(env).sort(),
       expires_at: record.state === 'running' ? new Date(lastUse + record.timeout_seconds * 1000).toISOString() : null,
+      previews,
     }
   }
 
@@ -490,23 +576,20 @@ export class SandboxService {
     return snapshot
   }
 
-  private async checkTemplate(name: string): Promise<void> {
-    this.templateNames ??= this.deps.runtime.listTemplates().then((ts) => ts.map((t) => t.name))
-    const names = await this.templateNames.catch((error: unknown) => {
-      this.templateNames = undefined
+  /** The runtime's templates, read once (a failed read is retried next time). */
+  private templateInfo(): Promise<Map<string, number | null>> {
+    this.templates ??= this.deps.runtime.listTemplates().then((ts) => new Map(ts.map((t) => [t.name, t.default_port])))
+    return this.templates.catch((error: unknown) => {
+      this.templates = undefined
       throw error
     })
+  }
+
+  private async checkTemplate(name: string): Promise<void> {
+    const names = [...(await this.templateInfo()).keys()]
     if (!names.includes(name)) {
       throw new MiosaError('invalid', `template: unknown template "${name}"; one of ${names.join(', ')}`, { details: { field: 'template' } })
     }
-  }
-
-  /** The organization's oldest workspace, or a new one named Default when it has none. */
-  private async defaultWorkspace(organizationId: string): Promise<string> {
-    const all = await this.deps.store.workspaces.find({ organization_id: organizationId }, {})
-    const oldest = all.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))[0]
-    if (oldest !== undefined) return oldest.id
-    return (await this.deps.workspaces.create(organizationId, { name: 'Default' })).id
   }
 }
 

@@ -3,12 +3,20 @@ import type { Store } from '../store/store.js'
 import { ApiKeyService } from './api-keys.js'
 import type { Log } from './log.js'
 import { OrganizationService } from './organizations.js'
+import { PreviewAccess } from './preview-access.js'
+import { PreviewSigner } from './preview-signing.js'
+import { PreviewSites } from './preview-sites.js'
+import { PreviewTokenService } from './preview-tokens.js'
+import { PreviewUrls } from './preview-urls.js'
 import { ProjectService } from './projects.js'
 import { SandboxOperations } from './sandbox-operations.js'
 import type { ArchiveChecker } from './sandbox-operations.js'
 import { SandboxService } from './sandboxes.js'
 import type { SandboxDefaults } from './sandboxes.js'
+import { ShareTokenService } from './share-tokens.js'
 import { TemplateService } from './templates.js'
+import { TenantSettingsService, dnsCnameLookup } from './tenant-settings.js'
+import type { CnameLookup } from './tenant-settings.js'
 import { WorkspaceService } from './workspaces.js'
 
 /** Every domain service, wired to the same store and runtime. Adapters (API, CLI server, MCP) use only these. */
@@ -20,6 +28,36 @@ export interface Services {
   sandboxes: SandboxService
   sandboxOps: SandboxOperations
   templates: TemplateService
+  previewTokens: PreviewTokenService
+  shareTokens: ShareTokenService
+  tenant: TenantSettingsService
+  /** For the edge: which sandbox port a host names, and whose branding its pages wear. */
+  previewSites: PreviewSites
+  /** For the edge: tokens exchanged for access cookies, and cookies checked. */
+  previewAccess: PreviewAccess
+}
+
+/** Where previews are reached, and how tenant preview domains are verified (from Config). */
+export interface PreviewConfig {
+  /** Config.edgePublicUrl: scheme (and port) users reach the edge at; undefined: http on edgePort. */
+  edgePublicUrl: string | undefined
+  /** The edge's listening port; a function when it is known only once it listens (port 0). */
+  edgePort: number | (() => number)
+  baseDomain: string
+  /** Config.edgeHostname: what tenant preview domains must CNAME to. */
+  edgeHostname: string
+  /** Config.dnsServers: resolvers (ip or ip:port) for verifying them; empty: the system's. */
+  dnsServers: readonly string[]
+  /** Instead of DNS (tests of other parts). */
+  lookupCname?: CnameLookup
+}
+
+export const DEFAULT_PREVIEW_CONFIG: PreviewConfig = {
+  edgePublicUrl: undefined,
+  edgePort: 8081,
+  baseDomain: 'localhost',
+  edgeHostname: 'edge.localhost',
+  dnsServers: [],
 }
 
 export interface ServiceDeps {
@@ -28,17 +66,23 @@ export interface ServiceDeps {
   checkArchive: ArchiveChecker
   log: Log
   sandboxDefaults?: SandboxDefaults
+  previews?: PreviewConfig
 }
 
 export function createServices(deps: ServiceDeps): Services {
+  const previews = deps.previews ?? DEFAULT_PREVIEW_CONFIG
   const workspaces = new WorkspaceService(deps.store)
   const sandboxes = new SandboxService({
     store: deps.store,
     runtime: deps.runtime,
     workspaces,
     log: deps.log,
+    previewUrls: new PreviewUrls({ edgePublicUrl: previews.edgePublicUrl, edgePort: previews.edgePort, baseDomain: previews.baseDomain }),
     ...(deps.sandboxDefaults === undefined ? {} : { defaults: deps.sandboxDefaults }),
   })
+  const signer = new PreviewSigner(deps.store)
+  const previewAccess = new PreviewAccess({ store: deps.store, signer })
+  const previewSites = new PreviewSites({ store: deps.store, sandboxes })
   return {
     organizations: new OrganizationService(deps.store),
     apiKeys: new ApiKeyService(deps.store),
@@ -47,5 +91,17 @@ export function createServices(deps: ServiceDeps): Services {
     sandboxes,
     sandboxOps: new SandboxOperations({ sandboxes, runtime: deps.runtime, checkArchive: deps.checkArchive }),
     templates: new TemplateService(deps.runtime),
+    previewTokens: new PreviewTokenService({ store: deps.store, sandboxes, signer, onRevoked: (id) => previewAccess.forget(id) }),
+    shareTokens: new ShareTokenService({ store: deps.store, sandboxes, onRevoked: (id) => previewAccess.forget(id) }),
+    tenant: new TenantSettingsService({
+      store: deps.store,
+      workspaces,
+      baseDomain: previews.baseDomain,
+      edgeHostname: previews.edgeHostname,
+      lookupCname: previews.lookupCname ?? dnsCnameLookup(previews.dnsServers),
+      onChanged: () => previewSites.forgetBranding(),
+    }),
+    previewSites,
+    previewAccess,
   }
 }

@@ -56,6 +56,22 @@ export class WorkspaceService {
     return updated
   }
 
+  /**
+   * The workspace a request that names none lands in: the organization's oldest, or, when it
+   * has none, a new one named Default (only with `create`; otherwise not_found).
+   */
+  async defaultId(organizationId: string, opts: { create?: boolean } = {}): Promise<string> {
+    const all = await this.store.workspaces.find({ organization_id: organizationId }, {})
+    const oldest = all.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))[0]
+    if (oldest !== undefined) return oldest.id
+    if (opts.create === false) {
+      throw new MiosaError('not_found', 'your organization has no workspace yet: create one, or name workspace_id', {
+        details: { field: 'workspace_id' },
+      })
+    }
+    return (await this.create(organizationId, { name: 'Default' })).id
+  }
+
   /** Deletes an empty workspace; one that still holds projects is a 409 naming how many. */
   async delete(organizationId: string, id: string): Promise<void> {
     const scope = { organization_id: organizationId }
@@ -67,6 +83,8 @@ export class WorkspaceService {
           details: { projects: projects.map((p) => p.id) },
         })
       }
+      // Its branding and preview domain go with it.
+      await tx.tenantSettings.delete(scope, id)
       await tx.workspaces.delete(scope, id)
     })
   }

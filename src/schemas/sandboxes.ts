@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { parseDuration } from '../core/durations.js'
-import { attributionInput, attributionOutput, idOf, listQuery, nameSchema, timestamp } from './common.js'
+import { attributionInput, attributionOutput, attributionPatch, idOf, listQuery, nameSchema, timestamp } from './common.js'
 
 export const SANDBOX_STATES = ['creating', 'running', 'paused', 'snapshotting', 'destroyed', 'error'] as const
 export const SNAPSHOT_STATES = ['creating', 'ready', 'failed'] as const
@@ -47,6 +47,15 @@ export const sandboxSchema = z
     forked_from: z.string().nullable(),
     last_activity_at: timestamp,
     expires_at: timestamp.nullable().meta({ description: 'When an idle running sandbox is stopped (persistent) or destroyed' }),
+    preview_public: z.boolean().meta({ description: 'Anyone may open its previews, without a token (default false: private)' }),
+    previews: z
+      .record(z.string(), z.string())
+      .meta({
+        description:
+          "Preview URLs by port: the template's default port, at the workspace's verified preview domain when it has one. " +
+          'Other ports: GET /sandboxes/:id/preview-url?port=',
+        example: { '3000': 'http://3000-ab12cd34.sandbox.localhost:8081' },
+      }),
     ...attributionOutput,
     created_at: timestamp,
     updated_at: timestamp,
@@ -66,6 +75,31 @@ export const createSandboxSchema = z.strictObject({
   memory_mb: z.number().int().min(64).max(262_144).optional(),
   ...attributionInput,
 })
+
+export const updateSandboxSchema = z.strictObject({
+  name: nameSchema.optional(),
+  timeout: durationSchema(10, TIMEOUT_MAX_SECONDS).optional().meta({ description: 'A new idle timeout' }),
+  preview_public: z.boolean().optional().meta({ description: 'true: anyone may open its previews without a token' }),
+  ...attributionPatch,
+})
+
+export const previewUrlQuery = z.strictObject({
+  port: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(65_535)
+    .optional()
+    .meta({ description: "A port inside the sandbox; default: the template's default port" }),
+})
+
+export const previewUrlSchema = z
+  .object({
+    url: z.string(),
+    port: z.number(),
+    public: z.boolean().meta({ description: 'Opens without a token (the sandbox has preview_public)' }),
+  })
+  .meta({ id: 'PreviewUrl' })
 
 export const forkSandboxSchema = z.strictObject({ name: nameSchema.optional(), ...attributionInput })
 
@@ -217,5 +251,7 @@ export type Snapshot = z.infer<typeof snapshotSchema>
 export type Template = z.infer<typeof templateSchema>
 export type SandboxListQuery = z.input<typeof listSandboxesQuery>
 export type ForkSandboxInput = z.input<typeof forkSandboxSchema>
+export type UpdateSandboxInput = z.input<typeof updateSandboxSchema>
+export type PreviewUrl = z.infer<typeof previewUrlSchema>
 export type CreateSnapshotInput = z.input<typeof createSnapshotSchema>
 export type TemplateBuildEvent = z.infer<typeof templateBuildEventSchema>

@@ -4,8 +4,10 @@ import type { CreateProjectInput, Project, UpdateProjectInput } from '../schemas
 import type { Whoami } from '../schemas/system.js'
 import type { CreateWorkspaceInput, UpdateWorkspaceInput, Workspace } from '../schemas/workspaces.js'
 import { CrudResource, Resource } from './resource.js'
+import { PreviewTokens, ShareTokens } from './previews.js'
 import { Sandboxes } from './sandboxes.js'
 import { Templates } from './templates.js'
+import { Tenant } from './tenant.js'
 import type { ListParams } from './resource.js'
 import { Transport } from './transport.js'
 import type { ClientOptions } from './transport.js'
@@ -53,6 +55,9 @@ export class MiosaClient {
   readonly projects: CrudResource<Project, CreateProjectInput, UpdateProjectInput, ProjectListParams>
   readonly sandboxes: Sandboxes
   readonly templates: Templates
+  readonly previewTokens: PreviewTokens
+  readonly shareTokens: ShareTokens
+  readonly tenant: Tenant
   private readonly transport: Transport
 
   constructor(options: ClientOptions = {}) {
@@ -63,6 +68,9 @@ export class MiosaClient {
     this.projects = new CrudResource(this.transport, `${API}/projects`)
     this.sandboxes = new Sandboxes(this.transport, API)
     this.templates = new Templates(this.transport, `${API}/templates`)
+    this.previewTokens = new PreviewTokens(this.transport, `${API}/preview-tokens`)
+    this.shareTokens = new ShareTokens(this.transport, `${API}/share-tokens`)
+    this.tenant = new Tenant(this.transport, API)
   }
 
   get apiUrl(): string {

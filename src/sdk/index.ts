@@ -6,6 +6,10 @@ export { Resource, CrudResource } from './resource.js'
 export { Sandboxes, Snapshots } from './sandboxes.js'
 export type { SandboxListParams, ExecExit, ExecStreamOptions, WaitOptions, TransferOptions, SocketTarget } from './sandboxes.js'
 export { Templates } from './templates.js'
+export { PreviewTokens, ShareTokens } from './previews.js'
+export type { TokenListParams } from './previews.js'
+export { Tenant, TenantBrandingApi, TenantPreviewDomainApi } from './tenant.js'
+export type { WorkspaceParam } from './tenant.js'
 export type { TemplateProgress } from './templates.js'
 export { readServerSentEvents, readNdjson, decodeBase64 } from './streams.js'
 export type { ServerSentEvent } from './streams.js'
@@ -24,6 +28,8 @@ export type {
   Sandbox,
   SandboxState,
   CreateSandboxInput,
+  UpdateSandboxInput,
+  PreviewUrl,
   ForkSandboxInput,
   ExecInput,
   ExecResultOutput as ExecResult,
@@ -33,3 +39,17 @@ export type {
   Template,
   TemplateBuildEvent,
 } from '../schemas/sandboxes.js'
+export type {
+  PreviewToken,
+  CreatedPreviewToken,
+  CreatePreviewTokenInput,
+  ShareToken,
+  CreatedShareToken,
+  CreateShareTokenInput,
+} from '../schemas/previews.js'
+export type {
+  TenantBranding,
+  SetBrandingInput,
+  TenantPreviewDomain,
+  SetPreviewDomainInput,
+} from '../schemas/tenant.js'

@@ -7,9 +7,11 @@ import type {
   ExecResultOutput,
   FileStatOutput,
   ForkSandboxInput,
+  PreviewUrl,
   Sandbox,
   SandboxState,
   Snapshot,
+  UpdateSandboxInput,
 } from '../schemas/sandboxes.js'
 import { Resource } from './resource.js'
 import type { ListParams } from './resource.js'
@@ -141,6 +143,16 @@ export class Sandboxes extends Resource<Sandbox, SandboxListParams> {
       }
       await sleep(interval, options.signal)
     }
+  }
+
+  /** Renames it, changes its idle timeout or attribution, or makes its previews public (`preview_public`). */
+  update(id: string, input: UpdateSandboxInput): Promise<Sandbox> {
+    return this.transport.request('PATCH', this.itemPath(id), { body: input })
+  }
+
+  /** The preview URL of a port (default: the template's default port). Never construct it yourself. */
+  previewUrl(id: string, options: { port?: number } = {}): Promise<PreviewUrl> {
+    return this.transport.request('GET', this.itemPath(id, '/preview-url'), { query: { port: options.port } })
   }
 
   stop(id: string): Promise<Sandbox> {

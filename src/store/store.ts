@@ -4,6 +4,7 @@ import type { Organization } from '../schemas/organizations.js'
 import type { Project } from '../schemas/projects.js'
 import type { Workspace } from '../schemas/workspaces.js'
 import type { Sandbox, Snapshot } from '../schemas/sandboxes.js'
+import type { PreviewToken, ShareToken } from '../schemas/previews.js'
 
 // The store as core sees it: typed tables of plain records, every organization-owned
 // table reached only through a scope that names the organization. Dialects (SQLite,
@@ -17,7 +18,7 @@ export interface StoredRef {
   id: string
 }
 
-export type SandboxRecord = Omit<Sandbox, 'env_keys' | 'expires_at'> & {
+export type SandboxRecord = Omit<Sandbox, 'env_keys' | 'expires_at' | 'previews'> & {
   /** Given at creation, merged into every exec and terminal. */
   env: Record<string, string>
   runtime_ref: StoredRef | null
@@ -27,6 +28,40 @@ export type SandboxRecord = Omit<Sandbox, 'env_keys' | 'expires_at'> & {
 }
 
 export type SnapshotRecord = Snapshot & { runtime_ref: StoredRef | null }
+
+/** A preview token as stored: its value is never kept (it is signed, and verified by signature). */
+export type PreviewTokenRecord = PreviewToken
+
+export type ShareTokenRecord = Omit<ShareToken, 'has_password'> & {
+  /** SHA-256 (hex) of the token value. */
+  token_hash: string
+  /** `scrypt$N$r$p$salt$hash` (base64url parts), or null without a password. */
+  password_hash: string | null
+}
+
+/** A tenant's look on the pages the edge renders: only https URLs and hex colours get this far. */
+export interface BrandingRecord {
+  logo_url: string
+  accent_color: string
+  support_url: string | null
+  /** When it was set. */
+  updated_at: string
+}
+
+/** Per-workspace settings: one row per workspace that has any. */
+export interface TenantSettingsRecord {
+  workspace_id: string
+  organization_id: string
+  branding: BrandingRecord | null
+  /** Unique across the platform. */
+  preview_domain: string | null
+  preview_domain_verified_at: string | null
+  updated_at: string
+}
+
+export type TenantSettingsPatch = Partial<Omit<TenantSettingsRecord, 'workspace_id' | 'organization_id' | 'updated_at'>> & {
+  updated_at: string
+}
 
 /** Scope of a query on an organization's table: the caller's organization, always. */
 export interface OrgScope {
@@ -59,6 +94,22 @@ export interface Table<T extends { id: string }, S> {
   delete(scope: S, id: string): Promise<boolean>
 }
 
+export interface TenantSettingsStore {
+  get(scope: OrgScope, workspaceId: string): Promise<TenantSettingsRecord | undefined>
+  /**
+   * Writes the given fields of the workspace's settings, creating its row (other fields
+   * null) when it has none; fields not in `patch` keep their values. A preview domain taken
+   * by another workspace throws MiosaError('conflict') naming preview_domain. A row of
+   * another organization is left alone and answers undefined.
+   */
+  upsert(scope: OrgScope, workspaceId: string, patch: TenantSettingsPatch): Promise<TenantSettingsRecord | undefined>
+  delete(scope: OrgScope, workspaceId: string): Promise<boolean>
+  /** The workspace a preview domain belongs to, across organizations: for the edge. */
+  findByPreviewDomain(domain: string): Promise<TenantSettingsRecord | undefined>
+  /** A workspace's settings, across organizations: for the edge's pages, never for callers. */
+  findByWorkspace(workspaceId: string): Promise<TenantSettingsRecord | undefined>
+}
+
 export interface Store {
   readonly dialect: 'sqlite' | 'postgres'
   readonly organizations: Table<Organization, PlatformScope>
@@ -73,11 +124,26 @@ export interface Store {
     findInStates(states: readonly SandboxRecord['state'][]): Promise<SandboxRecord[]>
     /** Sandboxes by id across organizations: for the platform's own loops (activity, re-adoption), never for callers. */
     findByIds(ids: readonly string[]): Promise<SandboxRecord[]>
+    /** The sandbox a preview hostname names, across organizations, when it is in one of `states`: for the edge, never for callers. */
+    findBySlug(slug: string, states: readonly SandboxRecord['state'][]): Promise<SandboxRecord | undefined>
   }
   readonly snapshots: Table<SnapshotRecord, OrgScope>
+  readonly previewTokens: Table<PreviewTokenRecord, OrgScope> & {
+    /** A token by id across organizations: for the edge checking a signed value it was shown, never for callers. */
+    findById(id: string): Promise<PreviewTokenRecord | undefined>
+  }
+  readonly shareTokens: Table<ShareTokenRecord, OrgScope> & {
+    /** The edge's lookup of a share link, by the SHA-256 of its value. */
+    findByHash(hash: string): Promise<ShareTokenRecord | undefined>
+    /** A token by id across organizations: for the edge re-checking an access cookie, never for callers. */
+    findById(id: string): Promise<ShareTokenRecord | undefined>
+  }
+  readonly tenantSettings: TenantSettingsStore
   readonly settings: {
     get(key: string): Promise<string | undefined>
     set(key: string, value: string): Promise<void>
+    /** Stores `value` unless the key has one already; answers the value stored either way (first writer wins). */
+    setIfAbsent(key: string, value: string): Promise<string>
   }
   /** Runs `fn` atomically: every write inside lands, or none does. Nested calls join the outer one. */
   transaction<R>(fn: (tx: Store) => Promise<R>): Promise<R>

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { z } from 'zod'
 import { API_PREFIXES } from '../../src/api/api-server.js'
@@ -31,6 +32,12 @@ async function snapshotVictim(): Promise<string> {
     t.call('GET', '/api/v1/api-keys', { key: victim.key }),
     t.call('GET', `/api/v1/sandboxes/${victimIds.sbx}`, { key: victim.key }),
     t.call('GET', `/api/v1/snapshots/${victimIds.snap}`, { key: victim.key }),
+    t.call('GET', `/api/v1/preview-tokens/${victimIds.tok}`, { key: victim.key }),
+    t.call('GET', `/api/v1/share-tokens/${victimIds.tok}`, { key: victim.key }),
+    t.call('GET', '/api/v1/preview-tokens', { key: victim.key }),
+    t.call('GET', '/api/v1/share-tokens', { key: victim.key }),
+    t.call('GET', `/api/v1/tenant/branding?workspace_id=${victimIds.ws}`, { key: victim.key }),
+    t.call('GET', `/api/v1/tenant/preview-domain?workspace_id=${victimIds.ws}`, { key: victim.key }),
   ])
   for (const part of parts) expect(part.status).toBe(200)
   // last_used_at moves with B's own calls, expires_at with the clock; everything else must be exactly as it was.
@@ -65,6 +72,7 @@ async function insertVictimSandbox(workspaceId: string): Promise<void> {
     runtime_ref: { driver: 'docker', id: 'zeta-container-that-does-not-exist' },
     base_ref: null,
     last_activity_at: now,
+    preview_public: false,
     ...attribution,
     created_at: now,
     updated_at: now,
@@ -88,6 +96,22 @@ async function insertVictimSandbox(workspaceId: string): Promise<void> {
   victimIds.sbx = sandbox.id
   victimIds.snap = snapshot.id
   victimSecrets.push('Zeta Private Sandbox', 'zetasbx1', 'Zeta Private Snapshot', 'zeta-env-secret', 'ZETA_ENV', 'zeta-container-that-does-not-exist')
+
+  // A preview token and a share token. They share one id (in two tables), because the walk
+  // maps an id prefix (tok) to one of B's ids and must reach both kinds with it.
+  const token = { id: 'tok_zetazetazetazetazeta', organization_id: victim.id, workspace_id: workspaceId, sandbox_id: sandbox.id, port: 3000, revoked_at: null, ...attribution, created_at: now }
+  await t.platform.store.previewTokens.insert({ ...token, expires_at: new Date(Date.now() + 3_600_000).toISOString() })
+  const shareValue = 'ms_zetazetazetazetazetazetazetazeta'
+  await t.platform.store.shareTokens.insert({
+    ...token,
+    name: 'Zeta Private Share',
+    token_hash: createHash('sha256').update(shareValue).digest('hex'),
+    token_prefix: 'ms_zetazz',
+    password_hash: 'scrypt$16384$8$1$emV0YXNhbHQ$emV0YWhhc2g',
+    expires_at: null,
+  })
+  victimIds.tok = token.id
+  victimSecrets.push('Zeta Private Share', shareValue, 'ms_zetazz', createHash('sha256').update(shareValue).digest('hex'), 'emV0YWhhc2g')
 }
 
 beforeAll(async () => {
@@ -109,6 +133,13 @@ beforeAll(async () => {
   victimIds.prj = prj.json.id
   victimIds.key = key.json.id
   await insertVictimSandbox(ws.json.id)
+  const branding = await t.call('PUT', '/api/v1/tenant/branding', {
+    key: victim.key,
+    body: { workspace_id: ws.json.id, logo_url: 'https://zeta-logo.example.com/logo.svg', accent_color: '#abcdef', support_url: 'https://zeta-support.example.com' },
+  })
+  const domain = await t.call('POST', '/api/v1/tenant/preview-domain', { key: victim.key, body: { workspace_id: ws.json.id, domain: 'preview.zeta-private.example' } })
+  expect([branding.status, domain.status]).toEqual([200, 200])
+  victimSecrets.push('zeta-logo.example.com', 'zeta-support.example.com', '#abcdef', 'preview.zeta-private.example')
   victimSecrets.push(
     ...Object.values(victimIds),
     'Victim Zeta Org', 'victim-zeta-org', 'Zeta Private Workspace', 'zeta-private-workspace', 'Zeta Private Project',

@@ -5,7 +5,7 @@ import { newId, randomBase32 } from '../../src/core/ids.js'
 import type { Organization } from '../../src/schemas/organizations.js'
 import type { Project } from '../../src/schemas/projects.js'
 import type { Workspace } from '../../src/schemas/workspaces.js'
-import type { ApiKeyRecord, OrgScope, Store } from '../../src/store/store.js'
+import type { ApiKeyRecord, OrgScope, PreviewTokenRecord, SandboxRecord, ShareTokenRecord, Store } from '../../src/store/store.js'
 
 // The contract every Store dialect runs (SQLite, PostgreSQL): only the public Store
 // interface, against a real database. Every test makes its own organizations and slugs,
@@ -80,6 +80,70 @@ function apiKey(organizationId: string, overrides: Partial<ApiKeyRecord> = {}): 
     created_at: NOW,
     last_used_at: null,
     revoked_at: null,
+    ...overrides,
+  }
+}
+
+function sandbox(organizationId: string, workspaceId: string, overrides: Partial<SandboxRecord> = {}): SandboxRecord {
+  return {
+    id: newId('sandbox'),
+    organization_id: organizationId,
+    workspace_id: workspaceId,
+    project_id: null,
+    name: 'box',
+    slug: randomBase32(8),
+    template: 'node',
+    state: 'running',
+    error: null,
+    persistent: true,
+    timeout_seconds: 600,
+    cpu: 1,
+    memory_mb: 512,
+    env: {},
+    snapshot_id: null,
+    forked_from: null,
+    runtime_ref: null,
+    base_ref: null,
+    last_activity_at: NOW,
+    preview_public: false,
+    ...NO_ATTRIBUTION,
+    created_at: NOW,
+    updated_at: NOW,
+    destroyed_at: null,
+    ...overrides,
+  }
+}
+
+function previewToken(box: SandboxRecord, overrides: Partial<PreviewTokenRecord> = {}): PreviewTokenRecord {
+  return {
+    id: newId('token'),
+    organization_id: box.organization_id,
+    workspace_id: box.workspace_id,
+    sandbox_id: box.id,
+    port: 3000,
+    expires_at: at(3600),
+    revoked_at: null,
+    ...NO_ATTRIBUTION,
+    created_at: NOW,
+    ...overrides,
+  }
+}
+
+function shareToken(box: SandboxRecord, overrides: Partial<ShareTokenRecord> = {}): ShareTokenRecord {
+  return {
+    id: newId('token'),
+    organization_id: box.organization_id,
+    workspace_id: box.workspace_id,
+    sandbox_id: box.id,
+    port: null,
+    name: 'Share link',
+    token_hash: randomBase32(52),
+    token_prefix: 'ms_abcdef',
+    password_hash: null,
+    expires_at: null,
+    revoked_at: null,
+    ...NO_ATTRIBUTION,
+    created_at: NOW,
     ...overrides,
   }
 }
@@ -673,6 +737,130 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         )
         expect(await store.organizations.get({}, outer.id)).toBeUndefined()
         expect(await store.organizations.get({}, nestedOrg.id)).toBeUndefined()
+      })
+    })
+
+    describe('previews: sandboxes by slug, preview and share tokens, tenant settings', () => {
+      /** An organization with a workspace and a running sandbox in it. */
+      async function newSandbox(overrides: Partial<SandboxRecord> = {}) {
+        const { org, scope } = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(org.id))
+        const box = await store.sandboxes.insert(sandbox(org.id, ws.id, overrides))
+        return { org, scope, ws, box }
+      }
+
+      it('a sandbox keeps preview_public (false unless set), and is found by slug across organizations in the states asked for', async () => {
+        const { scope, box } = await newSandbox()
+        expect(await store.sandboxes.get(scope, box.id)).toEqual(box)
+        expect(box.preview_public).toBe(false)
+        const made = await store.sandboxes.update(scope, box.id, { preview_public: true })
+        expect(made?.preview_public).toBe(true)
+        expect(await store.sandboxes.findBySlug(box.slug, ['running', 'paused'])).toEqual(made)
+        expect(await store.sandboxes.findBySlug(box.slug, ['paused'])).toBeUndefined()
+        expect(await store.sandboxes.findBySlug(randomBase32(8), ['running'])).toBeUndefined()
+        await store.sandboxes.update(scope, box.id, { state: 'destroyed', destroyed_at: NOW })
+        expect(await store.sandboxes.findBySlug(box.slug, ['creating', 'running', 'paused', 'snapshotting'])).toBeUndefined()
+      })
+
+      it('preview tokens round-trip, are scoped, listed by sandbox, and found by id across organizations', async () => {
+        const { scope, box } = await newSandbox()
+        const other = await newSandbox()
+        const anyPort = await store.previewTokens.insert(previewToken(box, { port: null, metadata: { by: 'agent' }, external_user_id: 'u-1' }))
+        const onePort = await store.previewTokens.insert(previewToken(box, { created_at: at(10) }))
+        const elsewhere = await store.previewTokens.insert(previewToken(other.box))
+        expect(await store.previewTokens.get(scope, anyPort.id)).toEqual(anyPort)
+        expect((await store.previewTokens.get(scope, anyPort.id))?.port).toBeNull()
+        expect(await store.previewTokens.get(other.scope, anyPort.id)).toBeUndefined()
+        const listed = await store.previewTokens.list(scope, { limit: 10, where: { sandbox_id: box.id } })
+        expect(ids(listed.data)).toEqual(ids([anyPort, onePort]))
+        expect((await store.previewTokens.list(scope, { limit: 10, where: { external_user_id: 'u-1' } })).data).toEqual([anyPort])
+        expect(await store.previewTokens.findById(elsewhere.id)).toEqual(elsewhere)
+        expect(await store.previewTokens.findById(newId('token'))).toBeUndefined()
+        expect(await store.previewTokens.update(other.scope, onePort.id, { revoked_at: NOW })).toBeUndefined()
+        expect((await store.previewTokens.update(scope, onePort.id, { revoked_at: NOW }))?.revoked_at).toBe(NOW)
+      })
+
+      it('a preview token of a sandbox that does not exist is not stored', async () => {
+        const { org } = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(org.id))
+        const ghost = sandbox(org.id, ws.id)
+        const error = await expectMiosaError(store.previewTokens.insert(previewToken(ghost)), 'conflict')
+        expect(error.message).toMatch(/preview token/)
+        expect(await store.previewTokens.findById(ghost.id)).toBeUndefined()
+      })
+
+      it('share tokens round-trip, are found by hash and id across organizations, and their hashes are unique', async () => {
+        const { scope, box } = await newSandbox()
+        const other = await newSandbox()
+        const share = await store.shareTokens.insert(
+          shareToken(box, { port: 5173, password_hash: 'scrypt$16384$8$1$c2FsdA$aGFzaA', expires_at: at(99), name: 'Client "review" ✓' }),
+        )
+        expect(await store.shareTokens.get(scope, share.id)).toEqual(share)
+        expect(await store.shareTokens.get(other.scope, share.id)).toBeUndefined()
+        expect(await store.shareTokens.findByHash(share.token_hash)).toEqual(share)
+        expect(await store.shareTokens.findByHash(share.token_hash.toUpperCase())).toBeUndefined()
+        expect(await store.shareTokens.findById(share.id)).toEqual(share)
+        await expectMiosaError(store.shareTokens.insert(shareToken(other.box, { token_hash: share.token_hash })), 'conflict', 'token_hash')
+        expect((await store.shareTokens.list(other.scope, { limit: 10 })).data).toEqual([])
+      })
+
+      it('tenant settings: an upsert creates the row, later ones change only the fields given', async () => {
+        const { org, scope } = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(org.id))
+        expect(await store.tenantSettings.get(scope, ws.id)).toBeUndefined()
+        const branding = { logo_url: 'https://cdn.example.com/logo "x".svg', accent_color: '#0f766e', support_url: null, updated_at: at(1) }
+        const created = await store.tenantSettings.upsert(scope, ws.id, { branding, updated_at: at(1) })
+        expect(created).toEqual({
+          workspace_id: ws.id,
+          organization_id: org.id,
+          branding,
+          preview_domain: null,
+          preview_domain_verified_at: null,
+          updated_at: at(1),
+        })
+        const domain = `preview-${randomBase32(8)}.example.com`
+        const withDomain = await store.tenantSettings.upsert(scope, ws.id, { preview_domain: domain, updated_at: at(2) })
+        expect(withDomain).toEqual({ ...created, preview_domain: domain, updated_at: at(2) })
+        const verified = await store.tenantSettings.upsert(scope, ws.id, { preview_domain_verified_at: at(3), updated_at: at(3) })
+        expect(verified?.branding).toEqual(branding)
+        expect(await store.tenantSettings.findByPreviewDomain(domain)).toEqual(verified)
+        expect(await store.tenantSettings.findByWorkspace(ws.id)).toEqual(verified)
+        expect(await store.tenantSettings.findByPreviewDomain(`other-${domain}`)).toBeUndefined()
+        const cleared = await store.tenantSettings.upsert(scope, ws.id, { branding: null, updated_at: at(4) })
+        expect(cleared?.branding).toBeNull()
+        expect(cleared?.preview_domain).toBe(domain)
+      })
+
+      it("tenant settings: preview domains are unique across workspaces and organizations; another organization's row is untouchable", async () => {
+        const a = await newOrganization()
+        const b = await newOrganization()
+        const wsA = await store.workspaces.insert(workspace(a.org.id))
+        const wsA2 = await store.workspaces.insert(workspace(a.org.id))
+        const wsB = await store.workspaces.insert(workspace(b.org.id))
+        const domain = `preview-${randomBase32(8)}.example.com`
+        const row = await store.tenantSettings.upsert(a.scope, wsA.id, { preview_domain: domain, updated_at: at(1) })
+        await expectMiosaError(store.tenantSettings.upsert(a.scope, wsA2.id, { preview_domain: domain, updated_at: at(2) }), 'conflict', 'preview_domain')
+        await expectMiosaError(store.tenantSettings.upsert(b.scope, wsB.id, { preview_domain: domain, updated_at: at(2) }), 'conflict', 'preview_domain')
+        // Two workspaces without a domain are no clash (NULLs are distinct).
+        await store.tenantSettings.upsert(a.scope, wsA2.id, { preview_domain: null, updated_at: at(2) })
+        await store.tenantSettings.upsert(b.scope, wsB.id, { preview_domain: null, updated_at: at(2) })
+
+        expect(await store.tenantSettings.get(b.scope, wsA.id)).toBeUndefined()
+        expect(await store.tenantSettings.upsert(b.scope, wsA.id, { preview_domain: 'stolen.example.com', updated_at: at(3) })).toBeUndefined()
+        expect(await store.tenantSettings.delete(b.scope, wsA.id)).toBe(false)
+        expect(await store.tenantSettings.get(a.scope, wsA.id)).toEqual(row)
+        expect(await store.tenantSettings.delete(a.scope, wsA.id)).toBe(true)
+        expect(await store.tenantSettings.findByPreviewDomain(domain)).toBeUndefined()
+      })
+
+      it('settings.setIfAbsent keeps the first value', async () => {
+        const key = `once-${randomBase32(8)}`
+        expect(await store.settings.setIfAbsent(key, 'first')).toBe('first')
+        expect(await store.settings.setIfAbsent(key, 'second')).toBe('first')
+        expect(await store.settings.get(key)).toBe('first')
+        const raced = `race-${randomBase32(8)}`
+        const values = await Promise.all(['a', 'b', 'c', 'd'].map((v) => store.settings.setIfAbsent(raced, v)))
+        expect(new Set(values).size).toBe(1)
       })
     })
 

@@ -8,6 +8,7 @@ import { CLI, runCli } from '../helpers/cli.js'
 import type { CliResult } from '../helpers/cli.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
+import { insertSandboxRecord } from '../helpers/sandbox-records.js'
 
 // The real `miosa` bin (dist/cli/main.js) against a real listening platform.
 // Every run gets MIOSA_CONFIG pointing into a temp dir: the user's own config is never read or written.
@@ -90,7 +91,8 @@ const tag = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`
 
 beforeAll(async () => {
   expect(existsSync(CLI), `${CLI} is missing: run \`npm run build\` first`).toBe(true)
-  tp = await startTestPlatform()
+  // No periodic reconcile: it would mark the container-less sandbox records of the preview tests as failed.
+  tp = await startTestPlatform({ reconcileIntervalMs: 3_600_000 })
   tmp = await mkdtemp(join(tmpdir(), 'miosa-cli-test-'))
   defaultConfig = join(tmp, 'never-written', 'config.json')
   org = await tp.newOrganization('CLI test org')
@@ -126,13 +128,21 @@ describe('help', () => {
     workspaces: ['create', 'list', 'get', 'update', 'delete'],
     projects: ['create', 'list', 'get', 'update', 'delete'],
     sandbox: [
-      'create', 'list', 'get', 'exec', 'write-file', 'read-file', 'ls', 'stat', 'mkdir', 'mv', 'rm', 'upload', 'download', 'terminal',
-      'stop', 'resume', 'keep-alive', 'snapshot', 'snapshots', 'fork', 'destroy',
+      'create', 'list', 'get', 'update', 'exec', 'write-file', 'read-file', 'ls', 'stat', 'mkdir', 'mv', 'rm', 'upload', 'download',
+      'terminal', 'stop', 'resume', 'keep-alive', 'snapshot', 'snapshots', 'fork', 'destroy',
     ],
     templates: ['list', 'build'],
+    preview: ['url'],
+    'preview-token': ['create', 'list', 'revoke'],
+    share: ['create', 'list', 'revoke'],
+    tenant: ['branding', 'preview-domain'],
   }
   /** Groups below a noun, and their subcommands. */
-  const GROUPS: Record<string, string[]> = { 'sandbox snapshots': ['list', 'get', 'delete'] }
+  const GROUPS: Record<string, string[]> = {
+    'sandbox snapshots': ['list', 'get', 'delete'],
+    'tenant branding': ['set', 'get'],
+    'tenant preview-domain': ['set', 'get', 'verify', 'delete'],
+  }
 
   it('parses commander help the way the walk below relies on', () => {
     const sample = [
@@ -178,7 +188,7 @@ describe('help', () => {
       expect(commandsIn(r.stdout).toSorted(), `subcommands of ${group}`).toEqual(expected.toSorted())
       for (const sub of expected) leaves.push([...group.split(' '), sub])
     }
-    expect(leaves).toHaveLength(47)
+    expect(leaves).toHaveLength(61)
 
     // A leaf already walked (server, login, ...) has its help in hand; the rest are fetched.
     const leafHelps = await inParallel(leaves, (path) =>
@@ -399,6 +409,64 @@ describe('--json with an organization key', () => {
 
     const refused = await failsJson(['whoami'], { key: created.key })
     expect(refused.code).toBe('unauthenticated')
+  })
+})
+
+describe('--json: previews and their access', () => {
+  it('preview url, sandbox update, preview-token create / list / revoke, share create / list / revoke', async () => {
+    const ws = await json(['workspaces', 'create', tag('Previews')], { key: org.key })
+    const box = await insertSandboxRecord(tp.platform.store, { organization_id: org.id, workspace_id: ws.id })
+    const edgePort = new URL(tp.edgeUrl).port
+
+    const url = await json(['preview', 'url', box.id, '--port', '5173'], { key: org.key })
+    expect(url).toEqual({ url: `http://5173-${box.slug}.sandbox.localhost:${edgePort}`, port: 5173, public: false })
+    const made = await json(['sandbox', 'update', box.id, '--preview-public', 'true'], { key: org.key })
+    expect(made.preview_public).toBe(true)
+    expect(made.previews).toEqual({ '3000': `http://3000-${box.slug}.sandbox.localhost:${edgePort}` })
+    expect((await json(['preview', 'url', box.id], { key: org.key })).public).toBe(true)
+
+    const token = await json(['preview-token', 'create', box.id, '--ttl', '1h', '--port', '3000'], { key: org.key })
+    expect(token.token).toMatch(/^mp_/)
+    expect(token.url).toBe(`http://3000-${box.slug}.sandbox.localhost:${edgePort}/?token=${token.token}`)
+    expect(Date.parse(token.expires_at) - Date.now()).toBeGreaterThan(3590_000)
+    const tokens = await json(['preview-token', 'list', box.id], { key: org.key })
+    expect(tokens.data.map((x: { id: string }) => x.id)).toEqual([token.id])
+    expect(JSON.stringify(tokens)).not.toContain(token.token)
+    expect((await json(['preview-token', 'revoke', token.id], { key: org.key })).revoked_at).toEqual(expect.any(String))
+    const tooLong = await failsJson(['preview-token', 'create', box.id, '--ttl', '25h'], { key: org.key })
+    expect(tooLong.message).toMatch(/ttl_seconds/)
+    expect((await failsJson(['preview-token', 'create', box.id], { key: org.key })).message).toMatch(/--ttl/)
+
+    const share = await json(['share', 'create', box.id, '--password', 'a long password', '--expires-at', '7d', '--name', 'Review'], { key: org.key })
+    expect(share).toMatchObject({ name: 'Review', has_password: true, port: null })
+    expect(share.token).toMatch(/^ms_/)
+    expect(Date.parse(share.expires_at) - Date.now()).toBeGreaterThan(7 * 86_400_000 - 60_000)
+    const shares = await json(['share', 'list', box.id], { key: org.key })
+    expect(shares.data.map((x: { id: string }) => x.id)).toEqual([share.id])
+    expect(JSON.stringify(shares)).not.toContain(share.token)
+    expect((await json(['share', 'revoke', share.id], { key: org.key })).revoked_at).toEqual(expect.any(String))
+  })
+
+  it('tenant branding set / get, preview-domain set / get / verify / delete', async () => {
+    const ws = await json(['workspaces', 'create', tag('Tenant')], { key: org.key })
+    const set = await json(
+      ['tenant', 'branding', 'set', '--workspace', ws.id, '--logo-url', 'https://cdn.example.com/l.svg', '--accent-color', '#0f766e', '--support-url', 'https://example.com/help'],
+      { key: org.key },
+    )
+    expect(set).toMatchObject({ workspace_id: ws.id, logo_url: 'https://cdn.example.com/l.svg', accent_color: '#0f766e', support_url: 'https://example.com/help' })
+    expect(await json(['tenant', 'branding', 'get', '--workspace', ws.id], { key: org.key })).toEqual(set)
+    const http = await failsJson(['tenant', 'branding', 'set', '--workspace', ws.id, '--logo-url', 'http://x.example.com/l.png', '--accent-color', '#fff'], { key: org.key })
+    expect(http.message).toMatch(/logo_url/)
+
+    const domain = `${tag('preview')}.example.com`
+    const registered = await json(['tenant', 'preview-domain', 'set', domain, '--workspace', ws.id], { key: org.key })
+    expect(registered).toMatchObject({ workspace_id: ws.id, domain, verified: false, cname_target: expect.any(String) })
+    expect(await json(['tenant', 'preview-domain', 'get', '--workspace', ws.id], { key: org.key })).toEqual(registered)
+    // No DNS server answers for it here: the verification fails, saying why.
+    const unverified = await failsJson(['tenant', 'preview-domain', 'verify', '--workspace', ws.id], { key: org.key })
+    expect(['conflict', 'unavailable']).toContain(unverified.code)
+    expect(unverified.message).toContain(domain)
+    expect((await json(['tenant', 'preview-domain', 'delete', '--workspace', ws.id], { key: org.key })).domain).toBeNull()
   })
 })
 

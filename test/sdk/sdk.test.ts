@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MiosaApiError, MiosaClient, MiosaError } from '../../src/sdk/index.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
+import { insertSandboxRecord } from '../helpers/sandbox-records.js'
 
 // The SDK against a real listening server: real fetch, real sockets, real store.
 
@@ -249,6 +250,50 @@ describe('organization key: workspaces and projects', () => {
     expect(seen.toSorted()).toEqual(created.toSorted())
     // Newest first (items made in the same millisecond may come in either order).
     expect(times).toEqual(times.toSorted().toReversed())
+  })
+})
+
+describe('organization key: previews and their access', () => {
+  it('sandboxes.update and previewUrl, previewTokens, shareTokens, tenant branding and preview domain', async () => {
+    const { client, orgId } = await orgClient()
+    const ws = await client.workspaces.create({ name: tag('previews') })
+    // A record only (no container): what these calls touch is the control plane.
+    const box = await insertSandboxRecord(tp.platform.store, { organization_id: orgId, workspace_id: ws.id })
+    const edgePort = new URL(tp.edgeUrl).port
+
+    expect((await client.sandboxes.update(box.id, { preview_public: true, name: 'shown' })).preview_public).toBe(true)
+    expect(await client.sandboxes.previewUrl(box.id, { port: 5173 })).toEqual({
+      url: `http://5173-${box.slug}.sandbox.localhost:${edgePort}`,
+      port: 5173,
+      public: true,
+    })
+    expect((await client.sandboxes.previewUrl(box.id)).port).toBe(3000)
+
+    const token = await client.previewTokens.create({ sandbox_id: box.id, ttl_seconds: 300, port: 3000 })
+    expect(token.token).toMatch(/^mp_/)
+    expect((await client.previewTokens.list({ sandbox_id: box.id })).data.map((x) => x.id)).toEqual([token.id])
+    expect(await client.previewTokens.get(token.id)).not.toHaveProperty('token')
+    expect((await client.previewTokens.revoke(token.id)).revoked_at).not.toBeNull()
+    const tooLong = await rejection(client.previewTokens.create({ sandbox_id: box.id, ttl_seconds: 90_000 }))
+    expect(tooLong).toBeInstanceOf(MiosaApiError)
+    expect((tooLong as MiosaApiError).code).toBe('invalid')
+    expect((tooLong as MiosaApiError).message).toMatch(/ttl_seconds/)
+
+    const share = await client.shareTokens.create({ sandbox_id: box.id, password: 'long enough', name: 'SDK' })
+    expect(share).toMatchObject({ has_password: true, name: 'SDK' })
+    const shares = await client.shareTokens.list({ sandbox_id: box.id })
+    expect(shares.data.map((x) => x.id)).toEqual([share.id])
+    expect(JSON.stringify(shares)).not.toContain(share.token)
+    expect((await client.shareTokens.revoke(share.id)).revoked_at).not.toBeNull()
+
+    const branding = await client.tenant.branding.set({ workspace_id: ws.id, logo_url: 'https://cdn.example.com/l.svg', accent_color: '#123' })
+    expect(await client.tenant.branding.get({ workspace_id: ws.id })).toEqual(branding)
+    const domain = `${tag('pv')}.example.com`
+    expect((await client.tenant.previewDomain.set({ workspace_id: ws.id, domain })).domain).toBe(domain)
+    expect((await client.tenant.previewDomain.get({ workspace_id: ws.id })).verified).toBe(false)
+    expect((await client.tenant.previewDomain.delete({ workspace_id: ws.id })).domain).toBeNull()
+    const unverified = await rejection(client.tenant.previewDomain.verify({ workspace_id: ws.id }))
+    expect((unverified as MiosaApiError).status).toBe(409)
   })
 })
 

@@ -1,12 +1,14 @@
 import type { AnyRoute } from '../route.js'
 import { apiKeyRoutes } from './api-keys.js'
 import { organizationRoutes } from './organizations.js'
+import { previewRoutes } from './previews.js'
 import { projectRoutes } from './projects.js'
 import { sandboxExecRoutes } from './sandbox-exec.js'
 import { sandboxFileRoutes } from './sandbox-files.js'
 import { sandboxRoutes } from './sandboxes.js'
 import { systemRoutes } from './system.js'
 import { templateRoutes } from './templates.js'
+import { tenantRoutes } from './tenant.js'
 import { workspaceRoutes } from './workspaces.js'
 
 /** Every API route. Registration, the OpenAPI document and the tenancy tests all read this list. */
@@ -20,4 +22,6 @@ export const routes: readonly AnyRoute[] = [
   ...sandboxExecRoutes,
   ...sandboxFileRoutes,
   ...templateRoutes,
+  ...previewRoutes,
+  ...tenantRoutes,
 ]

@@ -6,8 +6,11 @@ import {
   forkSandboxSchema,
   keepAliveSchema,
   listSandboxesQuery,
+  previewUrlQuery,
+  previewUrlSchema,
   sandboxSchema,
   snapshotSchema,
+  updateSandboxSchema,
 } from '../../schemas/sandboxes.js'
 import { defineRoute } from '../route.js'
 
@@ -50,6 +53,29 @@ export const sandboxRoutes = [
     params: sandboxParams,
     response: sandboxSchema,
     handler: ({ services, organizationId, params }) => services.sandboxes.get(organizationId, params.id),
+  }),
+  defineRoute({
+    method: 'PATCH',
+    path: '/sandboxes/:id',
+    scope: 'organization',
+    tag,
+    summary: 'Rename a sandbox, change its idle timeout or attribution, or make its previews public (preview_public)',
+    params: sandboxParams,
+    body: updateSandboxSchema,
+    response: sandboxSchema,
+    example: { preview_public: true, name: 'my-agent-workspace', timeout: '2h' },
+    handler: ({ services, organizationId, params, body }) => services.sandboxes.patch(organizationId, params.id, body),
+  }),
+  defineRoute({
+    method: 'GET',
+    path: '/sandboxes/:id/preview-url',
+    scope: 'organization',
+    tag,
+    summary: "The preview URL of a port of the sandbox (default: the template's default port)",
+    params: sandboxParams,
+    query: previewUrlQuery,
+    response: previewUrlSchema,
+    handler: ({ services, organizationId, params, query }) => services.sandboxes.previewUrl(organizationId, params.id, query.port),
   }),
   defineRoute({
     method: 'DELETE',

@@ -1,12 +1,22 @@
 import { Migrator } from 'kysely'
 import type { Kysely } from 'kysely'
 import { sql } from 'kysely'
-import type { ApiKeyRecord, OrgScope, PlatformScope, SandboxRecord, SnapshotRecord, Store } from '../store.js'
+import type {
+  ApiKeyRecord,
+  OrgScope,
+  PlatformScope,
+  PreviewTokenRecord,
+  SandboxRecord,
+  ShareTokenRecord,
+  SnapshotRecord,
+  Store,
+} from '../store.js'
 import type { Organization } from '../../schemas/organizations.js'
 import type { Project } from '../../schemas/projects.js'
 import type { Workspace } from '../../schemas/workspaces.js'
 import { migrations } from '../migrations/index.js'
 import { KyselyTable } from './table.js'
+import { TenantSettingsTable } from './tenant-settings-table.js'
 import type { AnyDatabase, Dialect, TableSpec } from './table.js'
 
 const ATTRIBUTION = ['external_user_id', 'external_project_id', 'external_workspace_id', 'metadata'] as const
@@ -45,10 +55,10 @@ const sandboxes: TableSpec<SandboxRecord> = {
   columns: [
     'id', 'organization_id', 'workspace_id', 'project_id', 'name', 'slug', 'template', 'state', 'error', 'persistent',
     'timeout_seconds', 'cpu', 'memory_mb', 'env', 'snapshot_id', 'forked_from', 'runtime_ref', 'base_ref',
-    'last_activity_at', ...ATTRIBUTION, 'created_at', 'updated_at', 'destroyed_at',
+    'last_activity_at', 'preview_public', ...ATTRIBUTION, 'created_at', 'updated_at', 'destroyed_at',
   ],
   jsonColumns: ['metadata', 'env', 'runtime_ref', 'base_ref'],
-  booleanColumns: ['persistent'],
+  booleanColumns: ['persistent', 'preview_public'],
 }
 
 const snapshots: TableSpec<SnapshotRecord> = {
@@ -62,14 +72,34 @@ const snapshots: TableSpec<SnapshotRecord> = {
   bigintColumns: ['size_bytes'],
 }
 
+const previewTokens: TableSpec<PreviewTokenRecord> = {
+  name: 'preview_tokens',
+  kind: 'preview token',
+  columns: ['id', 'organization_id', 'workspace_id', 'sandbox_id', 'port', 'expires_at', 'revoked_at', ...ATTRIBUTION, 'created_at'],
+  jsonColumns: ['metadata'],
+}
+
+const shareTokens: TableSpec<ShareTokenRecord> = {
+  name: 'share_tokens',
+  kind: 'share token',
+  columns: [
+    'id', 'organization_id', 'workspace_id', 'sandbox_id', 'port', 'name', 'token_hash', 'token_prefix', 'password_hash',
+    'expires_at', 'revoked_at', ...ATTRIBUTION, 'created_at',
+  ],
+  jsonColumns: ['metadata'],
+}
+
 /** The Store on Kysely: the same code for SQLite and PostgreSQL; only the dialect differs. */
 export class KyselyStore implements Store {
   readonly organizations: KyselyTable<Organization, PlatformScope>
   readonly apiKeys: KyselyTable<ApiKeyRecord, OrgScope> & { findByHash(hash: string): Promise<ApiKeyRecord | undefined> }
   readonly workspaces: KyselyTable<Workspace, OrgScope>
   readonly projects: KyselyTable<Project, OrgScope>
-  readonly sandboxes: KyselyTable<SandboxRecord, OrgScope> & Pick<Store['sandboxes'], 'findInStates' | 'findByIds'>
+  readonly sandboxes: KyselyTable<SandboxRecord, OrgScope> & Pick<Store['sandboxes'], 'findInStates' | 'findByIds' | 'findBySlug'>
   readonly snapshots: KyselyTable<SnapshotRecord, OrgScope>
+  readonly previewTokens: KyselyTable<PreviewTokenRecord, OrgScope> & Pick<Store['previewTokens'], 'findById'>
+  readonly shareTokens: KyselyTable<ShareTokenRecord, OrgScope> & Pick<Store['shareTokens'], 'findById' | 'findByHash'>
+  readonly tenantSettings: TenantSettingsTable
   readonly settings: Store['settings']
 
   constructor(
@@ -86,8 +116,21 @@ export class KyselyStore implements Store {
     this.sandboxes = Object.assign(sandboxTable, {
       findInStates: (states: readonly SandboxRecord['state'][]) => sandboxTable.findInUnscoped('state', states),
       findByIds: (ids: readonly string[]) => sandboxTable.findInUnscoped('id', ids),
+      findBySlug: async (slug: string, states: readonly SandboxRecord['state'][]) => {
+        // Slugs are unique, so this is one row at most.
+        const row = await sandboxTable.findUnscoped('slug', slug)
+        return row !== undefined && states.includes(row.state) ? row : undefined
+      },
     })
     this.snapshots = new KyselyTable(db, dialect, snapshots)
+    const previewTokenTable = new KyselyTable<PreviewTokenRecord, OrgScope>(db, dialect, previewTokens)
+    this.previewTokens = Object.assign(previewTokenTable, { findById: (id: string) => previewTokenTable.findUnscoped('id', id) })
+    const shareTokenTable = new KyselyTable<ShareTokenRecord, OrgScope>(db, dialect, shareTokens)
+    this.shareTokens = Object.assign(shareTokenTable, {
+      findById: (id: string) => shareTokenTable.findUnscoped('id', id),
+      findByHash: (hash: string) => shareTokenTable.findUnscoped('token_hash', hash),
+    })
+    this.tenantSettings = new TenantSettingsTable(db)
     this.settings = {
       get: async (key) => {
         const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst()
@@ -99,6 +142,15 @@ export class KyselyStore implements Store {
           .values({ key, value })
           .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
           .execute()
+      },
+      setIfAbsent: async (key, value) => {
+        await db
+          .insertInto('settings')
+          .values({ key, value })
+          .onConflict((oc) => oc.column('key').doNothing())
+          .execute()
+        const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirstOrThrow()
+        return String(row.value)
       },
     }
   }

@@ -1,10 +1,12 @@
 import type { Migration } from 'kysely'
 import * as foundation from './0001-foundation.js'
 import * as sandboxes from './0002-sandboxes.js'
+import * as previews from './0003-previews.js'
 
 // Listed here rather than read from disk, so the compiled package needs no file lookup.
 // Append only: a migration that has run anywhere is never edited.
 export const migrations: Record<string, Migration> = {
   '0001-foundation': foundation,
   '0002-sandboxes': sandboxes,
+  '0003-previews': previews,
 }

@@ -13,6 +13,7 @@ import { registerSnapshot } from './snapshot.js'
 import { registerSnapshots } from './snapshots/index.js'
 import { registerStop } from './stop.js'
 import { registerTerminal } from './terminal.js'
+import { registerUpdate } from './update.js'
 
 export function registerSandbox(program: Command): void {
   const group = program
@@ -21,6 +22,7 @@ export function registerSandbox(program: Command): void {
   registerCreate(group)
   registerList(group)
   registerGet(group)
+  registerUpdate(group)
   registerExec(group)
   registerFileCommands(group)
   registerArchiveCommands(group)
