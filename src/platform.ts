@@ -11,12 +11,14 @@ import type { BlobStore } from './blobs/blob-store.js'
 import { openBlobStore } from './blobs/open-blob-store.js'
 import type { Config } from './config.js'
 import { randomBase32 } from './core/ids.js'
+import { ensurePreviewSigningKey } from './core/preview-signing.js'
 import { SandboxReaper } from './core/sandbox-reaper.js'
 import { SandboxReconciler } from './core/sandbox-reconciler.js'
 import { DEFAULT_SANDBOX_LIMITS } from './core/sandboxes.js'
 import { createServices } from './core/services.js'
 import type { Services } from './core/services.js'
 import { createEdgeServer } from './edge/edge-server.js'
+import { platformEdgeBackend } from './edge/platform-backend.js'
 import { createLogger } from './logger.js'
 import { archiveChecker } from './runtime/archive-check.js'
 import { DockerDriver } from './runtime/docker/docker-driver.js'
@@ -82,6 +84,14 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     runtime,
     log,
     checkArchive: archiveChecker({ spoolDir: join(config.dataDir, 'spool'), maxBytes: ARCHIVE_LIMIT_BYTES }),
+    previews: {
+      edgePublicUrl: config.edgePublicUrl,
+      // Port 0 (tests) is known only once the edge listens.
+      edgePort: () => (edge.listening ? (edge.address() as AddressInfo).port : config.edgePort),
+      baseDomain: config.baseDomain,
+      edgeHostname: config.edgeHostname,
+      dnsServers: config.dnsServers,
+    },
   })
   const reconciler = new SandboxReconciler({ store, runtime, sandboxes: services.sandboxes, log })
   const reaper = new SandboxReaper({ store, sandboxes: services.sandboxes, log, intervalMs: config.sandboxReaperIntervalMs })
@@ -99,7 +109,11 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       await store.ping()
     },
   })
-  const edge = createEdgeServer({ logger: logger.child({ component: 'edge' }), baseDomain: config.baseDomain })
+  const edge = createEdgeServer({
+    logger: logger.child({ component: 'edge' }),
+    baseDomain: config.baseDomain,
+    backend: platformEdgeBackend(services, runtime),
+  })
 
   return {
     config,
@@ -115,6 +129,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     async start() {
       await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
       await store.migrate()
+      await ensurePreviewSigningKey(store)
       platformId = await store.settings.get(PLATFORM_ID_SETTING)
       if (platformId === undefined) {
         platformId = `plt_${randomBase32(20)}`

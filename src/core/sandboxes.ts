@@ -60,6 +60,7 @@ export const LIVE_STATES: readonly SandboxState[] = ['creating', 'running', 'pau
 
 export class SandboxService {
   readonly activity: SandboxActivity
+  private readonly changeListeners = new Set<(sandboxId: string) => void>()
   private readonly locks = new KeyedMutex()
   /** Provisioning in progress in this process, by sandbox id. */
   private readonly provisioning = new Map<string, Promise<void>>()
@@ -439,7 +440,13 @@ export class SandboxService {
   async update(record: SandboxRecord, patch: Partial<SandboxRecord>): Promise<SandboxRecord> {
     const updated = await this.deps.store.sandboxes.update(scopeOf(record), record.id, { ...patch, updated_at: nowIso() })
     if (updated === undefined) throw notFound('sandbox', record.id)
+    if (patch.state !== undefined || patch.runtime_ref !== undefined) for (const listener of this.changeListeners) listener(record.id)
     return updated
+  }
+
+  /** Calls `listener` with the sandbox id whenever a sandbox's state or compute changes in this process (caches drop it). */
+  onChange(listener: (sandboxId: string) => void): void {
+    this.changeListeners.add(listener)
   }
 
   async record(scope: OrgScope, id: string): Promise<SandboxRecord> {

@@ -1,5 +1,6 @@
 // Pages the edge renders itself (404, 502, 401, password prompts). Every interpolated
 // value is escaped; the tenant's branding replaces the neutral look, never adds to it.
+// No page carries a miosa wordmark: a tenant's visitors see the tenant's look or a neutral one.
 
 export interface Branding {
   logo_url?: string | null
@@ -21,6 +22,32 @@ export function escapeHtml(value: string): string {
 }
 
 export function renderErrorPage(page: ErrorPage): string {
+  return renderPage(page, '')
+}
+
+export interface PasswordPage {
+  status: number
+  /** Shown above the form: what to do, or why the last guess was refused. */
+  message: string
+  branding?: Branding | undefined
+}
+
+/**
+ * The password prompt of a share link. The form has no action: it posts to the page's own
+ * URL, token included, so a crafted path (`//evil.example/…`) cannot send the password
+ * elsewhere.
+ */
+export function renderPasswordPage(page: PasswordPage): string {
+  const form = `<form method="post" autocomplete="off">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" required autofocus>
+<button type="submit">Open</button>
+</form>
+`
+  return renderPage({ status: page.status, title: 'This link needs a password', message: page.message, branding: page.branding }, form)
+}
+
+function renderPage(page: ErrorPage, extra: string): string {
   const accent = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(page.branding?.accent_color ?? '')
     ? (page.branding?.accent_color as string)
     : NEUTRAL_ACCENT
@@ -40,6 +67,9 @@ export function renderErrorPage(page: ErrorPage): string {
   .status { font-size: .875rem; letter-spacing: .1em; color: #6b7280; }
   img { max-height: 48px; max-width: 200px; }
   a { color: ${accent}; }
+  form { display: grid; gap: .5rem; margin-top: 1rem; text-align: left; }
+  input { font: inherit; padding: .5rem; border: 1px solid #d1d5db; border-radius: .375rem; }
+  button { font: inherit; padding: .5rem; border: 0; border-radius: .375rem; color: #fff; background: ${accent}; cursor: pointer; }
 </style>
 </head>
 <body>
@@ -48,7 +78,7 @@ ${logo === undefined ? '' : `<img src="${escapeHtml(logo)}" alt="">`}
 <div class="status">${page.status}</div>
 <h1>${escapeHtml(page.title)}</h1>
 <p>${escapeHtml(page.message)}</p>
-${support === undefined ? '' : `<p><a href="${escapeHtml(support)}" rel="noopener">Get help</a></p>`}
+${extra}${support === undefined ? '' : `<p><a href="${escapeHtml(support)}" rel="noopener">Get help</a></p>`}
 </main>
 </body>
 </html>

@@ -1,0 +1,248 @@
+// Edge proxy throughput: wrk against a small HTTP server inside a sandbox, three ways in
+// one run: direct to the sandbox's address, through the platform's own edge (a public
+// preview: routing, site lookup, access and proxying as in production), and through
+// Caddy's reverse_proxy to the same address.
+// Prints requests/s, p50/p99 latency (medians of interleaved rounds) and the ratios. Budget (issue 4): edge ≥ 1.2× Caddy's
+// requests/s. On a 2-core machine a proxy shares the CPU with wrk and the upstream, so the
+// ratio to direct is reported, not budgeted.
+//
+//   npx tsx bench/edge.ts        (needs wrk and caddy: `apt-get install wrk caddy`; scripts/bench installs them)
+//   BENCH_EDGE_SECONDS=10 BENCH_EDGE_ROUNDS=5 BENCH_EDGE_CONNECTIONS=128 npx tsx bench/edge.ts
+
+import { spawn, spawnSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { startTestPlatform } from '../test/helpers/platform.js'
+import type { TestPlatform } from '../test/helpers/platform.js'
+
+const SECONDS = Number(process.env.BENCH_EDGE_SECONDS ?? 5)
+/** Rounds of direct, edge, caddy in turn; medians are reported (a 2-core VM is noisy). */
+const ROUNDS = Number(process.env.BENCH_EDGE_ROUNDS ?? 3)
+const CONNECTIONS = Number(process.env.BENCH_EDGE_CONNECTIONS ?? 64)
+const THREADS = 2
+
+/** The upstream, run by node inside the sandbox. */
+const UPSTREAM = `
+const http = require('node:http')
+const body = Buffer.from('hello from the upstream\\n')
+http.createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length })
+  res.end(body)
+}).listen(3000, '0.0.0.0')
+`
+
+interface Result {
+  name: string
+  rps: number
+  p50: number
+  p99: number
+  errors: number
+}
+
+type Summary = Result & { each: string }
+
+function onPath(command: string): boolean {
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, command)))
+}
+
+interface SandboxUpstream {
+  platform: TestPlatform
+  /** Where the sandbox's server listens (its address on the workspace network). */
+  direct: { host: string; port: number }
+  /** The preview's hostname at the edge. */
+  previewHost: string
+  edgePort: number
+}
+
+/** A platform with one public node sandbox running the upstream on port 3000. */
+async function startSandboxUpstream(): Promise<SandboxUpstream> {
+  const platform = await startTestPlatform({ sandboxWarmPool: 0 })
+  const org = await platform.newOrganization('Edge Bench Org')
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await platform.call(method, `/api/v1${path}`, { key: org.key, body })
+    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${res.text}`)
+    return res.json
+  }
+  const sandbox = await call('POST', '/sandboxes?wait=true', { template: 'node', name: 'edge-bench', timeout: '1h' })
+  await call('PATCH', `/sandboxes/${sandbox.id}`, { preview_public: true })
+  const script = UPSTREAM.replaceAll("'", "'\\''")
+  await call('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: `(nohup node -e '${script}' > /tmp/upstream.log 2>&1 &)` })
+  const up = await call('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: 'for i in $(seq 50); do curl -sf localhost:3000 >/dev/null && exit 0; sleep 0.1; done; cat /tmp/upstream.log; exit 1' })
+  if (up.exit_code !== 0) throw new Error(`the upstream did not start in the sandbox: ${up.stdout}${up.stderr}`)
+  const record = await platform.platform.store.sandboxes.get({ organization_id: org.id }, sandbox.id)
+  if (record?.runtime_ref === null || record === undefined) throw new Error('the sandbox has no container')
+  const direct = await platform.platform.runtime.address(record.runtime_ref, 3000)
+  return { platform, direct, previewHost: `3000-${sandbox.slug}.sandbox.localhost`, edgePort: Number(new URL(platform.edgeUrl).port) }
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net')
+  const server = createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+async function waitForPort(port: number, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1')
+      socket.once('connect', () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once('error', () => resolve(false))
+    })
+    if (ok) return
+    if (Date.now() > deadline) throw new Error(`nothing listening on 127.0.0.1:${port} after ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+async function startCaddy(upstream: { host: string; port: number }, dir: string): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort()
+  const config = {
+    admin: { disabled: true },
+    logging: { logs: { default: { level: 'ERROR' } } },
+    apps: {
+      http: {
+        servers: {
+          bench: {
+            listen: [`127.0.0.1:${port}`],
+            automatic_https: { disable: true },
+            routes: [
+              {
+                handle: [
+                  {
+                    handler: 'reverse_proxy',
+                    upstreams: [{ dial: `${upstream.host}:${upstream.port}` }],
+                    // Caddy keeps 32 idle connections per upstream by default: with 64 wrk
+                    // connections it would open and close the rest on every burst. Give it
+                    // as many as the edge may keep, so the peer is measured at its best.
+                    transport: { protocol: 'http', keep_alive: { max_idle_conns_per_host: 256 } },
+                  },
+                ],
+              },
+            ],
+          },
+        },
+      },
+    },
+  }
+  const file = join(dir, 'caddy.json')
+  writeFileSync(file, JSON.stringify(config))
+  const child = spawn('caddy', ['run', '--config', file], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
+  })
+  let stderr = ''
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  try {
+    await waitForPort(port)
+  } catch (error) {
+    child.kill()
+    throw new Error(`caddy did not start: ${stderr.slice(-2000)}`, { cause: error })
+  }
+  return { child, port }
+}
+
+function toMs(value: string): number {
+  const match = /^([\d.]+)(us|ms|s)$/.exec(value)
+  if (match === null) return Number.NaN
+  const n = Number(match[1])
+  return match[2] === 'us' ? n / 1000 : match[2] === 's' ? n * 1000 : n
+}
+
+/** wrk in a child process, awaited: the edge runs in this process and needs its event loop. */
+async function wrk(url: string, seconds: number, host?: string): Promise<{ rps: number; p50: number; p99: number; errors: number; raw: string }> {
+  const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...(host === undefined ? [] : ['-H', `Host: ${host}`]), url]
+  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
+  const [code] = (await once(child, 'close')) as [number | null]
+  if (code !== 0) throw new Error(`wrk failed: ${err || out}`)
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN)
+  const p50 = toMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? '')
+  const p99 = toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '')
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+  const errors = non2xx + (socketErrors === null ? 0 : socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0))
+  return { rps, p50, p99, errors, raw: out }
+}
+
+async function measure(name: string, url: string, host?: string): Promise<Result> {
+  await wrk(url, 1, host) // warm-up: JIT, keep-alive pools
+  const r = await wrk(url, SECONDS, host)
+  if (Number.isNaN(r.rps)) throw new Error(`${name}: could not read wrk's output:\n${r.raw}`)
+  return { name, rps: r.rps, p50: r.p50, p99: r.p99, errors: r.errors }
+}
+
+async function main(): Promise<void> {
+  const missing = ['wrk', 'caddy'].filter((command) => !onPath(command))
+  if (missing.length > 0) {
+    console.error(`bench/edge needs ${missing.join(' and ')} on PATH (Debian: apt-get install wrk caddy; scripts/bench installs both).`)
+    process.exitCode = 1
+    return
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'miosa-bench-edge-'))
+  const upstream = await startSandboxUpstream()
+  const caddy = await startCaddy(upstream.direct, dir)
+  try {
+    console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s (1 s warm-up each), ${ROUNDS} interleaved rounds, medians; ${cpus()} CPUs, Node ${process.version}`)
+    const targets: [string, string, string | undefined][] = [
+      ['direct', `http://${upstream.direct.host}:${upstream.direct.port}/`, undefined],
+      ['miosa edge', `http://127.0.0.1:${upstream.edgePort}/`, upstream.previewHost],
+      ['caddy reverse_proxy', `http://127.0.0.1:${caddy.port}/`, upstream.previewHost],
+    ]
+    const rounds: Result[][] = targets.map(() => [])
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [i, [name, url, host]] of targets.entries()) rounds[i]!.push(await measure(name, url, host))
+    }
+    const results = rounds.map((runs): Summary => ({
+      name: runs[0]!.name,
+      rps: median(runs.map((r) => r.rps)),
+      p50: median(runs.map((r) => r.p50)),
+      p99: median(runs.map((r) => r.p99)),
+      errors: runs.reduce((sum, r) => sum + r.errors, 0),
+      each: runs.map((r) => r.rps.toFixed(0)).join(' / '),
+    }))
+    const [direct, miosa, peer] = results as [Summary, Summary, Summary]
+    console.log('')
+    console.log(`${'target'.padEnd(22)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'errors'.padStart(8)}   req/s per round`)
+    for (const r of results) {
+      console.log(`${r.name.padEnd(22)}${r.rps.toFixed(0).padStart(10)}${r.p50.toFixed(2).padStart(10)}${r.p99.toFixed(2).padStart(10)}${String(r.errors).padStart(8)}   ${r.each}`)
+    }
+    console.log('')
+    const ratio = miosa.rps / peer.rps
+    console.log(`edge / caddy   req/s ${ratio.toFixed(2)}×   p99 ${(miosa.p99 / peer.p99).toFixed(2)}×`)
+    console.log(`edge / direct  req/s ${(miosa.rps / direct.rps).toFixed(2)}×   p99 ${(miosa.p99 / direct.p99).toFixed(2)}×`)
+    console.log(`caddy / direct req/s ${(peer.rps / direct.rps).toFixed(2)}×   p99 ${(peer.p99 / direct.p99).toFixed(2)}×`)
+    console.log(`budget: edge ≥ 1.2× caddy req/s: ${ratio >= 1.2 ? 'met' : 'NOT met'} (${ratio.toFixed(2)}×)`)
+    if (results.some((r) => r.errors > 0)) console.log('warning: some requests failed (see errors column)')
+  } finally {
+    caddy.child.kill()
+    await upstream.platform.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+function cpus(): number {
+  return Number(spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()) || 0
+}
+
+await main()

@@ -1,0 +1,71 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import type { EdgeBackend } from './edge-backend.js'
+import { renderErrorPage, renderPasswordPage } from './error-page.js'
+import type { Branding, ErrorPage, PasswordPage } from './error-page.js'
+
+// Answers the edge gives itself: HTML pages for browsers, JSON for clients that ask for it.
+// Pages carry a strict content security policy (no script, images over https only, forms
+// post to the page's own origin) and no referrer, so a token in the URL never leaks.
+
+const PAGE_HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+const JSON_CODES: Record<number, string> = {
+  400: 'invalid',
+  401: 'unauthenticated',
+  403: 'forbidden',
+  404: 'not_found',
+  413: 'payload_too_large',
+  429: 'rate_limited',
+}
+
+export function sendPage(req: IncomingMessage, res: ServerResponse, page: ErrorPage, headers?: Record<string, string>): void {
+  if (wantsJson(req)) {
+    const body = JSON.stringify({ error: { code: JSON_CODES[page.status] ?? 'unavailable', message: page.message } })
+    send(req, res, page.status, 'application/json; charset=utf-8', body, headers)
+  } else {
+    send(req, res, page.status, 'text/html; charset=utf-8', renderErrorPage(page), headers)
+  }
+}
+
+export function sendPasswordPage(req: IncomingMessage, res: ServerResponse, page: PasswordPage): void {
+  if (wantsJson(req)) {
+    const body = JSON.stringify({ error: { code: JSON_CODES[page.status] ?? 'unauthenticated', message: page.message, password_required: true } })
+    send(req, res, page.status, 'application/json; charset=utf-8', body)
+  } else {
+    send(req, res, page.status, 'text/html; charset=utf-8', renderPasswordPage(page))
+  }
+}
+
+/** The tenant's branding, or the neutral look when there is none or it cannot be had. */
+export async function brandingOf(
+  backend: EdgeBackend,
+  of: { workspaceId: string } | { tenantDomain: string },
+  logger: Logger,
+): Promise<Branding | undefined> {
+  try {
+    return await backend.branding(of)
+  } catch (error) {
+    logger.warn({ err: error }, 'edge: branding lookup failed; neutral page')
+    return undefined
+  }
+}
+
+function wantsJson(req: IncomingMessage): boolean {
+  const accept = req.headers.accept ?? ''
+  return accept.includes('application/json') && !accept.includes('text/html')
+}
+
+function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string, headers?: Record<string, string>): void {
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  res.writeHead(status, { ...PAGE_HEADERS, ...headers, 'content-type': type, 'content-length': Buffer.byteLength(body) })
+  res.end(req.method === 'HEAD' ? undefined : body)
+}

@@ -1,0 +1,42 @@
+import type { Services } from '../core/services.js'
+import type { RuntimeDriver } from '../runtime/runtime-driver.js'
+import type { EdgeBackend } from './edge-backend.js'
+
+// The edge's view of the platform: the store and core services answer which sandbox port
+// a host names and who may see it; the runtime says where the sandbox listens. A paused
+// sandbox is resumed by the request that needs it, like any exec or file operation.
+
+/**
+ * How long a running sandbox's address is reused without asking the store again. Any
+ * state change in this process drops it at once; the TTL bounds what another process's
+ * change (a fleet) can leave stale, as the edge's own site cache does.
+ */
+const UPSTREAM_CACHE_MS = 1000
+
+export function platformEdgeBackend(services: Services, runtime: RuntimeDriver): EdgeBackend {
+  const { sandboxes, previewSites, previewAccess } = services
+  const upstreams = new Map<string, { target: { host: string; port: number }; until: number }>()
+  sandboxes.onChange((sandboxId) => {
+    for (const key of upstreams.keys()) if (key.startsWith(`${sandboxId}:`)) upstreams.delete(key)
+  })
+  return {
+    resolve: (route) => previewSites.resolve(route),
+    exchange: (site, token, o) => previewAccess.exchange(site, token, o),
+    admits: (site, cookie) => previewAccess.admits(site, cookie),
+    async upstream(site) {
+      const key = `${site.sandboxId}:${site.port}`
+      const cached = upstreams.get(key)
+      if (cached !== undefined && cached.until > Date.now()) return cached.target
+      const record = await sandboxes.ensureRunning({ organization_id: site.organizationId }, site.sandboxId)
+      const target = await runtime.address(sandboxes.refOf(record), site.port)
+      if (upstreams.size > 10_000) upstreams.clear()
+      upstreams.set(key, { target, until: Date.now() + UPSTREAM_CACHE_MS })
+      return target
+    },
+    touch: (sandboxId) => sandboxes.activity.touch(sandboxId),
+    hold: (sandboxId) => sandboxes.activity.hold(sandboxId),
+    async branding(of) {
+      return (await previewSites.branding(of)) ?? undefined
+    },
+  }
+}

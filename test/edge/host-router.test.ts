@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest'
+import { createHostRouter, normalizeHost } from '../../src/edge/host-router.js'
+
+describe('host router', () => {
+  const route = createHostRouter('localhost')
+
+  it('reads <port>-<slug> and <slug> under sandbox.<base-domain>', () => {
+    expect(route('3000-ab12cd34.sandbox.localhost:8081')).toEqual({ slug: 'ab12cd34', port: 3000 })
+    expect(route('ab12cd34.sandbox.localhost')).toEqual({ slug: 'ab12cd34', port: undefined })
+    expect(route('1-a.sandbox.localhost')).toEqual({ slug: 'a', port: 1 })
+    expect(route('65535-a.sandbox.localhost')).toEqual({ slug: 'a', port: 65_535 })
+    expect(route('my-app-2.sandbox.localhost')).toEqual({ slug: 'my-app-2', port: undefined })
+  })
+
+  it('lowercases, and accepts the trailing dot of a fully qualified name', () => {
+    expect(route('3000-AB12CD34.Sandbox.LOCALHOST:8081')).toEqual({ slug: 'ab12cd34', port: 3000 })
+    expect(route('3000-ab12cd34.sandbox.localhost.')).toEqual({ slug: 'ab12cd34', port: 3000 })
+    expect(route('3000-ab12cd34.sandbox.localhost.:80')).toEqual({ slug: 'ab12cd34', port: 3000 })
+  })
+
+  it('refuses ports out of range or written oddly', () => {
+    expect(route('0-ab.sandbox.localhost')).toBeUndefined()
+    expect(route('65536-ab.sandbox.localhost')).toBeUndefined()
+    expect(route('03000-ab.sandbox.localhost')).toBeUndefined()
+    expect(route('3000--ab.sandbox.localhost')).toBeUndefined()
+  })
+
+  it('refuses junk', () => {
+    for (const host of [
+      undefined,
+      '',
+      ':8081',
+      'sandbox.localhost',
+      '.sandbox.localhost',
+      'a..sandbox.localhost',
+      'a.b.sandbox.localhost',
+      '-ab.sandbox.localhost',
+      'ab-.sandbox.localhost',
+      'a_b.sandbox.localhost',
+      'a b.sandbox.localhost',
+      'ab.sandbox.localhost:',
+      'ab.sandbox.localhost:80x',
+      'ab.sandbox.localhost/evil',
+      'ab.sandbox.localhost@evil',
+      'ümlaut.sandbox.localhost',
+      `${'a'.repeat(64)}.sandbox.localhost`,
+      `${'a.'.repeat(130)}localhost`,
+      'localhost',
+      'localhost:8081',
+      'foo.localhost',
+      '127.0.0.1',
+      '127.0.0.1:8081',
+      '[::1]:8081',
+      '[::1]',
+    ]) {
+      expect(route(host), String(host)).toBeUndefined()
+    }
+  })
+
+  it('names a tenant preview domain for any other host of three labels or more', () => {
+    expect(route('ab12cd34.preview.example.com')).toEqual({ slug: 'ab12cd34', port: undefined, tenantDomain: 'preview.example.com' })
+    expect(route('3000-ab12cd34.Preview.Example.com:443')).toEqual({ slug: 'ab12cd34', port: 3000, tenantDomain: 'preview.example.com' })
+    expect(route('ab12cd34.example.com')).toEqual({ slug: 'ab12cd34', port: undefined, tenantDomain: 'example.com' })
+    expect(route('example.com')).toBeUndefined()
+    expect(route('10.0.0.1')).toBeUndefined()
+  })
+
+  it('works for other base domains', () => {
+    const r = createHostRouter('Miosa.Example.NET')
+    expect(r('8080-xyz.sandbox.miosa.example.net')).toEqual({ slug: 'xyz', port: 8080 })
+    expect(r('xyz.sandbox.localhost')).toEqual({ slug: 'xyz', port: undefined, tenantDomain: 'sandbox.localhost' })
+  })
+
+  it('normalizes host names', () => {
+    expect(normalizeHost('A.Example.COM:80')).toBe('a.example.com')
+    expect(normalizeHost('a.example.com')).toBe('a.example.com')
+    expect(normalizeHost('a.example.com.')).toBe('a.example.com')
+    expect(normalizeHost('1.2.3.4')).toBeUndefined()
+  })
+})
