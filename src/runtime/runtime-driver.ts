@@ -17,6 +17,11 @@ export interface SandboxSpec {
   cpu: number
   memoryMb: number
   pidsLimit: number
+  /**
+   * What the container is for (default sandbox). A builder (a short-lived build of a
+   * publish) never comes from or feeds a warm pool and is not in listSandboxes.
+   */
+  kind?: 'sandbox' | 'builder' | undefined
 }
 
 /** What a warm pool keeps containers ready for. */
@@ -128,6 +133,8 @@ export interface RuntimeDriver {
   address(ref: RuntimeRef, port: number): Promise<{ host: string; port: number }>
   /** Every sandbox of this platform the runtime knows, from its labels. */
   listSandboxes(): Promise<RuntimeSandbox[]>
+  /** Optional: every builder of this platform the runtime knows (sandboxId is the builder's id), for cleanup after a crash. */
+  listBuilders?(): Promise<RuntimeSandbox[]>
   /** Optional: frees what only workspaces outside `liveWorkspaces` used (networks). */
   releaseUnused?(liveWorkspaces: ReadonlySet<string>): Promise<void>
   close(): Promise<void>

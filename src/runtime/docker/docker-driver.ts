@@ -107,13 +107,14 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   async createSandbox(spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void } = {}): Promise<RuntimeRef> {
-    const warm = spec.fromSnapshot === undefined ? this.pool.claim(spec.sandboxId) : undefined
+    const pooled = spec.fromSnapshot === undefined && (spec.kind ?? 'sandbox') === 'sandbox'
+    const warm = pooled ? this.pool.claim(spec.sandboxId) : undefined
     if (warm !== undefined) {
       await this.fitLimits(warm, spec)
       return warm
     }
     const ref = await reachable(this.start(spec, o))
-    if (spec.fromSnapshot === undefined) this.pool.demand({ organizationId: spec.organizationId, workspaceId: spec.workspaceId, template: spec.template })
+    if (pooled) this.pool.demand({ organizationId: spec.organizationId, workspaceId: spec.workspaceId, template: spec.template })
     return ref
   }
 
@@ -134,7 +135,7 @@ export class DockerDriver implements RuntimeDriver {
       containerOptions({
         name: `miosa-${spec.sandboxId}`,
         image,
-        kind: 'sandbox',
+        kind: spec.kind ?? 'sandbox',
         platformId: this.options.platformId(),
         organizationId: spec.organizationId,
         workspaceId: spec.workspaceId,
@@ -291,18 +292,19 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   async listSandboxes(): Promise<RuntimeSandbox[]> {
-    const containers = await reachable(this.docker.listContainers({
-      all: true,
-      filters: { label: [`${LABEL.kind}=sandbox`, `${LABEL.platform}=${this.options.platformId()}`] },
-    }))
+    const containers = await this.listKind('sandbox')
     // Pooled containers are not sandboxes yet: their ids are in no record until claimed.
-    return containers.filter((c) => !this.pool.owns(c.Labels[LABEL.sandbox] ?? '')).map((c) => ({
-      ref: { driver: DRIVER, id: c.Id },
-      sandboxId: c.Labels[LABEL.sandbox] ?? '',
-      organizationId: c.Labels[LABEL.organization] ?? '',
-      workspaceId: c.Labels[LABEL.workspace] ?? '',
-      // 'paused' is Docker's freezer, which only a snapshot's commit uses: still a running sandbox.
-      running: c.State === 'running' || c.State === 'paused',
+    return containers.filter((c) => !this.pool.owns(c.Labels[LABEL.sandbox] ?? '')).map(describeContainer)
+  }
+
+  async listBuilders(): Promise<RuntimeSandbox[]> {
+    return (await this.listKind('builder')).map(describeContainer)
+  }
+
+  private listKind(kind: 'sandbox' | 'builder'): Promise<Dockerode.ContainerInfo[]> {
+    return reachable(this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL.kind}=${kind}`, `${LABEL.platform}=${this.options.platformId()}`] },
     }))
   }
 
@@ -356,6 +358,17 @@ export class DockerDriver implements RuntimeDriver {
     const pending = this.sessions.get(ref.id)
     this.sessions.delete(ref.id)
     pending?.then((s) => s.client.close()).catch(() => {})
+  }
+}
+
+function describeContainer(c: Dockerode.ContainerInfo): RuntimeSandbox {
+  return {
+    ref: { driver: DRIVER, id: c.Id },
+    sandboxId: c.Labels[LABEL.sandbox] ?? '',
+    organizationId: c.Labels[LABEL.organization] ?? '',
+    workspaceId: c.Labels[LABEL.workspace] ?? '',
+    // 'paused' is Docker's freezer, which only a snapshot's commit uses: still a running sandbox.
+    running: c.State === 'running' || c.State === 'paused',
   }
 }
 

@@ -1,0 +1,321 @@
+import { posix } from 'node:path'
+import { MiosaError } from '../core/errors.js'
+import type { BuildPlan, BuildSettings, PublishKind } from './builder.js'
+
+// The build plan from a source's files: pure, so every layout is a unit test. What the
+// source is (static files, a Node app, a Dockerfile, Python, Ruby, Go) decides the steps;
+// the framework decides where a static build lands; a Procfile or a server decides that
+// the release is a server to run. Every decision leaves a line in `reasons`.
+
+/** The files detection reads the contents of (when present). */
+export const DETECT_READS = ['package.json', 'Procfile', 'next.config.js', 'next.config.mjs', 'next.config.cjs', 'next.config.ts'] as const
+
+export interface SourceFacts {
+  /** Paths of the source's files (not directories), relative, `/`-separated. */
+  files: readonly string[]
+  /** The text of one of DETECT_READS, or undefined when the source has no such file. */
+  read(path: string): string | undefined
+}
+
+/** Where a build's static output goes when no framework says: the first of these that exists. */
+export const OUTPUT_CANDIDATES = ['dist', 'build', 'out'] as const
+
+/** What the source offers before `kind` and settings choose. */
+interface Draft {
+  detected: BuildPlan['detected']
+  install: string[] | null
+  build: string[] | null
+  /** Where the static files are (after the build), or null when the source makes none. */
+  staticOutput: string | null
+  /** Set when staticOutput is a guess among OUTPUT_CANDIDATES. */
+  candidates?: string[]
+  /** The server's start command, when there is one. */
+  start: string[] | null
+  /** There is a server entrypoint: kind auto makes the release dynamic. */
+  server: boolean
+  reasons: string[]
+}
+
+interface PackageJson {
+  scripts?: Record<string, unknown>
+  dependencies?: Record<string, unknown>
+  devDependencies?: Record<string, unknown>
+  main?: unknown
+}
+
+const SERVER_PACKAGES = ['express', 'fastify', 'koa', '@hapi/hapi', 'hono', '@nestjs/core', '@adonisjs/core', 'restify', 'polka']
+
+export function detectPlan(source: SourceFacts, kind: PublishKind, settings: BuildSettings): BuildPlan {
+  const files = new Set(source.files)
+  const draft = draftPlan(source, files, kind)
+  const reasons = draft.reasons
+
+  let install = draft.install
+  let build = draft.build
+  if (settings.install_command !== undefined) {
+    install = command(settings.install_command)
+    reasons.push(install === null ? 'install: skipped (empty install command given)' : `install: \`${settings.install_command}\` (given)`)
+  }
+  if (settings.build_command !== undefined) {
+    build = command(settings.build_command)
+    reasons.push(build === null ? 'build: skipped (empty build command given)' : `build: \`${settings.build_command}\` (given)`)
+  }
+  const givenOutput = settings.output_dir === undefined ? undefined : outputDir(settings.output_dir)
+
+  let planKind: BuildPlan['kind']
+  if (kind === 'static') {
+    if (givenOutput === undefined && draft.staticOutput === null) {
+      throw new MiosaError('invalid', `kind static: ${describe(draft.detected)} makes no static output; set output_dir to the directory its build writes, or publish with kind dynamic`, {
+        details: { field: 'kind', detected: draft.detected },
+      })
+    }
+    planKind = 'static'
+    reasons.push('kind: static (given)')
+  } else if (kind === 'dynamic') {
+    if (draft.start === null && draft.detected !== 'dockerfile') {
+      throw new MiosaError('invalid', `kind dynamic: ${describe(draft.detected)} has no server to run (no Procfile, start script or Dockerfile); add one, or publish with kind static`, {
+        details: { field: 'kind', detected: draft.detected },
+      })
+    }
+    planKind = 'dynamic'
+    reasons.push('kind: dynamic (given)')
+  } else if (draft.server) {
+    planKind = 'dynamic'
+    reasons.push('kind: dynamic (a server entrypoint)')
+  } else if (draft.staticOutput !== null) {
+    planKind = 'static'
+    reasons.push('kind: static (a static output and no server entrypoint)')
+  } else if (draft.start !== null) {
+    planKind = 'dynamic'
+    reasons.push('kind: dynamic (no static output, a start command)')
+  } else {
+    throw new MiosaError('invalid', `nothing to publish: ${describe(draft.detected)} has no index.html, no static build output and no server to run`, {
+      details: { detected: draft.detected },
+    })
+  }
+
+  let output: string
+  let candidates: string[] | undefined
+  if (givenOutput !== undefined) {
+    output = givenOutput
+    reasons.push(`output: ${output} (given)`)
+  } else if (planKind === 'static') {
+    output = draft.staticOutput ?? '.'
+    candidates = draft.candidates
+  } else {
+    output = '.'
+    reasons.push('output: the whole workspace after the build (a server release)')
+  }
+
+  return {
+    kind: planKind,
+    detected: draft.detected,
+    install,
+    build,
+    output_dir: output,
+    ...(candidates === undefined ? {} : { output_candidates: candidates }),
+    start: draft.start,
+    spa_fallback: settings.spa_fallback ?? false,
+    reasons,
+  }
+}
+
+function draftPlan(source: SourceFacts, files: ReadonlySet<string>, kind: PublishKind): Draft {
+  const procfile = procfileStart(source.read('Procfile'))
+  const reasons: string[] = []
+  if (procfile !== null) reasons.push(`Procfile: web process \`${procfile.at(-1) ?? ''}\``)
+
+  if (files.has('Dockerfile')) {
+    if (kind !== 'static') {
+      reasons.unshift('Dockerfile found: the image is built from it')
+      return { detected: 'dockerfile', install: null, build: null, staticOutput: null, start: procfile, server: true, reasons }
+    }
+    reasons.push('kind static: the Dockerfile is not used')
+  }
+  if (files.has('package.json')) return nodeDraft(source, files, procfile, reasons)
+  const other = otherLanguage(files, procfile, [...reasons])
+  if (other !== undefined) {
+    // Asked for static, a site with an index.html is served as files; without one there is nothing static.
+    if (kind !== 'static' || !(files.has('index.html') || files.has('public/index.html'))) return other
+    reasons.push(`kind static: the ${other.detected} app files are served as they are`)
+  }
+  return staticDraft(files, procfile, reasons)
+}
+
+function staticDraft(files: ReadonlySet<string>, procfile: string[] | null, reasons: string[]): Draft {
+  let output = '.'
+  if (files.has('index.html')) reasons.unshift('static files: index.html at the root, no package.json, Dockerfile or server files')
+  else if (files.has('public/index.html')) {
+    output = 'public'
+    reasons.unshift('static files: index.html in public/, no package.json, Dockerfile or server files')
+  } else {
+    reasons.unshift('static files: no package.json, Dockerfile or server files (and no index.html: files are served as they are)')
+  }
+  reasons.push(`output: ${output} (no build)`)
+  return { detected: 'static-files', install: null, build: null, staticOutput: output, start: procfile, server: procfile !== null, reasons }
+}
+
+function otherLanguage(files: ReadonlySet<string>, procfile: string[] | null, reasons: string[]): Draft | undefined {
+  const base = { build: null as string[] | null, staticOutput: null, server: true, reasons }
+  if (files.has('requirements.txt') || files.has('pyproject.toml') || files.has('Pipfile')) {
+    const marker = files.has('requirements.txt') ? 'requirements.txt' : files.has('pyproject.toml') ? 'pyproject.toml' : 'Pipfile'
+    reasons.unshift(`python: ${marker} found (served as a dynamic release)`)
+    const install = marker === 'requirements.txt' ? ['pip', 'install', '-r', 'requirements.txt'] : marker === 'pyproject.toml' ? ['pip', 'install', '.'] : ['pipenv', 'install', '--deploy']
+    const entry = ['app.py', 'main.py'].find((f) => files.has(f))
+    const start = procfile ?? (entry === undefined ? null : ['python', entry])
+    if (procfile === null && entry !== undefined) reasons.push(`start: python ${entry}`)
+    return { ...base, detected: 'python', install, start }
+  }
+  if (files.has('Gemfile')) {
+    reasons.unshift('ruby: Gemfile found (served as a dynamic release)')
+    const start = procfile ?? (files.has('config.ru') ? ['bundle', 'exec', 'rackup', '--host', '0.0.0.0'] : null)
+    return { ...base, detected: 'ruby', install: ['bundle', 'install'], start }
+  }
+  if (files.has('go.mod')) {
+    reasons.unshift('go: go.mod found (served as a dynamic release)')
+    return { ...base, detected: 'go', install: null, build: ['go', 'build', '-o', 'app', '.'], start: procfile ?? ['./app'] }
+  }
+  return undefined
+}
+
+function nodeDraft(source: SourceFacts, files: ReadonlySet<string>, procfile: string[] | null, reasons: string[]): Draft {
+  let pkg: PackageJson
+  try {
+    const parsed: unknown = JSON.parse(source.read('package.json') ?? '')
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object')
+    pkg = parsed as PackageJson
+  } catch (error) {
+    throw new MiosaError('invalid', `package.json is not valid JSON (${(error as Error).message})`, { details: { file: 'package.json' } })
+  }
+  const scripts = record(pkg.scripts)
+  const deps = { ...record(pkg.dependencies), ...record(pkg.devDependencies) }
+  const has = (name: string) => Object.hasOwn(deps, name)
+  const script = (name: string) => (typeof scripts[name] === 'string' && scripts[name].trim() !== '' ? scripts[name] : undefined)
+  const buildScript = script('build')
+  const startScript = script('start')
+
+  const serverPackage = SERVER_PACKAGES.find(has)
+  const start = procfile ?? (startScript === undefined ? null : ['npm', 'start'])
+  const server = procfile !== null || (startScript !== undefined && (serverPackage !== undefined || /(^|\s|&&|;)(node|tsx|ts-node|nodemon|pm2)\s/.test(startScript)))
+  if (startScript !== undefined) reasons.push(`start script: \`${startScript}\`${server && procfile === null ? ' (a server entrypoint)' : ''}`)
+  if (serverPackage !== undefined) reasons.push(`server package: ${serverPackage}`)
+
+  if (buildScript === undefined) {
+    const index = files.has('index.html') ? '.' : files.has('public/index.html') ? 'public' : null
+    if (!server && start === null && index !== null) {
+      reasons.unshift('static files: package.json has no build or start script; index.html is served as it is')
+      reasons.push(`output: ${index} (no build)`)
+      return { detected: 'static-files', install: null, build: null, staticOutput: index, start: null, server: false, reasons }
+    }
+    reasons.unshift('node: package.json without a build script')
+    return { detected: 'node', install: installStep(files, reasons), build: null, staticOutput: null, start, server: start !== null, reasons }
+  }
+
+  reasons.unshift(`node: package.json with a build script (\`${buildScript}\`)`)
+  const install = installStep(files, reasons)
+  const build = ['npm', 'run', 'build']
+  const nextConfig = ['next.config.js', 'next.config.mjs', 'next.config.cjs', 'next.config.ts'].map((f) => source.read(f)).find((t) => t !== undefined)
+  const framework = staticFramework({ has, buildScript, nextConfig })
+  if (framework.output !== null) {
+    reasons.push(`output: ${framework.output} (${framework.why})`)
+    return { detected: 'node', install, build, staticOutput: framework.output, start, server: server || framework.server, reasons }
+  }
+  if (framework.server) {
+    reasons.push(framework.why)
+    return { detected: 'node', install, build, staticOutput: null, start: start ?? framework.start ?? null, server: true, reasons }
+  }
+  const candidates = [...OUTPUT_CANDIDATES]
+  reasons.push(`output: the first of ${candidates.join(', ')} the build writes (no known framework names it)`)
+  return { detected: 'node', install, build, staticOutput: candidates[0] ?? 'dist', candidates, start, server, reasons }
+}
+
+function installStep(files: ReadonlySet<string>, reasons: string[]): string[] {
+  for (const [lock, tool] of [['yarn.lock', 'yarn'], ['pnpm-lock.yaml', 'pnpm'], ['bun.lockb', 'bun'], ['bun.lock', 'bun']] as const) {
+    if (files.has(lock)) reasons.push(`${lock} found: installing with npm for now (${tool} arrives later)`)
+  }
+  if (files.has('package-lock.json') || files.has('npm-shrinkwrap.json')) {
+    reasons.push(`install: npm ci (${files.has('package-lock.json') ? 'package-lock.json' : 'npm-shrinkwrap.json'} found)`)
+    return ['npm', 'ci']
+  }
+  reasons.push('install: npm install (no package-lock.json)')
+  return ['npm', 'install']
+}
+
+interface Framework {
+  output: string | null
+  /** The framework's output is a server (Next.js without export, Nuxt, SvelteKit's node adapter). */
+  server: boolean
+  start?: string[]
+  why: string
+}
+
+function staticFramework(o: { has(name: string): boolean; buildScript: string; nextConfig: string | undefined }): Framework {
+  const { has, buildScript, nextConfig } = o
+  if (has('next')) {
+    if (/\bnext\s+export\b/.test(buildScript) || (nextConfig !== undefined && /output\s*:\s*['"`]export['"`]/.test(nextConfig))) {
+      return { output: 'out', server: false, why: 'Next.js static export' }
+    }
+    return { output: null, server: true, start: ['npx', 'next', 'start'], why: "Next.js without `output: 'export'`: a server (.next)" }
+  }
+  if (has('nuxt')) {
+    if (/\bnuxi?\s+generate\b/.test(buildScript)) return { output: '.output/public', server: false, why: 'nuxt generate' }
+    return { output: null, server: true, start: ['node', '.output/server/index.mjs'], why: 'Nuxt: a server (.output)' }
+  }
+  if (has('@sveltejs/kit')) {
+    if (has('@sveltejs/adapter-static')) return { output: 'build', server: false, why: 'SvelteKit with adapter-static' }
+    return { output: null, server: true, start: ['node', 'build'], why: 'SvelteKit: a server (build)' }
+  }
+  if (has('astro')) return { output: 'dist', server: false, why: 'Astro' }
+  if (has('gatsby')) return { output: 'public', server: false, why: 'Gatsby' }
+  if (has('react-scripts')) return { output: 'build', server: false, why: 'Create React App (react-scripts)' }
+  if (has('vite') || /\bvite\s+build\b/.test(buildScript)) return { output: 'dist', server: false, why: 'Vite' }
+  if (has('@vue/cli-service')) return { output: 'dist', server: false, why: 'Vue CLI' }
+  if (has('parcel')) return { output: 'dist', server: false, why: 'Parcel' }
+  return { output: null, server: false, why: '' }
+}
+
+/** The web process of a Procfile (or its only process), as an argv for sh. */
+function procfileStart(text: string | undefined): string[] | null {
+  if (text === undefined) return null
+  const processes = new Map<string, string>()
+  for (const line of text.split(/\r?\n/)) {
+    const match = /^([A-Za-z0-9_-]+)\s*:\s*(.+)$/.exec(line.trim())
+    if (match?.[1] !== undefined && match[2] !== undefined) processes.set(match[1], match[2].trim())
+  }
+  const web = processes.get('web') ?? (processes.size === 1 ? [...processes.values()][0] : undefined)
+  return web === undefined ? null : ['sh', '-lc', web]
+}
+
+/** A settings command line as argv: run by a login shell in /workspace; empty means no step. */
+function command(line: string): string[] | null {
+  return line.trim() === '' ? null : ['sh', '-lc', line]
+}
+
+function outputDir(given: string): string {
+  const normal = posix.normalize(given.trim().replace(/^\.\/+/, '')).replace(/\/+$/, '')
+  if (given.trim() === '' || posix.isAbsolute(normal) || normal === '..' || normal.startsWith('../') || normal.includes('\0')) {
+    throw new MiosaError('invalid', `output_dir: ${JSON.stringify(given)} must be a directory inside the workspace, e.g. "dist"`, { details: { field: 'output_dir' } })
+  }
+  return normal === '' ? '.' : normal
+}
+
+function record(value: unknown): Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {}
+}
+
+function describe(detected: BuildPlan['detected']): string {
+  switch (detected) {
+    case 'static-files':
+      return 'a static site'
+    case 'node':
+      return 'this Node.js app'
+    case 'dockerfile':
+      return 'this Dockerfile app'
+    case 'python':
+      return 'this Python app'
+    case 'ruby':
+      return 'this Ruby app'
+    case 'go':
+      return 'this Go app'
+  }
+}

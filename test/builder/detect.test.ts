@@ -1,0 +1,192 @@
+import { describe, expect, it } from 'vitest'
+import { MiosaError } from '../../src/core/errors.js'
+import type { BuildSettings, PublishKind } from '../../src/builder/builder.js'
+import { detectPlan } from '../../src/builder/detect.js'
+import { alwaysIgnored, parseIgnoreFile } from '../../src/builder/ignore-rules.js'
+
+// Detection is pure: a layout in, a plan out.
+
+function plan(files: Record<string, string>, kind: PublishKind = 'auto', settings: BuildSettings = {}) {
+  return detectPlan({ files: Object.keys(files).sort(), read: (path) => files[path] }, kind, settings)
+}
+
+function pkg(o: { scripts?: Record<string, string>; dependencies?: Record<string, string>; devDependencies?: Record<string, string> }): string {
+  return JSON.stringify(o)
+}
+
+function invalid(fn: () => unknown): MiosaError {
+  try {
+    fn()
+  } catch (error) {
+    expect(error).toBeInstanceOf(MiosaError)
+    expect((error as MiosaError).code).toBe('invalid')
+    return error as MiosaError
+  }
+  return expect.fail('expected an invalid error')
+}
+
+describe('detectPlan', () => {
+  it('plain static files at the root: no steps, output .', () => {
+    const p = plan({ 'index.html': '', 'style.css': '', 'img/logo.png': '' })
+    expect(p).toMatchObject({ kind: 'static', detected: 'static-files', install: null, build: null, output_dir: '.', start: null, spa_fallback: false })
+    expect(p.reasons.join('\n')).toMatch(/index\.html at the root/)
+  })
+
+  it('static files with index.html only in public/: output public', () => {
+    expect(plan({ 'public/index.html': '', 'README.md': '' })).toMatchObject({ detected: 'static-files', output_dir: 'public', install: null, build: null })
+  })
+
+  it('Vite: npm install without a lockfile, npm run build, dist, static', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { dev: 'vite', build: 'vite build' }, devDependencies: { vite: '^6' } }), 'index.html': '', 'src/main.js': '' })
+    expect(p).toMatchObject({ kind: 'static', detected: 'node', install: ['npm', 'install'], build: ['npm', 'run', 'build'], output_dir: 'dist' })
+    expect(p.output_candidates).toBeUndefined()
+    expect(p.reasons.join('\n')).toMatch(/Vite/)
+  })
+
+  it('npm ci when package-lock.json exists', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { build: 'vite build' }, devDependencies: { vite: '^6' } }), 'package-lock.json': '{}' })
+    expect(p.install).toEqual(['npm', 'ci'])
+  })
+
+  it('yarn and pnpm lockfiles are noted, npm still installs', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { build: 'vite build' }, devDependencies: { vite: '^6' } }), 'yarn.lock': '', 'pnpm-lock.yaml': '' })
+    expect(p.install).toEqual(['npm', 'install'])
+    expect(p.reasons.join('\n')).toMatch(/yarn\.lock found/)
+    expect(p.reasons.join('\n')).toMatch(/pnpm-lock\.yaml found/)
+  })
+
+  it('Create React App builds to build/', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { start: 'react-scripts start', build: 'react-scripts build' }, dependencies: { 'react-scripts': '5' } }) })
+    expect(p).toMatchObject({ kind: 'static', output_dir: 'build', start: ['npm', 'start'] })
+  })
+
+  it("Next.js with output: 'export' builds to out/", () => {
+    const p = plan({ 'package.json': pkg({ scripts: { build: 'next build', start: 'next start' }, dependencies: { next: '15' } }), 'next.config.mjs': "export default { output: 'export' }" })
+    expect(p).toMatchObject({ kind: 'static', output_dir: 'out' })
+  })
+
+  it('Next.js without export is a server: dynamic', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { build: 'next build', start: 'next start' }, dependencies: { next: '15' } }) })
+    expect(p).toMatchObject({ kind: 'dynamic', detected: 'node', output_dir: '.', start: ['npm', 'start'] })
+  })
+
+  it('Next.js without export and kind static is refused clearly', () => {
+    const error = invalid(() => plan({ 'package.json': pkg({ scripts: { build: 'next build' }, dependencies: { next: '15' } }) }, 'static'))
+    expect(error.message).toMatch(/kind static: .*no static output.*output_dir/)
+  })
+
+  it('an unknown build tool: output is the first of dist, build, out, checked after the build', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { build: 'node make.js' } }) })
+    expect(p).toMatchObject({ kind: 'static', output_dir: 'dist', output_candidates: ['dist', 'build', 'out'] })
+  })
+
+  it('an Express server with a build step and a start script is dynamic', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { build: 'tsc', start: 'node dist/server.js' }, dependencies: { express: '5' } }) })
+    expect(p).toMatchObject({ kind: 'dynamic', start: ['npm', 'start'], output_dir: '.' })
+  })
+
+  it('a start script without a build step is dynamic with npm start', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { start: 'node server.js' } }), 'server.js': '' })
+    expect(p).toMatchObject({ kind: 'dynamic', detected: 'node', install: ['npm', 'install'], build: null, start: ['npm', 'start'] })
+  })
+
+  it('a Procfile makes a static build dynamic', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { build: 'vite build' }, devDependencies: { vite: '6' } }), Procfile: 'web: node server.js\nworker: node jobs.js\n' })
+    expect(p).toMatchObject({ kind: 'dynamic', start: ['sh', '-lc', 'node server.js'] })
+  })
+
+  it('package.json without scripts next to index.html is plain static files', () => {
+    expect(plan({ 'package.json': pkg({}), 'index.html': '' })).toMatchObject({ kind: 'static', detected: 'static-files', install: null, build: null, output_dir: '.' })
+  })
+
+  it('a Dockerfile is a dynamic dockerfile build', () => {
+    expect(plan({ Dockerfile: 'FROM debian', 'index.html': '' })).toMatchObject({ kind: 'dynamic', detected: 'dockerfile', install: null, build: null })
+  })
+
+  it('kind static ignores a Dockerfile', () => {
+    const p = plan({ Dockerfile: 'FROM debian', 'index.html': '' }, 'static')
+    expect(p).toMatchObject({ kind: 'static', detected: 'static-files', output_dir: '.' })
+    expect(p.reasons.join('\n')).toMatch(/Dockerfile is not used/)
+  })
+
+  it('Python, Ruby and Go are recorded as dynamic', () => {
+    expect(plan({ 'requirements.txt': 'flask', 'app.py': '' })).toMatchObject({ kind: 'dynamic', detected: 'python', install: ['pip', 'install', '-r', 'requirements.txt'], start: ['python', 'app.py'] })
+    expect(plan({ 'pyproject.toml': '', Procfile: 'web: gunicorn app:app' })).toMatchObject({ detected: 'python', install: ['pip', 'install', '.'], start: ['sh', '-lc', 'gunicorn app:app'] })
+    expect(plan({ Gemfile: '', 'config.ru': '' })).toMatchObject({ kind: 'dynamic', detected: 'ruby', install: ['bundle', 'install'] })
+    expect(plan({ 'go.mod': 'module x', 'main.go': '' })).toMatchObject({ kind: 'dynamic', detected: 'go', build: ['go', 'build', '-o', 'app', '.'], start: ['./app'] })
+  })
+
+  it('settings override install, build and output_dir as sh -lc command lines', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { build: 'vite build' }, devDependencies: { vite: '6' } }) }, 'auto', {
+      install_command: 'npm ci --omit=optional',
+      build_command: 'npm run build:prod',
+      output_dir: './site/',
+      spa_fallback: true,
+    })
+    expect(p).toMatchObject({ install: ['sh', '-lc', 'npm ci --omit=optional'], build: ['sh', '-lc', 'npm run build:prod'], output_dir: 'site', spa_fallback: true })
+    expect(p.output_candidates).toBeUndefined()
+  })
+
+  it('a build command turns plain static files into a build', () => {
+    expect(plan({ 'index.html': '' }, 'auto', { build_command: 'make site', output_dir: '_site' })).toMatchObject({ kind: 'static', install: null, build: ['sh', '-lc', 'make site'], output_dir: '_site' })
+  })
+
+  it('an empty install command skips the step', () => {
+    expect(plan({ 'package.json': pkg({ scripts: { build: 'vite build' }, devDependencies: { vite: '6' } }) }, 'auto', { install_command: '' }).install).toBeNull()
+  })
+
+  it('an output_dir outside the workspace is refused', () => {
+    expect(invalid(() => plan({ 'index.html': '' }, 'auto', { output_dir: '../etc' })).details).toMatchObject({ field: 'output_dir' })
+    invalid(() => plan({ 'index.html': '' }, 'auto', { output_dir: '/etc' }))
+  })
+
+  it('kind static with a Python app and no output_dir is refused; with output_dir it is static', () => {
+    invalid(() => plan({ 'requirements.txt': '', Procfile: 'web: python app.py' }, 'static'))
+    // kind static skips language detection: the files are static.
+    expect(plan({ 'requirements.txt': '', 'index.html': '' }, 'static')).toMatchObject({ kind: 'static', detected: 'static-files' })
+  })
+
+  it('kind dynamic needs something to run', () => {
+    expect(invalid(() => plan({ 'index.html': '' }, 'dynamic')).message).toMatch(/no server to run/)
+    expect(plan({ 'package.json': pkg({ scripts: { build: 'vite build', start: 'vite preview' }, devDependencies: { vite: '6' } }) }, 'dynamic')).toMatchObject({ kind: 'dynamic', start: ['npm', 'start'] })
+  })
+
+  it('a package.json that is not JSON is a clear error', () => {
+    expect(invalid(() => plan({ 'package.json': '{ nope' })).message).toMatch(/package\.json is not valid JSON/)
+  })
+
+  it('nothing to publish: no index.html, no build, no start', () => {
+    invalid(() => plan({ 'package.json': pkg({ scripts: { test: 'vitest' } }) }))
+  })
+})
+
+describe('ignore rules', () => {
+  it('always leaves out dependency, cache and VCS directories at any depth', () => {
+    expect(alwaysIgnored('node_modules', true)).toBe(true)
+    expect(alwaysIgnored('node_modules/vite/index.js', false)).toBe(true)
+    expect(alwaysIgnored('packages/a/node_modules/x.js', false)).toBe(true)
+    expect(alwaysIgnored('.git/HEAD', false)).toBe(true)
+    expect(alwaysIgnored('.next/cache/x', false)).toBe(true)
+    expect(alwaysIgnored('.next/server/x.js', false)).toBe(false)
+    expect(alwaysIgnored('src/__pycache__/a.pyc', false)).toBe(true)
+    expect(alwaysIgnored('.venv', true)).toBe(true)
+    expect(alwaysIgnored('node_modules.txt', false)).toBe(false)
+    expect(alwaysIgnored('src/.cache', false)).toBe(false)
+  })
+
+  it('.miosaignore: globs, anchors, directories only, negation', () => {
+    const rules = parseIgnoreFile('# comment\n\n*.log\n/secret.txt\ntmp/\ndocs/**/*.pdf\n!keep.log\n')
+    expect(rules.ignores('a.log', false)).toBe(true)
+    expect(rules.ignores('src/deep/b.log', false)).toBe(true)
+    expect(rules.ignores('keep.log', false)).toBe(false)
+    expect(rules.ignores('secret.txt', false)).toBe(true)
+    expect(rules.ignores('src/secret.txt', false)).toBe(false)
+    expect(rules.ignores('tmp', true)).toBe(true)
+    expect(rules.ignores('tmp/x.js', false)).toBe(true)
+    expect(rules.ignores('a/tmp/x.js', false)).toBe(true)
+    expect(rules.ignores('tmp', false)).toBe(false)
+    expect(rules.ignores('docs/a.pdf', false)).toBe(true)
+    expect(rules.ignores('docs/x/y/a.pdf', false)).toBe(true)
+    expect(rules.ignores('docs/a.md', false)).toBe(false)
+  })
+})
