@@ -17,6 +17,12 @@ import { registerShare } from './commands/share/index.js'
 import { registerTemplates } from './commands/templates/index.js'
 import { registerTenant } from './commands/tenant/index.js'
 import { registerWorkspaces } from './commands/workspaces/index.js'
+import { registerDeploy } from './commands/deploy/run.js'
+import { registerDeployments } from './commands/deployments/index.js'
+import { registerVersions } from './commands/versions/index.js'
+import { registerRollback } from './commands/rollback/run.js'
+import { registerPromote } from './commands/promote/run.js'
+import { registerLogs } from './commands/logs/run.js'
 
 // `miosa … | head` closes stdout early: that is the reader's choice, not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
@@ -26,7 +32,6 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
 
 const program = new Command('miosa')
   .description('miosa: sandboxes, previews, publishing, versions, deployments and domains on your own machines')
-  .version(VERSION, '-v, --version')
   .option('--api-url <url>', 'API URL (MIOSA_API_URL; else the one saved by `miosa login`; else http://127.0.0.1:8080)')
   .option('--api-key <key>', 'API key msk_… (MIOSA_API_KEY; else the one saved by `miosa login`)')
   .showHelpAfterError('(run with --help for usage)')
@@ -49,6 +54,8 @@ Examples:
   miosa preview-token create <sandbox-id> --ttl 1h    a URL that opens the preview for an hour
   miosa share create <sandbox-id> --password "…"      a revocable link for anyone
   miosa templates build                         build every sandbox image ahead of first use (root key)
+  miosa deploy --sandbox <sandbox-id> --name smile-dental     publish, stream the build, print the URL
+  miosa rollback smile-dental --to 16           serve version 16 again (nothing is rebuilt)
 
 Every command takes --json: one JSON document on stdout, errors as JSON on stderr, exit 1 on error.`,
   )
@@ -68,6 +75,17 @@ registerPreview(program)
 registerPreviewToken(program)
 registerShare(program)
 registerTenant(program)
+registerDeploy(program)
+registerDeployments(program)
+registerVersions(program)
+registerRollback(program)
+registerPromote(program)
+registerLogs(program)
+
+// The program's --version only when no command is named: `miosa promote <deployment> --version 18`
+// is the command's own option (the program would otherwise take it wherever it appears).
+const commandNames = new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()]))
+if (!process.argv.slice(2).some((arg) => commandNames.has(arg))) program.version(VERSION, '-v, --version')
 
 const json = process.argv.includes('--json')
 

@@ -16,6 +16,7 @@ export const ID_PREFIXES = {
   service: 'svc',
   token: 'tok',
   apiKey: 'key',
+  routeChange: 'rtc',
 } as const
 
 export type IdKind = keyof typeof ID_PREFIXES

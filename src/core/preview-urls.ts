@@ -38,6 +38,11 @@ export class PreviewUrls {
     return this.origin(`${port}-${slug}.${domain}`)
   }
 
+  /** A published app's managed URL: `<deployment-slug>.<workspace-slug>.<base-domain>` on the edge. */
+  appUrl(deploymentSlug: string, workspaceSlug: string): string {
+    return this.origin(`${deploymentSlug}.${workspaceSlug}.${this.options.baseDomain}`)
+  }
+
   /** The URL with `?token=` appended: what a browser opens to exchange the token for a cookie. */
   withToken(url: string, token: string): string {
     return `${url}/?token=${encodeURIComponent(token)}`

@@ -1,6 +1,9 @@
+import type { BlobStore } from '../blobs/blob-store.js'
+import type { Builder } from '../builder/builder.js'
 import type { RuntimeDriver } from '../runtime/runtime-driver.js'
 import type { Store } from '../store/store.js'
 import { ApiKeyService } from './api-keys.js'
+import { DeploymentService } from './deployments.js'
 import type { Log } from './log.js'
 import { OrganizationService } from './organizations.js'
 import { PreviewAccess } from './preview-access.js'
@@ -9,6 +12,7 @@ import { PreviewSites } from './preview-sites.js'
 import { PreviewTokenService } from './preview-tokens.js'
 import { PreviewUrls } from './preview-urls.js'
 import { ProjectService } from './projects.js'
+import { PublishService } from './publish.js'
 import { SandboxOperations } from './sandbox-operations.js'
 import type { ArchiveChecker } from './sandbox-operations.js'
 import { SandboxService } from './sandboxes.js'
@@ -35,6 +39,10 @@ export interface Services {
   previewSites: PreviewSites
   /** For the edge: tokens exchanged for access cookies, and cookies checked. */
   previewAccess: PreviewAccess
+  /** Deployments, their versions and routes (rollback, promote); resolveApp for the edge. */
+  deployments: DeploymentService
+  /** Publishing: versions built from a sandbox or an upload; build logs; recovery after a restart. */
+  publish: PublishService
 }
 
 /** Where previews are reached, and how tenant preview domains are verified (from Config). */
@@ -67,6 +75,12 @@ export interface ServiceDeps {
   log: Log
   sandboxDefaults?: SandboxDefaults
   previews?: PreviewConfig
+  /** Where source snapshots and releases are kept (the builder writes them). */
+  blobs?: BlobStore | undefined
+  /** Runs builds; without one, publishing answers unavailable ('no builder configured'). */
+  builder?: Builder | undefined
+  /** A whole build (install and build) is killed after this long; default 15 minutes. */
+  buildTimeoutMs?: number | undefined
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -83,6 +97,15 @@ export function createServices(deps: ServiceDeps): Services {
   const signer = new PreviewSigner(deps.store)
   const previewAccess = new PreviewAccess({ store: deps.store, signer })
   const previewSites = new PreviewSites({ store: deps.store, sandboxes })
+  const deployments = new DeploymentService({ store: deps.store, workspaces, urls: sandboxes.previewUrls })
+  const publish = new PublishService({
+    store: deps.store,
+    deployments,
+    sandboxes,
+    builder: deps.builder,
+    log: deps.log,
+    buildTimeoutMs: deps.buildTimeoutMs,
+  })
   return {
     organizations: new OrganizationService(deps.store),
     apiKeys: new ApiKeyService(deps.store),
@@ -103,5 +126,7 @@ export function createServices(deps: ServiceDeps): Services {
     }),
     previewSites,
     previewAccess,
+    deployments,
+    publish,
   }
 }

@@ -4,6 +4,7 @@ import type { CreateProjectInput, Project, UpdateProjectInput } from '../schemas
 import type { Whoami } from '../schemas/system.js'
 import type { CreateWorkspaceInput, UpdateWorkspaceInput, Workspace } from '../schemas/workspaces.js'
 import { CrudResource, Resource } from './resource.js'
+import { Deployments, Versions } from './deployments.js'
 import { PreviewTokens, ShareTokens } from './previews.js'
 import { Sandboxes } from './sandboxes.js'
 import { Templates } from './templates.js'
@@ -58,6 +59,8 @@ export class MiosaClient {
   readonly previewTokens: PreviewTokens
   readonly shareTokens: ShareTokens
   readonly tenant: Tenant
+  readonly deployments: Deployments
+  readonly versions: Versions
   private readonly transport: Transport
 
   constructor(options: ClientOptions = {}) {
@@ -71,6 +74,8 @@ export class MiosaClient {
     this.previewTokens = new PreviewTokens(this.transport, `${API}/preview-tokens`)
     this.shareTokens = new ShareTokens(this.transport, `${API}/share-tokens`)
     this.tenant = new Tenant(this.transport, API)
+    this.versions = new Versions(this.transport, API)
+    this.deployments = new Deployments(this.transport, API, this.versions)
   }
 
   get apiUrl(): string {

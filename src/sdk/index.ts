@@ -6,6 +6,8 @@ export { Resource, CrudResource } from './resource.js'
 export { Sandboxes, Snapshots } from './sandboxes.js'
 export type { SandboxListParams, ExecExit, ExecStreamOptions, WaitOptions, TransferOptions, SocketTarget } from './sandboxes.js'
 export { Templates } from './templates.js'
+export { Deployments, Versions } from './deployments.js'
+export type { DeploymentListParams, VersionListParams, PublishOptions, UploadPublishParams, RouteChangeResult } from './deployments.js'
 export { PreviewTokens, ShareTokens } from './previews.js'
 export type { TokenListParams } from './previews.js'
 export { Tenant, TenantBrandingApi, TenantPreviewDomainApi } from './tenant.js'
@@ -53,3 +55,17 @@ export type {
   TenantPreviewDomain,
   SetPreviewDomainInput,
 } from '../schemas/tenant.js'
+export type {
+  Deployment,
+  DeploymentRoute,
+  Version,
+  VersionStatus,
+  RouteChange,
+  PlanResult,
+  CreateDeploymentInput,
+  PublishInput,
+  PublishByNameInput,
+  PlanInput,
+  RollbackInput,
+  PromoteInput,
+} from '../schemas/deployments.js'

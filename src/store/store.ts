@@ -5,6 +5,7 @@ import type { Project } from '../schemas/projects.js'
 import type { Workspace } from '../schemas/workspaces.js'
 import type { Sandbox, Snapshot } from '../schemas/sandboxes.js'
 import type { PreviewToken, ShareToken } from '../schemas/previews.js'
+import type { Deployment, RouteChange, Version } from '../schemas/deployments.js'
 
 // The store as core sees it: typed tables of plain records, every organization-owned
 // table reached only through a scope that names the organization. Dialects (SQLite,
@@ -61,6 +62,50 @@ export interface TenantSettingsRecord {
 
 export type TenantSettingsPatch = Partial<Omit<TenantSettingsRecord, 'workspace_id' | 'organization_id' | 'updated_at'>> & {
   updated_at: string
+}
+
+export type DeploymentRecord = Omit<Deployment, 'url' | 'active_version_id' | 'routes'>
+
+/** Which version an environment of a deployment serves. */
+export interface DeploymentRouteRecord {
+  deployment_id: string
+  environment: string
+  organization_id: string
+  active_version_id: string | null
+  updated_at: string
+}
+
+export type VersionRecord = Omit<Version, 'url'> & {
+  /** The build's output, its last part only (the core caps it). */
+  logs: string
+}
+
+/** An immutable build output, by the sha256 of its tarball in the blob store; never deleted while a version names it. */
+export interface ReleaseRecord {
+  sha256: string
+  kind: 'static' | 'dynamic'
+  size_bytes: number
+  created_at: string
+}
+
+export type RouteChangeRecord = RouteChange
+
+/** A change of an environment's route, as asked for: the store fills in `from_version_id`. */
+export type RouteChangeRequest = Omit<RouteChangeRecord, 'from_version_id'>
+
+export interface DeploymentRoutesStore {
+  list(scope: OrgScope, deploymentId: string): Promise<DeploymentRouteRecord[]>
+  get(scope: OrgScope, deploymentId: string, environment: string): Promise<DeploymentRouteRecord | undefined>
+  /** An environment's route across organizations: for the edge, never for callers. */
+  findUnscoped(deploymentId: string, environment: string): Promise<DeploymentRouteRecord | undefined>
+  /**
+   * Points the environment at `to_version_id` and records the change (from the version it
+   * served), in one transaction; changes of one deployment's routes are serialised. The
+   * target must be a `ready` version of the deployment (else MiosaError('conflict')). With
+   * `onlyIfNewer`, nothing changes (undefined) when the route already serves a version of a
+   * higher number: a slow publish never replaces a later one.
+   */
+  repoint(scope: OrgScope, change: RouteChangeRequest, opts?: { onlyIfNewer?: boolean }): Promise<RouteChangeRecord | undefined>
 }
 
 /** Scope of a query on an organization's table: the caller's organization, always. */
@@ -139,6 +184,29 @@ export interface Store {
     findById(id: string): Promise<ShareTokenRecord | undefined>
   }
   readonly tenantSettings: TenantSettingsStore
+  readonly deployments: Table<DeploymentRecord, OrgScope> & {
+    /** The deployment a managed hostname names, across organizations: for the edge, never for callers. */
+    findByHost(workspaceSlug: string, deploymentSlug: string): Promise<DeploymentRecord | undefined>
+  }
+  readonly deploymentRoutes: DeploymentRoutesStore
+  readonly versions: Table<VersionRecord, OrgScope> & {
+    /**
+     * Inserts the version numbered one past the deployment's last, in one transaction with
+     * taking that number: concurrent publishes get distinct, consecutive numbers. An unknown
+     * deployment (in the scope) throws not_found.
+     */
+    insertNext(row: Omit<VersionRecord, 'version_number'>): Promise<VersionRecord>
+    /** Versions of every organization in these statuses: for recovery after a restart, never for callers. */
+    findInStatuses(statuses: readonly VersionRecord['status'][]): Promise<VersionRecord[]>
+    /** A version by id across organizations: for the edge, never for callers. */
+    findById(id: string): Promise<VersionRecord | undefined>
+  }
+  readonly releases: {
+    /** Records the release unless it is known already (the same output twice is one release); answers the stored row. */
+    put(row: ReleaseRecord): Promise<ReleaseRecord>
+    get(sha256: string): Promise<ReleaseRecord | undefined>
+  }
+  readonly routeChanges: Table<RouteChangeRecord, OrgScope>
   readonly settings: {
     get(key: string): Promise<string | undefined>
     set(key: string, value: string): Promise<void>

@@ -38,6 +38,12 @@ async function snapshotVictim(): Promise<string> {
     t.call('GET', '/api/v1/share-tokens', { key: victim.key }),
     t.call('GET', `/api/v1/tenant/branding?workspace_id=${victimIds.ws}`, { key: victim.key }),
     t.call('GET', `/api/v1/tenant/preview-domain?workspace_id=${victimIds.ws}`, { key: victim.key }),
+    t.call('GET', `/api/v1/deployments/${victimIds.dep}`, { key: victim.key }),
+    t.call('GET', `/api/v1/deployments/${victimIds.dep}/versions?include_archived=true`, { key: victim.key }),
+    t.call('GET', `/api/v1/deployments/${victimIds.dep}/route-history`, { key: victim.key }),
+    t.call('GET', `/api/v1/versions/${victimIds.ver}`, { key: victim.key }),
+    t.call('GET', `/api/v1/versions/${victimIds.ver}/logs`, { key: victim.key }),
+    t.call('GET', '/api/v1/deployments', { key: victim.key }),
   ])
   for (const part of parts) expect(part.status).toBe(200)
   // last_used_at moves with B's own calls, expires_at with the clock; everything else must be exactly as it was.
@@ -114,6 +120,62 @@ async function insertVictimSandbox(workspaceId: string): Promise<void> {
   victimSecrets.push('Zeta Private Share', shareValue, 'ms_zetazz', createHash('sha256').update(shareValue).digest('hex'), 'emV0YWhhc2g')
 }
 
+/** B's deployment with one ready version serving production, written straight into the store. */
+async function insertVictimDeployment(workspaceId: string): Promise<void> {
+  const now = new Date().toISOString()
+  const attribution = { external_user_id: 'zeta-ext-user', external_project_id: null, external_workspace_id: 'zeta-ext-ws', metadata: { zeta_secret: 'zeta-meta-value' } }
+  const store = t.platform.store
+  const scope = { organization_id: victim.id }
+  const dep = await store.deployments.insert({
+    id: 'dep_zetazetazetazetazeta',
+    organization_id: victim.id,
+    workspace_id: workspaceId,
+    project_id: null,
+    name: 'Zeta Private App',
+    slug: 'zeta-private-app',
+    spa_fallback: false,
+    ...attribution,
+    created_at: now,
+    updated_at: now,
+  })
+  const sha = 'zeta0release0sha0zeta0release0sha0zeta0release0sha0zeta0release0'
+  await store.releases.put({ sha256: sha, kind: 'static', size_bytes: 42, created_at: now })
+  const ver = await store.versions.insertNext({
+    id: 'ver_zetazetazetazetazeta',
+    organization_id: victim.id,
+    workspace_id: workspaceId,
+    deployment_id: dep.id,
+    environment: 'production',
+    status: 'ready',
+    error: null,
+    kind: 'static',
+    plan: { kind: 'static', detected: 'static-files', install: null, build: null, output_dir: '.', start: null, spa_fallback: false, reasons: ['zeta plan reason'] },
+    source_sha256: 'zeta-source-sha',
+    release_sha256: sha,
+    release_kind: 'static',
+    sandbox_id: victimIds.sbx ?? null,
+    logs: 'zeta build log line\n',
+    created_by: 'key_zeta',
+    ...attribution,
+    created_at: now,
+    updated_at: now,
+    finished_at: now,
+  })
+  await store.deploymentRoutes.repoint(scope, {
+    id: 'rtc_zetazetazetazetazeta',
+    organization_id: victim.id,
+    deployment_id: dep.id,
+    environment: 'production',
+    to_version_id: ver.id,
+    reason: 'publish',
+    actor: 'key_zeta',
+    created_at: now,
+  })
+  victimIds.dep = dep.id
+  victimIds.ver = ver.id
+  victimSecrets.push('Zeta Private App', 'zeta-private-app', sha, 'zeta-source-sha', 'zeta build log line', 'zeta plan reason', 'rtc_zetazetazetazetazeta')
+}
+
 beforeAll(async () => {
   // No reconcile pass during the walk: it would mark B's container-less sandbox as failed.
   t = await startTestPlatform({ reconcileIntervalMs: 3_600_000 })
@@ -133,6 +195,7 @@ beforeAll(async () => {
   victimIds.prj = prj.json.id
   victimIds.key = key.json.id
   await insertVictimSandbox(ws.json.id)
+  await insertVictimDeployment(ws.json.id)
   const branding = await t.call('PUT', '/api/v1/tenant/branding', {
     key: victim.key,
     body: { workspace_id: ws.json.id, logo_url: 'https://zeta-logo.example.com/logo.svg', accent_color: '#abcdef', support_url: 'https://zeta-support.example.com' },

@@ -5,7 +5,16 @@ import { newId, randomBase32 } from '../../src/core/ids.js'
 import type { Organization } from '../../src/schemas/organizations.js'
 import type { Project } from '../../src/schemas/projects.js'
 import type { Workspace } from '../../src/schemas/workspaces.js'
-import type { ApiKeyRecord, OrgScope, PreviewTokenRecord, SandboxRecord, ShareTokenRecord, Store } from '../../src/store/store.js'
+import type {
+  ApiKeyRecord,
+  DeploymentRecord,
+  OrgScope,
+  PreviewTokenRecord,
+  SandboxRecord,
+  ShareTokenRecord,
+  Store,
+  VersionRecord,
+} from '../../src/store/store.js'
 
 // The contract every Store dialect runs (SQLite, PostgreSQL): only the public Store
 // interface, against a real database. Every test makes its own organizations and slugs,
@@ -144,6 +153,47 @@ function shareToken(box: SandboxRecord, overrides: Partial<ShareTokenRecord> = {
     revoked_at: null,
     ...NO_ATTRIBUTION,
     created_at: NOW,
+    ...overrides,
+  }
+}
+
+function deployment(organizationId: string, workspaceId: string, overrides: Partial<DeploymentRecord> = {}): DeploymentRecord {
+  return {
+    id: newId('deployment'),
+    organization_id: organizationId,
+    workspace_id: workspaceId,
+    project_id: null,
+    name: 'Smile Dental',
+    slug: slug('app'),
+    spa_fallback: false,
+    ...NO_ATTRIBUTION,
+    created_at: NOW,
+    updated_at: NOW,
+    ...overrides,
+  }
+}
+
+function version(dep: DeploymentRecord, overrides: Partial<VersionRecord> = {}): Omit<VersionRecord, 'version_number'> {
+  return {
+    id: newId('version'),
+    organization_id: dep.organization_id,
+    workspace_id: dep.workspace_id,
+    deployment_id: dep.id,
+    environment: 'production',
+    status: 'building',
+    error: null,
+    kind: 'auto',
+    plan: null,
+    source_sha256: null,
+    release_sha256: null,
+    release_kind: null,
+    sandbox_id: null,
+    logs: '',
+    created_by: 'key_test',
+    ...NO_ATTRIBUTION,
+    created_at: NOW,
+    updated_at: NOW,
+    finished_at: null,
     ...overrides,
   }
 }
@@ -861,6 +911,133 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         const raced = `race-${randomBase32(8)}`
         const values = await Promise.all(['a', 'b', 'c', 'd'].map((v) => store.settings.setIfAbsent(raced, v)))
         expect(new Set(values).size).toBe(1)
+      })
+    })
+
+    describe('deployments, versions, routes and releases', () => {
+      async function newDeployment(): Promise<{ scope: OrgScope; dep: DeploymentRecord; ws: Workspace }> {
+        const { org, scope } = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(org.id))
+        const dep = await store.deployments.insert(deployment(org.id, ws.id))
+        return { scope, dep, ws }
+      }
+
+      it('round-trips a deployment and a version (plan JSON, booleans) and finds a deployment by its host', async () => {
+        const { scope, dep, ws } = await newDeployment()
+        expect(await store.deployments.get(scope, dep.id)).toEqual(dep)
+        const plan = { kind: 'static' as const, detected: 'node' as const, install: ['npm', 'ci'], build: null, output_dir: 'dist', start: null, spa_fallback: true, reasons: ['a'] }
+        const v = await store.versions.insertNext(version(dep, { plan, metadata: { k: 'v' } }))
+        expect(v.version_number).toBe(1)
+        expect(await store.versions.get(scope, v.id)).toEqual(v)
+        expect(await store.versions.findById(v.id)).toEqual(v)
+        expect(await store.deployments.findByHost(ws.slug, dep.slug)).toEqual(dep)
+        expect(await store.deployments.findByHost(ws.slug, 'no-such-app')).toBeUndefined()
+        expect(await store.deployments.findByHost('no-such-ws', dep.slug)).toBeUndefined()
+      })
+
+      it('slugs are unique per workspace, not across workspaces', async () => {
+        const { scope, dep } = await newDeployment()
+        const clash = await rejection(store.deployments.insert(deployment(dep.organization_id, dep.workspace_id, { slug: dep.slug })))
+        expect(clash).toMatchObject({ code: 'conflict', details: { field: 'slug' } })
+        const other = await store.workspaces.insert(workspace(dep.organization_id))
+        await store.deployments.insert(deployment(dep.organization_id, other.id, { slug: dep.slug }))
+        expect(await store.deployments.find(scope, { slug: dep.slug })).toHaveLength(2)
+      })
+
+      it('numbers 10 concurrent versions of one deployment 1..10: no duplicates, no gaps', async () => {
+        const { scope, dep } = await newDeployment()
+        const made = await Promise.all(Array.from({ length: 10 }, () => store.versions.insertNext(version(dep))))
+        expect(made.map((v) => v.version_number).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        const stored = await store.versions.find(scope, { deployment_id: dep.id })
+        expect(stored.map((v) => v.version_number).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        // Another deployment counts from 1 on its own.
+        const other = await store.deployments.insert(deployment(dep.organization_id, dep.workspace_id))
+        expect((await store.versions.insertNext(version(other))).version_number).toBe(1)
+        expect((await store.versions.insertNext(version(dep))).version_number).toBe(11)
+      })
+
+      it('a version of another organization\'s deployment is not_found and takes no number', async () => {
+        const { dep } = await newDeployment()
+        const { org: stranger } = await newOrganization()
+        const refused = await rejection(store.versions.insertNext(version(dep, { organization_id: stranger.id })))
+        expect(refused).toMatchObject({ code: 'not_found' })
+        expect((await store.versions.insertNext(version(dep))).version_number).toBe(1)
+      })
+
+      it('re-points a route to ready versions only, recording every change; onlyIfNewer keeps a later version', async () => {
+        const { scope, dep } = await newDeployment()
+        const v1 = await store.versions.insertNext(version(dep, { status: 'ready' }))
+        const v2 = await store.versions.insertNext(version(dep, { status: 'ready' }))
+        const v3 = await store.versions.insertNext(version(dep, { status: 'failed' }))
+        const change = (to: string, reason: 'publish' | 'rollback' | 'promote', seconds: number) => ({
+          id: newId('routeChange'),
+          organization_id: dep.organization_id,
+          deployment_id: dep.id,
+          environment: 'production',
+          to_version_id: to,
+          reason,
+          actor: 'key_test',
+          created_at: at(seconds),
+        })
+        const first = await store.deploymentRoutes.repoint(scope, change(v2.id, 'publish', 1))
+        expect(first).toMatchObject({ from_version_id: null, to_version_id: v2.id })
+        expect(await store.deploymentRoutes.repoint(scope, change(v1.id, 'publish', 2), { onlyIfNewer: true })).toBeUndefined()
+        const back = await store.deploymentRoutes.repoint(scope, change(v1.id, 'rollback', 3))
+        expect(back).toMatchObject({ from_version_id: v2.id, to_version_id: v1.id, reason: 'rollback' })
+        expect(await rejection(store.deploymentRoutes.repoint(scope, change(v3.id, 'rollback', 4)))).toMatchObject({ code: 'conflict' })
+        expect((await store.deploymentRoutes.get(scope, dep.id, 'production'))?.active_version_id).toBe(v1.id)
+        expect((await store.deploymentRoutes.findUnscoped(dep.id, 'production'))?.active_version_id).toBe(v1.id)
+        const history = await store.routeChanges.list(scope, { limit: 10, where: { deployment_id: dep.id } })
+        expect(history.data.map((c) => c.to_version_id)).toEqual([v1.id, v2.id])
+        // Another organization reaches none of it.
+        const { scope: stranger } = await newOrganization()
+        expect(await store.deploymentRoutes.list(stranger, dep.id)).toEqual([])
+        expect(await rejection(store.deploymentRoutes.repoint(stranger, change(v2.id, 'rollback', 5)))).toMatchObject({ code: 'not_found' })
+      })
+
+      it('concurrent re-points of one route all land, each recording the version it replaced', async () => {
+        const { scope, dep } = await newDeployment()
+        const versions = await Promise.all(Array.from({ length: 5 }, () => store.versions.insertNext(version(dep, { status: 'ready' }))))
+        await Promise.all(
+          versions.map((v, i) =>
+            store.deploymentRoutes.repoint(scope, {
+              id: newId('routeChange'),
+              organization_id: dep.organization_id,
+              deployment_id: dep.id,
+              environment: 'production',
+              to_version_id: v.id,
+              reason: 'promote',
+              actor: 'key_test',
+              created_at: at(i),
+            }),
+          ),
+        )
+        const history = await store.routeChanges.find(scope, { deployment_id: dep.id })
+        expect(history).toHaveLength(5)
+        // A chain: exactly one change started from nothing, and every other from a version some change pointed at.
+        expect(history.filter((c) => c.from_version_id === null)).toHaveLength(1)
+        const targets = new Set(history.map((c) => c.to_version_id))
+        for (const c of history) if (c.from_version_id !== null) expect(targets.has(c.from_version_id)).toBe(true)
+        expect(new Set(history.map((c) => c.from_version_id)).size).toBe(5)
+      })
+
+      it('records a release once, however often it is put', async () => {
+        const sha = randomBase32(52)
+        const first = await store.releases.put({ sha256: sha, kind: 'static', size_bytes: 5_000_000_000, created_at: at(1) })
+        const again = await store.releases.put({ sha256: sha, kind: 'static', size_bytes: 5_000_000_000, created_at: at(2) })
+        expect(first).toEqual({ sha256: sha, kind: 'static', size_bytes: 5_000_000_000, created_at: at(1) })
+        expect(again).toEqual(first)
+        expect(await store.releases.get(sha)).toEqual(first)
+        expect(await store.releases.get('missing')).toBeUndefined()
+      })
+
+      it('finds building versions across organizations', async () => {
+        const { dep } = await newDeployment()
+        const building = await store.versions.insertNext(version(dep))
+        const ready = await store.versions.insertNext(version(dep, { status: 'ready' }))
+        const found = ids(await store.versions.findInStatuses(['building']))
+        expect(found).toContain(building.id)
+        expect(found).not.toContain(ready.id)
       })
     })
 

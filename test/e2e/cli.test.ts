@@ -9,6 +9,7 @@ import type { CliResult } from '../helpers/cli.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 import { insertSandboxRecord } from '../helpers/sandbox-records.js'
+import { newId } from '../../src/core/ids.js'
 
 // The real `miosa` bin (dist/cli/main.js) against a real listening platform.
 // Every run gets MIOSA_CONFIG pointing into a temp dir: the user's own config is never read or written.
@@ -136,6 +137,12 @@ describe('help', () => {
     'preview-token': ['create', 'list', 'revoke'],
     share: ['create', 'list', 'revoke'],
     tenant: ['branding', 'preview-domain'],
+    deploy: [],
+    deployments: ['list', 'get'],
+    versions: ['list', 'get'],
+    rollback: [],
+    promote: [],
+    logs: [],
   }
   /** Groups below a noun, and their subcommands. */
   const GROUPS: Record<string, string[]> = {
@@ -188,7 +195,7 @@ describe('help', () => {
       expect(commandsIn(r.stdout).toSorted(), `subcommands of ${group}`).toEqual(expected.toSorted())
       for (const sub of expected) leaves.push([...group.split(' '), sub])
     }
-    expect(leaves).toHaveLength(61)
+    expect(leaves).toHaveLength(69)
 
     // A leaf already walked (server, login, ...) has its help in hand; the rest are fetched.
     const leafHelps = await inParallel(leaves, (path) =>
@@ -467,6 +474,58 @@ describe('--json: previews and their access', () => {
     expect(['conflict', 'unavailable']).toContain(unverified.code)
     expect(unverified.message).toContain(domain)
     expect((await json(['tenant', 'preview-domain', 'delete', '--workspace', ws.id], { key: org.key })).domain).toBeNull()
+  })
+})
+
+describe('--json: deployments, versions, rollback, promote, logs', () => {
+  it('deploy refuses a sandbox it cannot capture; deployments list / get (id or slug); versions list / get; rollback; promote; logs', async () => {
+    const ws = await json(['workspaces', 'create', 'Deploy WS'], { key: org.key })
+    const box = await insertSandboxRecord(tp.platform.store, { organization_id: org.id, workspace_id: ws.id })
+    // A sandbox record with no container: its workspace cannot be captured, the publish is
+    // refused, and nothing is made (the list below holds only the deployment made next).
+    const refused = await failsJson(['deploy', '--sandbox', box.id, '--name', 'cli-app', '--workspace', ws.id], { key: org.key })
+    expect(refused.code).toMatch(/^(not_found|conflict)$/)
+    const neither = await failsJson(['deploy', '--name', 'cli-app'], { key: org.key })
+    expect(neither.message).toMatch(/--sandbox/)
+
+    // Versions written straight into the store stand in for builds.
+    const dep = await tp.platform.services.deployments.create(org.id, { name: 'CLI App', workspace_id: ws.id })
+    const now = new Date().toISOString()
+    const base = {
+      organization_id: org.id, workspace_id: ws.id, deployment_id: dep.id, environment: 'production', error: null, kind: 'static' as const,
+      plan: null, source_sha256: null, release_sha256: 'f'.repeat(64), release_kind: 'static' as const, sandbox_id: null, logs: 'built fine\n',
+      created_by: 'key_cli', external_user_id: null, external_project_id: null, external_workspace_id: null, metadata: {},
+      created_at: now, updated_at: now, finished_at: now,
+    }
+    const v1 = await tp.platform.store.versions.insertNext({ ...base, id: newId('version'), status: 'ready' })
+    const v2 = await tp.platform.store.versions.insertNext({ ...base, id: newId('version'), status: 'ready' })
+
+    const [listed, bySlug, byId] = await Promise.all([
+      json(['deployments', 'list', '--workspace', ws.id], { key: org.key }),
+      json(['deployments', 'get', 'cli-app'], { key: org.key }),
+      json(['deployments', 'get', dep.id], { key: org.key }),
+    ])
+    expect(listed.data.map((d: { id: string }) => d.id)).toEqual([dep.id])
+    expect(bySlug).toEqual(byId)
+    expect(byId.url).toBe(dep.url)
+
+    const versions = await json(['versions', 'list', 'cli-app'], { key: org.key })
+    expect(versions.data.map((v: { version_number: number }) => v.version_number)).toEqual([2, 1])
+    expect((await json(['versions', 'get', 'cli-app', '1'], { key: org.key })).id).toBe(v1.id)
+    expect((await json(['versions', 'get', v2.id], { key: org.key })).version_number).toBe(2)
+
+    const promoted = await json(['promote', 'cli-app', '--version', '2', '--env', 'production'], { key: org.key })
+    expect(promoted.change).toMatchObject({ reason: 'promote', to_version_id: v2.id, from_version_id: null })
+    const rolled = await json(['rollback', dep.id, '--to', '1'], { key: org.key })
+    expect(rolled.change).toMatchObject({ reason: 'rollback', to_version_id: v1.id, from_version_id: v2.id })
+    expect(rolled.deployment.active_version_id).toBe(v1.id)
+    const badTo = await failsJson(['rollback', 'cli-app', '--to', 'latest'], { key: org.key })
+    expect(badTo.message).toContain('--to')
+
+    expect(await json(['logs', v1.id], { key: org.key })).toEqual({ version_id: v1.id, logs: 'built fine\n' })
+    expect(await json(['logs', v1.id, '--follow'], { key: org.key })).toEqual({ version_id: v1.id, logs: 'built fine\n', status: 'ready', error: null })
+    const human = await miosa(['logs', v1.id], { key: org.key })
+    expect(human.stdout).toBe('built fine\n')
   })
 })
 

@@ -1,5 +1,6 @@
 import type { AnyRoute } from '../route.js'
 import { apiKeyRoutes } from './api-keys.js'
+import { deploymentRoutes } from './deployments.js'
 import { organizationRoutes } from './organizations.js'
 import { previewRoutes } from './previews.js'
 import { projectRoutes } from './projects.js'
@@ -24,4 +25,5 @@ export const routes: readonly AnyRoute[] = [
   ...templateRoutes,
   ...previewRoutes,
   ...tenantRoutes,
+  ...deploymentRoutes,
 ]

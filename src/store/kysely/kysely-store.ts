@@ -6,6 +6,7 @@ import type {
   OrgScope,
   PlatformScope,
   PreviewTokenRecord,
+  RouteChangeRecord,
   SandboxRecord,
   ShareTokenRecord,
   SnapshotRecord,
@@ -17,6 +18,7 @@ import type { Workspace } from '../../schemas/workspaces.js'
 import { migrations } from '../migrations/index.js'
 import { KyselyTable } from './table.js'
 import { TenantSettingsTable } from './tenant-settings-table.js'
+import { DeploymentRoutesTable, deploymentsTable, releasesTable, routeChangesSpec, versionsTable } from './deployment-tables.js'
 import type { AnyDatabase, Dialect, TableSpec } from './table.js'
 
 const ATTRIBUTION = ['external_user_id', 'external_project_id', 'external_workspace_id', 'metadata'] as const
@@ -100,6 +102,11 @@ export class KyselyStore implements Store {
   readonly previewTokens: KyselyTable<PreviewTokenRecord, OrgScope> & Pick<Store['previewTokens'], 'findById'>
   readonly shareTokens: KyselyTable<ShareTokenRecord, OrgScope> & Pick<Store['shareTokens'], 'findById' | 'findByHash'>
   readonly tenantSettings: TenantSettingsTable
+  readonly deployments: Store['deployments']
+  readonly deploymentRoutes: DeploymentRoutesTable
+  readonly versions: Store['versions']
+  readonly releases: Store['releases']
+  readonly routeChanges: KyselyTable<RouteChangeRecord, OrgScope>
   readonly settings: Store['settings']
 
   constructor(
@@ -131,6 +138,11 @@ export class KyselyStore implements Store {
       findByHash: (hash: string) => shareTokenTable.findUnscoped('token_hash', hash),
     })
     this.tenantSettings = new TenantSettingsTable(db)
+    this.deployments = deploymentsTable(db, dialect)
+    this.deploymentRoutes = new DeploymentRoutesTable(db, dialect)
+    this.versions = versionsTable(db, dialect)
+    this.releases = releasesTable(db)
+    this.routeChanges = new KyselyTable(db, dialect, routeChangesSpec)
     this.settings = {
       get: async (key) => {
         const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst()

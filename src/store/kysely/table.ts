@@ -104,6 +104,12 @@ export class KyselyTable<T extends { id: string }, S extends object> implements 
     return row === undefined ? undefined : this.decode(row)
   }
 
+  /** Rows matching every column of `where`, across organizations: for the edge and platform loops, never for callers. */
+  async findWhereUnscoped(where: { [K in keyof T]?: T[K] }, limit = 1000): Promise<T[]> {
+    const rows = await this.filtered(this.db.selectFrom(this.spec.name).selectAll() as AnySelect, where).limit(limit).execute()
+    return rows.map((row) => this.decode(row))
+  }
+
   /** Rows whose column is one of `values`, across organizations: for platform loops, never for callers. */
   async findInUnscoped(column: keyof T & string, values: readonly unknown[]): Promise<T[]> {
     if (values.length === 0) return []

@@ -1,0 +1,348 @@
+import type { Page } from '../schemas/common.js'
+import type { Deployment, RouteChange, Version, VersionStatus } from '../schemas/deployments.js'
+import { DEFAULT_ENVIRONMENT } from '../schemas/deployments.js'
+import type { DeploymentRecord, OrgScope, Store, VersionRecord } from '../store/store.js'
+import { attributionOf, listQueryOf } from './attribution.js'
+import type { AttributionInput, ListInput } from './attribution.js'
+import type { OrganizationCaller } from './caller.js'
+import { nowIso } from './clock.js'
+import { MiosaError, notFound } from './errors.js'
+import { newId } from './ids.js'
+import type { PreviewUrls } from './preview-urls.js'
+import { insertWithSlug, slugify } from './slugs.js'
+import type { WorkspaceService } from './workspaces.js'
+
+// Deployments: the stable app with its managed URL, and per environment the version it
+// serves. Versions are made by publishing (publish.ts); here they are read, archived, and
+// routes re-pointed at them (rollback, promote) without rebuilding anything.
+
+export interface CreateDeployment extends AttributionInput {
+  name: string
+  slug?: string | undefined
+  workspace_id?: string | undefined
+  project_id?: string | undefined
+  spa_fallback?: boolean | undefined
+}
+
+export interface ListDeployments extends ListInput {
+  workspace_id?: string | undefined
+  project_id?: string | undefined
+  slug?: string | undefined
+  name?: string | undefined
+}
+
+export interface ListVersions extends ListInput {
+  status?: VersionStatus | undefined
+  environment?: string | undefined
+  version_number?: number | undefined
+  include_archived?: boolean | undefined
+}
+
+export interface VersionRef {
+  version_id?: string | undefined
+  version_number?: number | undefined
+}
+
+export interface RouteInput extends VersionRef {
+  environment?: string | undefined
+}
+
+/** The answer to a rollback or promote: the route as it is now, the version it serves, and the recorded change. */
+export interface RouteChangeResult {
+  deployment: Deployment
+  version: Version
+  change: RouteChange
+}
+
+/** A published app's managed hostname (declared as in src/edge/edge-backend.ts: core imports no adapter). */
+export interface AppRoute {
+  deploymentSlug: string
+  workspaceSlug: string
+}
+
+/** What a managed hostname serves now: the active version of the deployment's production environment. */
+export interface AppSite {
+  deploymentId: string
+  workspaceId: string
+  versionId: string
+  release: { sha256: string; kind: 'static' | 'dynamic' }
+  spaFallback: boolean
+}
+
+export class DeploymentService {
+  private readonly routeListeners = new Set<(deploymentId: string) => void>()
+
+  constructor(
+    private readonly deps: {
+      store: Store
+      workspaces: WorkspaceService
+      urls: PreviewUrls
+    },
+  ) {}
+
+  /** Calls `listener` whenever an environment of a deployment is re-pointed in this process (the edge drops what it cached). */
+  onRouteChange(listener: (deploymentId: string) => void): void {
+    this.routeListeners.add(listener)
+  }
+
+  /** Says a route changed: a publish, a rollback or a promote. */
+  routeChanged(deploymentId: string): void {
+    for (const listener of this.routeListeners) listener(deploymentId)
+  }
+
+  // ── deployments ─────────────────────────────────────────────────────────────
+
+  async create(organizationId: string, input: CreateDeployment): Promise<Deployment> {
+    return this.toWire(await this.createRecord(organizationId, input))
+  }
+
+  async get(organizationId: string, id: string): Promise<Deployment> {
+    return this.toWire(await this.record({ organization_id: organizationId }, id))
+  }
+
+  async list(organizationId: string, input: ListDeployments): Promise<Page<Deployment>> {
+    const scope = { organization_id: organizationId }
+    if (input.workspace_id !== undefined && (await this.deps.store.workspaces.get(scope, input.workspace_id)) === undefined) {
+      throw notFound('workspace', input.workspace_id)
+    }
+    if (input.project_id !== undefined && (await this.deps.store.projects.get(scope, input.project_id)) === undefined) {
+      throw notFound('project', input.project_id)
+    }
+    const where = { workspace_id: input.workspace_id, project_id: input.project_id, slug: input.slug, name: input.name }
+    const page = await this.deps.store.deployments.list(scope, listQueryOf<DeploymentRecord>(input, where))
+    const slugs = new Map<string, Promise<string>>()
+    return { data: await Promise.all(page.data.map((d) => this.toWire(d, slugs))), next_cursor: page.next_cursor }
+  }
+
+  /**
+   * The deployment a publish by name names: found by slug (the given one, else made from
+   * the name) in the workspace, or created. Two first publishes at once find one deployment.
+   */
+  async findOrCreate(organizationId: string, input: CreateDeployment): Promise<DeploymentRecord> {
+    const scope = { organization_id: organizationId }
+    const workspaceId = await this.workspaceOf(organizationId, input.workspace_id)
+    const slug = input.slug ?? slugify(input.name, 'app')
+    const find = async () => (await this.deps.store.deployments.find(scope, { workspace_id: workspaceId, slug }, 1))[0]
+    const existing = await find()
+    if (existing !== undefined) return existing
+    try {
+      return await this.createRecord(organizationId, { ...input, workspace_id: workspaceId, slug })
+    } catch (error) {
+      const raced = error instanceof MiosaError && error.code === 'conflict' ? await find() : undefined
+      if (raced === undefined) throw error
+      return raced
+    }
+  }
+
+  async record(scope: OrgScope, id: string): Promise<DeploymentRecord> {
+    const record = await this.deps.store.deployments.get(scope, id)
+    if (record === undefined) throw notFound('deployment', id)
+    return record
+  }
+
+  /** The managed URL of a deployment. */
+  async urlOf(record: DeploymentRecord, slugs?: Map<string, Promise<string>>): Promise<string> {
+    let slug = slugs?.get(record.workspace_id)
+    if (slug === undefined) {
+      slug = this.deps.store.workspaces.get({ organization_id: record.organization_id }, record.workspace_id).then((w) => {
+        if (w === undefined) throw notFound('workspace', record.workspace_id)
+        return w.slug
+      })
+      slugs?.set(record.workspace_id, slug)
+    }
+    return this.deps.urls.appUrl(record.slug, await slug)
+  }
+
+  async toWire(record: DeploymentRecord, slugs?: Map<string, Promise<string>>): Promise<Deployment> {
+    const [url, routes] = await Promise.all([
+      this.urlOf(record, slugs),
+      this.deps.store.deploymentRoutes.list({ organization_id: record.organization_id }, record.id),
+    ])
+    const production = routes.find((r) => r.environment === DEFAULT_ENVIRONMENT)
+    return {
+      ...record,
+      url,
+      active_version_id: production?.active_version_id ?? null,
+      routes: routes.map(({ environment, active_version_id, updated_at }) => ({ environment, active_version_id, updated_at })),
+    }
+  }
+
+  // ── versions ────────────────────────────────────────────────────────────────
+
+  async listVersions(organizationId: string, deploymentId: string, input: ListVersions): Promise<Page<Version>> {
+    const scope = { organization_id: organizationId }
+    const deployment = await this.record(scope, deploymentId)
+    const where = { deployment_id: deployment.id, status: input.status, environment: input.environment, version_number: input.version_number }
+    const page = await this.deps.store.versions.list(scope, listQueryOf<VersionRecord>(input, where))
+    // Archived versions are listed only when asked for (by status, or include_archived).
+    const showArchived = input.status !== undefined || input.include_archived === true
+    const shown = showArchived ? page.data : page.data.filter((v) => v.status !== 'archived')
+    // Versions made in the same millisecond still read newest first.
+    const data = shown.toSorted((a, b) => b.version_number - a.version_number)
+    const url = await this.urlOf(deployment)
+    return { data: data.map((v) => versionWire(v, url)), next_cursor: page.next_cursor }
+  }
+
+  async getVersion(organizationId: string, id: string): Promise<Version> {
+    const record = await this.versionRecord({ organization_id: organizationId }, id)
+    return this.versionToWire(record)
+  }
+
+  async versionRecord(scope: OrgScope, id: string): Promise<VersionRecord> {
+    const record = await this.deps.store.versions.get(scope, id)
+    if (record === undefined) throw notFound('version', id)
+    return record
+  }
+
+  async versionToWire(record: VersionRecord): Promise<Version> {
+    const deployment = await this.record({ organization_id: record.organization_id }, record.deployment_id)
+    return versionWire(record, await this.urlOf(deployment))
+  }
+
+  /**
+   * Hides a version from the default list. Its release is kept (it stays bootable); the
+   * version an environment serves, and one still building, cannot be archived.
+   */
+  async archive(organizationId: string, id: string): Promise<Version> {
+    const scope = { organization_id: organizationId }
+    const version = await this.versionRecord(scope, id)
+    if (version.status === 'archived') return this.versionToWire(version)
+    if (version.status === 'building') {
+      throw new MiosaError('conflict', `version ${version.version_number} (${id}) is still building: archive it once it has ended`, {
+        details: { status: version.status },
+      })
+    }
+    const routes = await this.deps.store.deploymentRoutes.list(scope, version.deployment_id)
+    const serving = routes.filter((r) => r.active_version_id === id).map((r) => r.environment)
+    if (serving.length > 0) {
+      throw new MiosaError('conflict', `version ${version.version_number} (${id}) is active in ${serving.join(', ')}: roll back or promote another version first`, {
+        details: { environments: serving },
+      })
+    }
+    const archived = await this.deps.store.versions.update(scope, id, { status: 'archived', updated_at: nowIso() })
+    if (archived === undefined) throw notFound('version', id)
+    return this.versionToWire(archived)
+  }
+
+  // ── routes ──────────────────────────────────────────────────────────────────
+
+  /** Points an environment (default production) back at an earlier ready version. Nothing is rebuilt. */
+  rollback(organizationId: string, caller: OrganizationCaller, deploymentId: string, input: RouteInput): Promise<RouteChangeResult> {
+    return this.repoint(organizationId, caller, deploymentId, input, 'rollback')
+  }
+
+  /** Points an environment at a ready version (built for any environment of the deployment). Nothing is rebuilt. */
+  promote(organizationId: string, caller: OrganizationCaller, deploymentId: string, input: RouteInput): Promise<RouteChangeResult> {
+    return this.repoint(organizationId, caller, deploymentId, input, 'promote')
+  }
+
+  async routeHistory(organizationId: string, deploymentId: string, input: ListInput & { environment?: string | undefined }): Promise<Page<RouteChange>> {
+    const scope = { organization_id: organizationId }
+    await this.record(scope, deploymentId)
+    return this.deps.store.routeChanges.list(scope, { limit: input.limit, cursor: input.cursor, where: { deployment_id: deploymentId, environment: input.environment } })
+  }
+
+  private async repoint(
+    organizationId: string,
+    caller: OrganizationCaller,
+    deploymentId: string,
+    input: RouteInput,
+    reason: 'rollback' | 'promote',
+  ): Promise<RouteChangeResult> {
+    const scope = { organization_id: organizationId }
+    const deployment = await this.record(scope, deploymentId)
+    const version = await this.versionOf(scope, deployment, input)
+    if (version.status !== 'ready') {
+      throw new MiosaError('conflict', `version ${version.version_number} (${version.id}) is ${version.status}: only a ready version can be served`, {
+        details: { field: input.version_id === undefined ? 'version_number' : 'version_id', status: version.status },
+      })
+    }
+    const change = await this.deps.store.deploymentRoutes.repoint(scope, {
+      id: newId('routeChange'),
+      organization_id: organizationId,
+      deployment_id: deployment.id,
+      environment: input.environment ?? DEFAULT_ENVIRONMENT,
+      to_version_id: version.id,
+      reason,
+      actor: caller.api_key_id,
+      created_at: nowIso(),
+    })
+    if (change === undefined) throw new MiosaError('internal', 'the route change was not recorded')
+    this.routeChanged(deployment.id)
+    const wire = await this.toWire(await this.record(scope, deployment.id))
+    return { deployment: wire, version: versionWire(version, wire.url), change }
+  }
+
+  private async versionOf(scope: OrgScope, deployment: DeploymentRecord, ref: VersionRef): Promise<VersionRecord> {
+    if (ref.version_id !== undefined) {
+      const version = await this.deps.store.versions.get(scope, ref.version_id)
+      if (version === undefined || version.deployment_id !== deployment.id) throw notFound('version', ref.version_id)
+      return version
+    }
+    if (ref.version_number !== undefined) {
+      const [version] = await this.deps.store.versions.find(scope, { deployment_id: deployment.id, version_number: ref.version_number }, 1)
+      if (version === undefined) throw notFound('version', `${deployment.slug}#${ref.version_number}`)
+      return version
+    }
+    throw new MiosaError('invalid', 'version_id: give exactly one of version_id and version_number', { details: { field: 'version_id' } })
+  }
+
+  // ── the edge ────────────────────────────────────────────────────────────────
+
+  /** The app a managed hostname names, from its production route; undefined when unknown or nothing is published yet. */
+  async resolveApp(route: AppRoute): Promise<AppSite | undefined> {
+    const deployment = await this.deps.store.deployments.findByHost(route.workspaceSlug, route.deploymentSlug)
+    if (deployment === undefined) return undefined
+    const active = await this.deps.store.deploymentRoutes.findUnscoped(deployment.id, DEFAULT_ENVIRONMENT)
+    if (active === undefined || active.active_version_id === null) return undefined
+    const version = await this.deps.store.versions.findById(active.active_version_id)
+    if (version === undefined || version.release_sha256 === null || version.release_kind === null) return undefined
+    return {
+      deploymentId: deployment.id,
+      workspaceId: deployment.workspace_id,
+      versionId: version.id,
+      release: { sha256: version.release_sha256, kind: version.release_kind },
+      spaFallback: version.plan?.spa_fallback ?? deployment.spa_fallback,
+    }
+  }
+
+  // ── helpers ─────────────────────────────────────────────────────────────────
+
+  private async createRecord(organizationId: string, input: CreateDeployment): Promise<DeploymentRecord> {
+    const scope = { organization_id: organizationId }
+    const workspaceId = await this.workspaceOf(organizationId, input.workspace_id)
+    if (input.project_id !== undefined) {
+      const project = await this.deps.store.projects.get(scope, input.project_id)
+      if (project === undefined) throw notFound('project', input.project_id)
+      if (project.workspace_id !== workspaceId) {
+        throw new MiosaError('invalid', `project_id: project ${project.id} is in another workspace`, { details: { field: 'project_id' } })
+      }
+    }
+    const now = nowIso()
+    const base = {
+      id: newId('deployment'),
+      organization_id: organizationId,
+      workspace_id: workspaceId,
+      project_id: input.project_id ?? null,
+      name: input.name,
+      spa_fallback: input.spa_fallback ?? false,
+      ...attributionOf(input),
+      created_at: now,
+      updated_at: now,
+    }
+    return insertWithSlug(input.slug, slugify(input.name, 'app'), (slug) => this.deps.store.deployments.insert({ ...base, slug }))
+  }
+
+  private async workspaceOf(organizationId: string, workspaceId: string | undefined): Promise<string> {
+    if (workspaceId === undefined) return this.deps.workspaces.defaultId(organizationId)
+    if ((await this.deps.store.workspaces.get({ organization_id: organizationId }, workspaceId)) === undefined) {
+      throw notFound('workspace', workspaceId)
+    }
+    return workspaceId
+  }
+}
+
+export function versionWire(record: VersionRecord, url: string): Version {
+  const { logs: _logs, ...rest } = record
+  return { ...rest, url }
+}
