@@ -7,6 +7,7 @@ import Docker from 'dockerode'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApiServer } from './api/api-server.js'
+import { ContainerBuilder } from './builder/container-builder.js'
 import type { BlobStore } from './blobs/blob-store.js'
 import { openBlobStore } from './blobs/open-blob-store.js'
 import type { Config } from './config.js'
@@ -19,6 +20,7 @@ import { createServices } from './core/services.js'
 import type { Services } from './core/services.js'
 import { createEdgeServer } from './edge/edge-server.js'
 import { platformEdgeBackend } from './edge/platform-backend.js'
+import { createReleaseFiles } from './edge/release-files.js'
 import { createLogger } from './logger.js'
 import { archiveChecker } from './runtime/archive-check.js'
 import { DockerDriver } from './runtime/docker/docker-driver.js'
@@ -79,7 +81,10 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     logger: logger.child({ component: 'runtime' }),
   })
   const log = logger.child({ component: 'sandboxes' })
+  const builder = new ContainerBuilder({ runtime, blobs, logger: logger.child({ component: 'builder' }), spoolDir: join(config.dataDir, 'spool') })
   const services = createServices({
+    blobs,
+    builder,
     store,
     runtime,
     log,
@@ -112,7 +117,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
   const edge = createEdgeServer({
     logger: logger.child({ component: 'edge' }),
     baseDomain: config.baseDomain,
-    backend: platformEdgeBackend(services, runtime),
+    backend: platformEdgeBackend(services, runtime, createReleaseFiles({ blobs, dir: join(config.dataDir, 'releases') })),
   })
 
   return {
@@ -135,6 +140,9 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
         platformId = `plt_${randomBase32(20)}`
         await store.settings.set(PLATFORM_ID_SETTING, platformId)
       }
+      // A build the last process was running when it died: its version fails with the reason, its container goes.
+      await services.publish.recoverInterruptedBuilds()
+      await builder.cleanup().catch((error: unknown) => logger.warn({ err: error }, 'could not remove leftover builder containers (is the Docker daemon running?)'))
       const { generated } = await services.apiKeys.bootstrapRootKey(config.rootKey)
       const rootKeyFile = join(config.dataDir, 'root-key')
       if (generated !== undefined) await writeFile(rootKeyFile, `${generated}\n`, { mode: 0o600, flag: 'w' })
@@ -182,6 +190,8 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       clearTimeout(timer)
       clearInterval(reconcileTimer)
       await reaper.stop()
+      // Running builds are aborted and recorded failed while the store is still open.
+      await services.publish.shutdown()
       // Sandboxes keep running across a restart; only pooled spares and connections go.
       await runtime.close()
       await store.close()

@@ -15,6 +15,22 @@ export interface HostRoute {
   tenantDomain?: string | undefined
 }
 
+/** A published app's managed hostname: `<deployment-slug>.<workspace-slug>.<base-domain>`. */
+export interface AppRoute {
+  deploymentSlug: string
+  workspaceSlug: string
+}
+
+/** What a managed hostname serves now: the active version of the deployment's production environment. */
+export interface AppSite {
+  deploymentId: string
+  workspaceId: string
+  versionId: string
+  release: { sha256: string; kind: 'static' | 'dynamic' }
+  /** Paths that match no file get index.html (single-page apps). */
+  spaFallback: boolean
+}
+
 /** A sandbox port the edge may proxy to. */
 export interface PreviewSite {
   sandboxId: string
@@ -53,6 +69,16 @@ export interface EdgeBackend {
   exchange(site: PreviewSite, token: string, o: { password?: string | undefined; clientIp: string }): Promise<AccessGrant | AccessRefusal>
   /** Whether the access cookie's value admits this site (signed, unexpired, its token not revoked). */
   admits(site: PreviewSite, cookie: string): Promise<boolean>
+  /** The app a managed hostname names, or undefined (unknown, or nothing published yet). */
+  resolveApp(route: AppRoute): Promise<AppSite | undefined>
+  /**
+   * Calls `listener` when what a host serves may have changed in this process (a publish,
+   * rollback or promote re-pointed a route): the edge drops what it cached, so the very
+   * next request sees the change. Other processes' changes show within the cache's TTL.
+   */
+  onRouteChange?(listener: () => void): void
+  /** A directory holding a static release's files, extracted once and never changed (with .gz/.br siblings where worth it). */
+  releaseFiles(sha256: string): Promise<string>
   /** Where to connect for the site: a paused sandbox is resumed first. Throws MiosaError (not_found, conflict, unavailable). */
   upstream(site: PreviewSite): Promise<{ host: string; port: number }>
   /** Traffic is activity: no auto-suspend while a preview is used. */

@@ -5,20 +5,25 @@ import type { Logger } from 'pino'
 import { MiosaError } from '../core/errors.js'
 import { admitRequest, admitsUpgrade, ACCESS_COOKIE } from './access.js'
 import type { AccessContext } from './access.js'
-import type { EdgeBackend, HostRoute, PreviewSite } from './edge-backend.js'
+import type { AppSite, EdgeBackend, PreviewSite } from './edge-backend.js'
 import { createHostRouter } from './host-router.js'
+import type { EdgeRoute, HostRouter } from './host-router.js'
 import { brandingOf, sendPage } from './pages.js'
 import { EdgeProxy } from './proxy.js'
 import type { ProxyTarget, UpstreamError } from './proxy.js'
+import { StaticServer } from './static-server.js'
 
 export { sendPage } from './pages.js'
 
-// The edge listener: routes by Host to sandbox previews (static releases and runtime
-// instances come with later issues). Plain node:http, no framework: this is the hot path.
+// The edge listener: routes by Host to sandbox previews and published apps (static
+// releases; runtime instances come with a later issue). Plain node:http, no framework:
+// this is the hot path.
 //
-//   Host → route (host-router) → site (backend.resolve, cached per host for a second)
+//   preview: Host → route (host-router) → site (backend.resolve, cached per host for a second)
 //        → access (public, ?token=, cookie) → upstream (a paused sandbox resumes there)
 //        → touch → proxy (streamed; event streams and WebSockets hold the sandbox awake)
+//   app:     Host → route → app (backend.resolveApp, cached the same way) → release files
+//        (backend.releaseFiles, extracted once) → static-server. Apps are public.
 //
 // Pages wear the tenant's branding. Logs never carry query strings or cookie values.
 
@@ -36,8 +41,9 @@ export interface EdgeOptions {
 }
 
 interface Resolved {
-  route: HostRoute | undefined
+  route: EdgeRoute | undefined
   site: PreviewSite | undefined
+  app: AppSite | undefined
   expiresAt: number
 }
 
@@ -46,7 +52,14 @@ const RESOLVE_CACHE_MAX = 10_000
 export function createEdgeServer(options: EdgeOptions): Server {
   const edge = new Edge(options)
   const server = createServer((req, res) => {
-    edge.handle(req, res).catch((error: unknown) => edge.internalError(req, res, error))
+    let handling: void | Promise<void>
+    try {
+      handling = edge.handle(req, res)
+    } catch (error) {
+      edge.internalError(req, res, error)
+      return
+    }
+    if (handling !== undefined) handling.catch((error: unknown) => edge.internalError(req, res, error))
   })
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     edge.upgrade(req, socket, head).catch((error: unknown) => {
@@ -62,7 +75,10 @@ export function createEdgeServer(options: EdgeOptions): Server {
 class Edge {
   private readonly logger: Logger
   private readonly backend: EdgeBackend
-  private readonly route: (host: string | undefined) => HostRoute | undefined
+  private readonly route: HostRouter
+  private readonly files = new StaticServer()
+  /** Release directories by sha256, once extracted (they never change). */
+  private readonly releaseDirs = new Map<string, string>()
   private readonly cacheMs: number
   private readonly cache = new Map<string, Resolved>()
   private readonly proxy: EdgeProxy<PreviewSite>
@@ -74,6 +90,8 @@ class Edge {
     this.access = { backend: options.backend, logger: options.logger }
     this.route = createHostRouter(options.baseDomain)
     this.cacheMs = options.resolveCacheMs ?? 1000
+    // A rollback must show on the very next request, not after the cache's TTL.
+    options.backend.onRouteChange?.(() => this.cache.clear())
     this.proxy = new EdgeProxy<PreviewSite>(
       {
         onError: (req, res, error, _target, site) => {
@@ -87,7 +105,8 @@ class Edge {
     )
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Answers a request; a static file from memory for a host seen in the last second is answered without a promise. */
+  handle(req: IncomingMessage, res: ServerResponse): void | Promise<void> {
     if (this.logger.isLevelEnabled('debug')) logWhenDone(this.logger, req, res)
     const url = req.url ?? ''
     if (url.charCodeAt(0) !== 47) {
@@ -95,7 +114,18 @@ class Edge {
       return
     }
     const host = hostOf(req.rawHeaders)
-    const resolved = this.cached(host) ?? (await this.resolve(host))
+    const resolved = this.cached(host)
+    if (resolved?.route?.kind === 'app') return this.serveApp(req, res, host, resolved.app)
+    return this.handleSlowly(req, res, host, resolved)
+  }
+
+  private async handleSlowly(req: IncomingMessage, res: ServerResponse, host: string | undefined, cached: Resolved | undefined): Promise<void> {
+    const resolved = cached ?? (await this.resolve(host))
+    if (resolved.route?.kind === 'app') {
+      const serving = this.serveApp(req, res, host, resolved.app)
+      if (serving !== undefined) await serving
+      return
+    }
     const site = resolved.site
     if (site === undefined) {
       await this.notFound(req, res, host, resolved.route)
@@ -106,6 +136,51 @@ class Edge {
     if (target === undefined) return
     this.backend.touch(site.sandboxId)
     this.proxy.forward(req, res, target, site)
+  }
+
+  /** A published app: its active release's files (static), or a page (nothing published, dynamic). */
+  private serveApp(req: IncomingMessage, res: ServerResponse, host: string | undefined, app: AppSite | undefined): void | Promise<void> {
+    // The hot path (a known release, a file in memory) runs without a promise.
+    const dir = app?.release.kind === 'static' ? this.releaseDirs.get(app.release.sha256) : undefined
+    if (dir !== undefined) return this.files.serve(req, res, dir, app as AppSite, this.appNotFound)
+    return this.serveAppSlowly(req, res, host, app)
+  }
+
+  /** The app's branded 404 (one function for every request: no closure on the hot path). */
+  private readonly appNotFound = async (req: IncomingMessage, res: ServerResponse, app: AppSite): Promise<void> => {
+    const branding = await brandingOf(this.backend, { workspaceId: app.workspaceId }, this.logger)
+    sendPage(req, res, { status: 404, title: 'Page not found', message: 'There is no page at this address.', branding })
+  }
+
+  private async serveAppSlowly(req: IncomingMessage, res: ServerResponse, host: string | undefined, app: AppSite | undefined): Promise<void> {
+    if (app === undefined) {
+      sendPage(req, res, {
+        status: 404,
+        title: 'Nothing is here yet',
+        message: `Nothing is published at ${host?.toLowerCase() || 'this address'} yet.`,
+      })
+      return
+    }
+    if (app.release.kind !== 'static') {
+      const branding = await brandingOf(this.backend, { workspaceId: app.workspaceId }, this.logger)
+      sendPage(req, res, { status: 502, title: 'Not served yet', message: 'This app needs a server: dynamic apps arrive with the next release.', branding })
+      return
+    }
+    const sha256 = app.release.sha256
+    let dir = this.releaseDirs.get(sha256)
+    if (dir === undefined) {
+      try {
+        dir = await this.backend.releaseFiles(sha256)
+      } catch (error) {
+        this.logger.error({ err: error, deploymentId: app.deploymentId, versionId: app.versionId, sha256 }, 'edge: release files unavailable')
+        const branding = await brandingOf(this.backend, { workspaceId: app.workspaceId }, this.logger)
+        sendPage(req, res, { status: 503, title: 'Unavailable', message: 'This app cannot be served right now. Try again shortly.', branding })
+        return
+      }
+      if (this.releaseDirs.size >= RESOLVE_CACHE_MAX) this.releaseDirs.clear()
+      this.releaseDirs.set(sha256, dir)
+    }
+    await this.files.serve(req, res, dir, app, this.appNotFound)
   }
 
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -143,6 +218,8 @@ class Edge {
   close(): void {
     this.proxy.close()
     this.cache.clear()
+    this.files.clear()
+    this.releaseDirs.clear()
   }
 
   internalError(req: IncomingMessage, res: ServerResponse, error: unknown): void {
@@ -159,8 +236,13 @@ class Edge {
 
   private async resolve(host: string | undefined): Promise<Resolved> {
     const route = this.route(host)
-    const site = route === undefined ? undefined : await this.backend.resolve(route)
-    const resolved: Resolved = { route, site, expiresAt: Date.now() + this.cacheMs }
+    let site: PreviewSite | undefined
+    let app: AppSite | undefined
+    if (route?.kind === 'app') app = await this.backend.resolveApp({ deploymentSlug: route.deploymentSlug, workspaceSlug: route.workspaceSlug })
+    else if (route !== undefined) {
+      site = await this.backend.resolve(route.tenantDomain === undefined ? { slug: route.slug, port: route.port } : { slug: route.slug, port: route.port, tenantDomain: route.tenantDomain })
+    }
+    const resolved: Resolved = { route, site, app, expiresAt: Date.now() + this.cacheMs }
     if (host !== undefined && this.cacheMs > 0) {
       if (this.cache.size >= RESOLVE_CACHE_MAX) this.cache.clear()
       this.cache.set(host, resolved)
@@ -168,8 +250,8 @@ class Edge {
     return resolved
   }
 
-  private async notFound(req: IncomingMessage, res: ServerResponse, host: string | undefined, route: HostRoute | undefined): Promise<void> {
-    const tenantDomain = route?.tenantDomain
+  private async notFound(req: IncomingMessage, res: ServerResponse, host: string | undefined, route: EdgeRoute | undefined): Promise<void> {
+    const tenantDomain = route?.kind === 'preview' ? route.tenantDomain : undefined
     sendPage(req, res, {
       status: 404,
       title: 'Nothing is here',

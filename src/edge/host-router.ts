@@ -1,4 +1,4 @@
-import type { HostRoute } from './edge-backend.js'
+import type { AppRoute, HostRoute } from './edge-backend.js'
 
 // Host header → what it names, before any lookup. No regular expressions: this runs for
 // every request that misses the edge's small per-host cache, so it is one pass of
@@ -9,25 +9,59 @@ import type { HostRoute } from './edge-backend.js'
 //   <port>-<slug>.<tenant-domain>         the same under a tenant preview domain
 //   <slug>.<tenant-domain>                (at least three labels; the backend checks the
 //                                          domain is a verified tenant preview domain)
+//   <deployment>.<workspace>.<base-domain> a published app (exactly two labels before the
+//                                          base domain, the second not `sandbox`)
 
 const MAX_HOST_LENGTH = 253
 const MAX_LABEL_LENGTH = 63
 
-export type HostRouter = (host: string | undefined) => HostRoute | undefined
+/** A sandbox preview, or a published app's managed hostname. */
+export type EdgeRoute = PreviewRoute | ({ kind: 'app' } & AppRoute)
+type PreviewRoute = { kind: 'preview' } & HostRoute
 
-/** A router for one base domain: `sandbox.<baseDomain>` names sandbox previews. */
+export type HostRouter = (host: string | undefined) => EdgeRoute | undefined
+
+/** A router for one base domain: `sandbox.<baseDomain>` names sandbox previews, `<deployment>.<workspace>.<baseDomain>` apps. */
 export function createHostRouter(baseDomain: string): HostRouter {
-  const sandboxSuffix = `.sandbox.${baseDomain.toLowerCase().replace(/\.$/, '')}`
-  return (host) => routeHost(host, sandboxSuffix)
+  const base = baseDomain.toLowerCase().replace(/\.$/, '')
+  const sandboxSuffix = `.sandbox.${base}`
+  const baseSuffix = `.${base}`
+  return (header) => {
+    const host = normalizeHost(header)
+    if (host === undefined) return undefined
+    if (!host.endsWith(sandboxSuffix) && host.endsWith(baseSuffix)) {
+      const app = appRoute(host, baseSuffix)
+      if (app !== undefined) return app
+    }
+    return previewRoute(host, sandboxSuffix)
+  }
 }
 
 /**
  * The route a Host header names, or undefined: junk, an IP address, a bare name, a host
- * with more labels than one under `sandbox.<base-domain>`.
+ * with more labels than one under `sandbox.<base-domain>`. Previews only.
  */
 export function routeHost(header: string | undefined, sandboxSuffix: string): HostRoute | undefined {
   const host = normalizeHost(header)
   if (host === undefined) return undefined
+  const route = previewRoute(host, sandboxSuffix)
+  if (route === undefined) return undefined
+  return route.tenantDomain === undefined ? { slug: route.slug, port: route.port } : { slug: route.slug, port: route.port, tenantDomain: route.tenantDomain }
+}
+
+/** `<deployment>.<workspace>` before the base suffix (a normalized host that ends with it), or undefined. */
+function appRoute(host: string, baseSuffix: string): EdgeRoute | undefined {
+  const end = host.length - baseSuffix.length
+  const dot = host.indexOf('.')
+  if (dot <= 0 || dot >= end) return undefined
+  // Exactly two labels: no further dot before the suffix.
+  if (host.indexOf('.', dot + 1) < end) return undefined
+  const workspaceSlug = host.slice(dot + 1, end)
+  if (workspaceSlug === 'sandbox') return undefined
+  return { kind: 'app', deploymentSlug: host.slice(0, dot), workspaceSlug }
+}
+
+function previewRoute(host: string, sandboxSuffix: string): PreviewRoute | undefined {
   if (host.endsWith(sandboxSuffix)) {
     const first = host.length - sandboxSuffix.length
     if (first === 0 || host.lastIndexOf('.', first - 1) !== -1) return undefined
@@ -84,7 +118,7 @@ export function normalizeHost(header: string | undefined): string | undefined {
 }
 
 /** `<port>-<slug>` or `<slug>`; the label is already a valid DNS label. */
-function parseLabel(label: string, tenantDomain: string | undefined): HostRoute | undefined {
+function parseLabel(label: string, tenantDomain: string | undefined): PreviewRoute | undefined {
   const dash = label.indexOf('-')
   let port: number | undefined
   let slug = label
@@ -107,5 +141,5 @@ function parseLabel(label: string, tenantDomain: string | undefined): HostRoute 
       if (slug.charCodeAt(0) === 45) return undefined
     }
   }
-  return tenantDomain === undefined ? { slug, port } : { slug, port, tenantDomain }
+  return tenantDomain === undefined ? { kind: 'preview', slug, port } : { kind: 'preview', slug, port, tenantDomain }
 }

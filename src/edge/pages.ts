@@ -20,6 +20,7 @@ const JSON_CODES: Record<number, string> = {
   401: 'unauthenticated',
   403: 'forbidden',
   404: 'not_found',
+  405: 'method_not_allowed',
   413: 'payload_too_large',
   429: 'rate_limited',
 }

@@ -1,10 +1,12 @@
 import type { Services } from '../core/services.js'
 import type { RuntimeDriver } from '../runtime/runtime-driver.js'
 import type { EdgeBackend } from './edge-backend.js'
+import type { ReleaseFiles } from './release-files.js'
 
 // The edge's view of the platform: the store and core services answer which sandbox port
-// a host names and who may see it; the runtime says where the sandbox listens. A paused
-// sandbox is resumed by the request that needs it, like any exec or file operation.
+// or published version a host names and who may see it; the runtime says where the
+// sandbox listens, and releases are extracted from the blob store once. A paused sandbox
+// is resumed by the request that needs it, like any exec or file operation.
 
 /**
  * How long a running sandbox's address is reused without asking the store again. Any
@@ -13,14 +15,17 @@ import type { EdgeBackend } from './edge-backend.js'
  */
 const UPSTREAM_CACHE_MS = 1000
 
-export function platformEdgeBackend(services: Services, runtime: RuntimeDriver): EdgeBackend {
-  const { sandboxes, previewSites, previewAccess } = services
+export function platformEdgeBackend(services: Services, runtime: RuntimeDriver, releaseFiles: ReleaseFiles): EdgeBackend {
+  const { sandboxes, previewSites, previewAccess, deployments } = services
   const upstreams = new Map<string, { target: { host: string; port: number }; until: number }>()
   sandboxes.onChange((sandboxId) => {
     for (const key of upstreams.keys()) if (key.startsWith(`${sandboxId}:`)) upstreams.delete(key)
   })
   return {
     resolve: (route) => previewSites.resolve(route),
+    resolveApp: (route) => deployments.resolveApp(route),
+    releaseFiles,
+    onRouteChange: (listener) => deployments.onRouteChange(() => listener()),
     exchange: (site, token, o) => previewAccess.exchange(site, token, o),
     admits: (site, cookie) => previewAccess.admits(site, cookie),
     async upstream(site) {

@@ -8,7 +8,7 @@ import pino from 'pino'
 import type { Logger } from 'pino'
 import { WebSocketServer } from 'ws'
 import { MiosaError } from '../../src/core/errors.js'
-import type { AccessGrant, AccessRefusal, EdgeBackend, HostRoute, PreviewSite } from '../../src/edge/edge-backend.js'
+import type { AccessGrant, AccessRefusal, AppRoute, AppSite, EdgeBackend, HostRoute, PreviewSite } from '../../src/edge/edge-backend.js'
 import { createEdgeServer } from '../../src/edge/edge-server.js'
 import type { Branding } from '../../src/edge/error-page.js'
 
@@ -134,6 +134,24 @@ export class TestBackend implements EdgeBackend {
   totalHolds = 0
   wrongGuesses = 0
   readonly revoked = new Set<string>()
+  readonly apps: (AppSite & AppRoute)[] = []
+  /** What releaseFiles() answers with (the static tests use the real createReleaseFiles); unset: unavailable. */
+  releaseFilesOf: ((sha256: string) => Promise<string>) | undefined
+  resolveAppCalls = 0
+
+  addApp(app: Partial<AppSite> & AppRoute & { sha256: string; kind?: 'static' | 'dynamic' }): AppSite & AppRoute {
+    const { sha256, kind, ...rest } = app
+    const full: AppSite & AppRoute = {
+      deploymentId: `dpl_${app.deploymentSlug}`,
+      workspaceId: 'wsp_1',
+      versionId: `ver_${app.deploymentSlug}_1`,
+      spaFallback: false,
+      release: { sha256, kind: kind ?? 'static' },
+      ...rest,
+    }
+    this.apps.push(full)
+    return full
+  }
 
   add(site: Partial<TestSite> & { slug: string }): TestSite {
     const full: TestSite = {
@@ -151,6 +169,16 @@ export class TestBackend implements EdgeBackend {
   async resolve(route: HostRoute): Promise<PreviewSite | undefined> {
     if (route.tenantDomain !== undefined && route.tenantDomain !== TENANT_DOMAIN) return undefined
     return this.sites.find((s) => s.slug === route.slug && s.port === (route.port ?? 3000))
+  }
+
+  async resolveApp(route: AppRoute): Promise<AppSite | undefined> {
+    this.resolveAppCalls++
+    return this.apps.find((a) => a.deploymentSlug === route.deploymentSlug && a.workspaceSlug === route.workspaceSlug)
+  }
+
+  async releaseFiles(sha256: string): Promise<string> {
+    if (this.releaseFilesOf === undefined) throw new MiosaError('unavailable', 'no release files in this test')
+    return this.releaseFilesOf(sha256)
   }
 
   async exchange(site: PreviewSite, token: string, o: { password?: string | undefined; clientIp: string }): Promise<AccessGrant | AccessRefusal> {

@@ -5,17 +5,17 @@ describe('host router', () => {
   const route = createHostRouter('localhost')
 
   it('reads <port>-<slug> and <slug> under sandbox.<base-domain>', () => {
-    expect(route('3000-ab12cd34.sandbox.localhost:8081')).toEqual({ slug: 'ab12cd34', port: 3000 })
-    expect(route('ab12cd34.sandbox.localhost')).toEqual({ slug: 'ab12cd34', port: undefined })
-    expect(route('1-a.sandbox.localhost')).toEqual({ slug: 'a', port: 1 })
-    expect(route('65535-a.sandbox.localhost')).toEqual({ slug: 'a', port: 65_535 })
-    expect(route('my-app-2.sandbox.localhost')).toEqual({ slug: 'my-app-2', port: undefined })
+    expect(route('3000-ab12cd34.sandbox.localhost:8081')).toEqual({ kind: 'preview', slug: 'ab12cd34', port: 3000 })
+    expect(route('ab12cd34.sandbox.localhost')).toEqual({ kind: 'preview', slug: 'ab12cd34', port: undefined })
+    expect(route('1-a.sandbox.localhost')).toEqual({ kind: 'preview', slug: 'a', port: 1 })
+    expect(route('65535-a.sandbox.localhost')).toEqual({ kind: 'preview', slug: 'a', port: 65_535 })
+    expect(route('my-app-2.sandbox.localhost')).toEqual({ kind: 'preview', slug: 'my-app-2', port: undefined })
   })
 
   it('lowercases, and accepts the trailing dot of a fully qualified name', () => {
-    expect(route('3000-AB12CD34.Sandbox.LOCALHOST:8081')).toEqual({ slug: 'ab12cd34', port: 3000 })
-    expect(route('3000-ab12cd34.sandbox.localhost.')).toEqual({ slug: 'ab12cd34', port: 3000 })
-    expect(route('3000-ab12cd34.sandbox.localhost.:80')).toEqual({ slug: 'ab12cd34', port: 3000 })
+    expect(route('3000-AB12CD34.Sandbox.LOCALHOST:8081')).toEqual({ kind: 'preview', slug: 'ab12cd34', port: 3000 })
+    expect(route('3000-ab12cd34.sandbox.localhost.')).toEqual({ kind: 'preview', slug: 'ab12cd34', port: 3000 })
+    expect(route('3000-ab12cd34.sandbox.localhost.:80')).toEqual({ kind: 'preview', slug: 'ab12cd34', port: 3000 })
   })
 
   it('refuses ports out of range or written oddly', () => {
@@ -47,7 +47,6 @@ describe('host router', () => {
       `${'a.'.repeat(130)}localhost`,
       'localhost',
       'localhost:8081',
-      'foo.localhost',
       '127.0.0.1',
       '127.0.0.1:8081',
       '[::1]:8081',
@@ -58,17 +57,32 @@ describe('host router', () => {
   })
 
   it('names a tenant preview domain for any other host of three labels or more', () => {
-    expect(route('ab12cd34.preview.example.com')).toEqual({ slug: 'ab12cd34', port: undefined, tenantDomain: 'preview.example.com' })
-    expect(route('3000-ab12cd34.Preview.Example.com:443')).toEqual({ slug: 'ab12cd34', port: 3000, tenantDomain: 'preview.example.com' })
-    expect(route('ab12cd34.example.com')).toEqual({ slug: 'ab12cd34', port: undefined, tenantDomain: 'example.com' })
+    expect(route('ab12cd34.preview.example.com')).toEqual({ kind: 'preview', slug: 'ab12cd34', port: undefined, tenantDomain: 'preview.example.com' })
+    expect(route('3000-ab12cd34.Preview.Example.com:443')).toEqual({ kind: 'preview', slug: 'ab12cd34', port: 3000, tenantDomain: 'preview.example.com' })
+    expect(route('ab12cd34.example.com')).toEqual({ kind: 'preview', slug: 'ab12cd34', port: undefined, tenantDomain: 'example.com' })
     expect(route('example.com')).toBeUndefined()
     expect(route('10.0.0.1')).toBeUndefined()
   })
 
+  it('reads <deployment>.<workspace>.<base-domain> as a published app', () => {
+    expect(route('smile-dental.acme.localhost')).toEqual({ kind: 'app', deploymentSlug: 'smile-dental', workspaceSlug: 'acme' })
+    expect(route('Smile-Dental.ACME.localhost.:8081')).toEqual({ kind: 'app', deploymentSlug: 'smile-dental', workspaceSlug: 'acme' })
+    expect(route('3000-app.acme.localhost')).toEqual({ kind: 'app', deploymentSlug: '3000-app', workspaceSlug: 'acme' })
+    // One label under the base domain names nothing; three or more is a tenant preview domain, never an app.
+    expect(route('foo.localhost')).toBeUndefined()
+    expect(route('a.b.c.localhost')).toEqual({ kind: 'preview', slug: 'a', port: undefined, tenantDomain: 'b.c.localhost' })
+    // `sandbox` is the previews' label, never a workspace.
+    expect(route('abc.sandbox.localhost')).toEqual({ kind: 'preview', slug: 'abc', port: undefined })
+    const r = createHostRouter('apps.example.net')
+    expect(r('site.team.apps.example.net')).toEqual({ kind: 'app', deploymentSlug: 'site', workspaceSlug: 'team' })
+    expect(r('team.apps.example.net')).toEqual({ kind: 'preview', slug: 'team', port: undefined, tenantDomain: 'apps.example.net' })
+    expect(r('site.team.other.example.net')).toEqual({ kind: 'preview', slug: 'site', port: undefined, tenantDomain: 'team.other.example.net' })
+  })
+
   it('works for other base domains', () => {
     const r = createHostRouter('Miosa.Example.NET')
-    expect(r('8080-xyz.sandbox.miosa.example.net')).toEqual({ slug: 'xyz', port: 8080 })
-    expect(r('xyz.sandbox.localhost')).toEqual({ slug: 'xyz', port: undefined, tenantDomain: 'sandbox.localhost' })
+    expect(r('8080-xyz.sandbox.miosa.example.net')).toEqual({ kind: 'preview', slug: 'xyz', port: 8080 })
+    expect(r('xyz.sandbox.localhost')).toEqual({ kind: 'preview', slug: 'xyz', port: undefined, tenantDomain: 'sandbox.localhost' })
   })
 
   it('normalizes host names', () => {
