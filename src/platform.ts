@@ -114,10 +114,15 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       await store.ping()
     },
   })
+  const releaseFiles = createReleaseFiles({ blobs, dir: join(config.dataDir, 'releases') })
+  // A release that just went live is extracted now rather than by its first visitor.
+  services.deployments.onRouteChange(({ staticReleaseSha256: sha }) => {
+    if (sha !== null) releaseFiles(sha).catch((error: unknown) => logger.warn({ err: error, release: sha }, 'extracting a release failed'))
+  })
   const edge = createEdgeServer({
     logger: logger.child({ component: 'edge' }),
     baseDomain: config.baseDomain,
-    backend: platformEdgeBackend(services, runtime, createReleaseFiles({ blobs, dir: join(config.dataDir, 'releases') })),
+    backend: platformEdgeBackend(services, runtime, releaseFiles),
   })
 
   return {

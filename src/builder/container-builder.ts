@@ -148,22 +148,20 @@ export class ContainerBuilder implements Builder {
     const builderId = `bld_${job.versionId}_${randomBytes(3).toString('hex')}`
     let ref: RuntimeRef | undefined
     try {
-      ref = await abortable(
-        this.runtime.createSandbox(
-          {
-            sandboxId: builderId,
-            kind: 'builder',
-            organizationId: job.organizationId,
-            workspaceId: job.workspaceId,
-            template: this.template,
-            ...this.limits,
-          },
-          { signal },
-        ),
-        signal,
-        // A container whose create finishes after the abort is still removed.
-        (late) => void this.runtime.destroy(late).catch(() => {}),
+      // Awaited even when aborted (a few hundred ms): the finally below then removes the
+      // container, so a shutdown never leaves a builder behind for nobody to remove.
+      ref = await this.runtime.createSandbox(
+        {
+          sandboxId: builderId,
+          kind: 'builder',
+          organizationId: job.organizationId,
+          workspaceId: job.workspaceId,
+          template: this.template,
+          ...this.limits,
+        },
+        { signal },
       )
+      if (signal.aborted) throw signal.reason
       this.running.add(ref.id)
       const container = ref
       await abortable((async () => this.runtime.uploadArchive(container, WORKSPACE, plainTar(await this.blobs.get(job.source.sha256))))(), signal)
@@ -279,32 +277,20 @@ function lineSplitter(onLine: (line: string) => void): { push(chunk: Buffer): vo
   }
 }
 
-/** Rejects as soon as `signal` aborts (with its reason); a value that arrives later goes to `late`. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal, late?: (value: T) => void): Promise<T> {
-  if (signal.aborted) {
-    promise.then((v) => late?.(v), () => {})
-    return Promise.reject(signal.reason as Error)
-  }
+/** Rejects as soon as `signal` aborts (with its reason); the work itself is left to settle on its own. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  promise.catch(() => {}) // a rejection after the abort has nobody waiting for it
+  if (signal.aborted) return Promise.reject(signal.reason as Error)
   return new Promise<T>((resolve, reject) => {
-    let done = false
-    const onAbort = () => {
-      if (done) return
-      done = true
-      promise.then((v) => late?.(v), () => {})
-      reject(signal.reason as Error)
-    }
+    const onAbort = () => reject(signal.reason as Error)
     signal.addEventListener('abort', onAbort, { once: true })
     promise.then(
       (value) => {
         signal.removeEventListener('abort', onAbort)
-        if (done) return late?.(value)
-        done = true
         resolve(value)
       },
       (error: unknown) => {
         signal.removeEventListener('abort', onAbort)
-        if (done) return
-        done = true
         reject(error as Error)
       },
     )

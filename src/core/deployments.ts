@@ -69,8 +69,14 @@ export interface AppSite {
   spaFallback: boolean
 }
 
+/** A route now points at another version: which deployment, and the static release it serves now (null: not a static one). */
+export interface RouteChanged {
+  deploymentId: string
+  staticReleaseSha256: string | null
+}
+
 export class DeploymentService {
-  private readonly routeListeners = new Set<(deploymentId: string) => void>()
+  private readonly routeListeners = new Set<(change: RouteChanged) => void>()
 
   constructor(
     private readonly deps: {
@@ -81,13 +87,13 @@ export class DeploymentService {
   ) {}
 
   /** Calls `listener` whenever an environment of a deployment is re-pointed in this process (the edge drops what it cached). */
-  onRouteChange(listener: (deploymentId: string) => void): void {
+  onRouteChange(listener: (change: RouteChanged) => void): void {
     this.routeListeners.add(listener)
   }
 
   /** Says a route changed: a publish, a rollback or a promote. */
-  routeChanged(deploymentId: string): void {
-    for (const listener of this.routeListeners) listener(deploymentId)
+  routeChanged(change: RouteChanged): void {
+    for (const listener of this.routeListeners) listener(change)
   }
 
   // ── deployments ─────────────────────────────────────────────────────────────
@@ -268,7 +274,7 @@ export class DeploymentService {
       created_at: nowIso(),
     })
     if (change === undefined) throw new MiosaError('internal', 'the route change was not recorded')
-    this.routeChanged(deployment.id)
+    this.routeChanged({ deploymentId: deployment.id, staticReleaseSha256: version.release_kind === 'static' ? version.release_sha256 : null })
     const wire = await this.toWire(await this.record(scope, deployment.id))
     return { deployment: wire, version: versionWire(version, wire.url), change }
   }

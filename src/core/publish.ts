@@ -299,7 +299,7 @@ export class PublishService {
         },
         { onlyIfNewer: true },
       )
-      if (change !== undefined) this.deps.deployments.routeChanged(version.deployment_id)
+      if (change !== undefined) this.deps.deployments.routeChanged({ deploymentId: version.deployment_id, staticReleaseSha256: release.kind === 'static' ? release.sha256 : null })
       this.log.info(
         { deployment_id: deployment.id, version_id: version.id, version_number: version.version_number, release_sha256: release.sha256, live: change !== undefined },
         'version published',
