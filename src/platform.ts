@@ -83,7 +83,6 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
   const log = logger.child({ component: 'sandboxes' })
   const builder = new ContainerBuilder({ runtime, blobs, logger: logger.child({ component: 'builder' }), spoolDir: join(config.dataDir, 'spool') })
   const services = createServices({
-    blobs,
     builder,
     store,
     runtime,

@@ -1,4 +1,3 @@
-import type { BlobStore } from '../blobs/blob-store.js'
 import type { Builder } from '../builder/builder.js'
 import type { RuntimeDriver } from '../runtime/runtime-driver.js'
 import type { Store } from '../store/store.js'
@@ -75,8 +74,6 @@ export interface ServiceDeps {
   log: Log
   sandboxDefaults?: SandboxDefaults
   previews?: PreviewConfig
-  /** Where source snapshots and releases are kept (the builder writes them). */
-  blobs?: BlobStore | undefined
   /** Runs builds; without one, publishing answers unavailable ('no builder configured'). */
   builder?: Builder | undefined
   /** A whole build (install and build) is killed after this long; default 15 minutes. */
