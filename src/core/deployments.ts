@@ -54,7 +54,7 @@ export interface RouteChangeResult {
   change: RouteChange
 }
 
-/** A published app's managed hostname (declared as in src/edge/edge-backend.ts: core imports no adapter). */
+/** A published app's managed hostname: `<deployment-slug>.<workspace-slug>.<base-domain>`. */
 export interface AppRoute {
   deploymentSlug: string
   workspaceSlug: string
@@ -66,6 +66,7 @@ export interface AppSite {
   workspaceId: string
   versionId: string
   release: { sha256: string; kind: 'static' | 'dynamic' }
+  /** Paths that match no file get index.html (single-page apps). */
   spaFallback: boolean
 }
 

@@ -15,7 +15,7 @@ import { SHARE_TOKEN_PREFIX, hashShareToken } from './share-tokens.js'
 export type AccessRefusal = {
   ok: false
   status: 401 | 403 | 429
-  /** Shown to the visitor. */
+  /** Shown to the visitor: says what to do (ask for a new link, …), never why in detail. */
   message: string
   /** A share token that needs its password: the edge shows the password page. */
   passwordRequired?: boolean

@@ -4,15 +4,16 @@ import { LIVE_STATES } from './sandboxes.js'
 import { normalizeName } from './tenant-settings.js'
 
 // The edge's questions about a host, answered across organizations (a visitor has no key):
-// which sandbox port it names, and whose branding its pages wear. The shapes match
-// src/edge/edge-backend.ts (core imports no adapter, so they are declared here too).
+// which sandbox port it names, and whose branding its pages wear. These shapes are the
+// ones src/edge/edge-backend.ts speaks in.
 
 /** What the Host header names, before any lookup. */
 export interface PreviewRoute {
+  /** The sandbox's slug: the DNS label in its preview hostnames. */
   slug: string
-  /** undefined: the sandbox template's default port. */
+  /** The port in the hostname (`3000-<slug>…`); undefined: the sandbox template's default port. */
   port: number | undefined
-  /** Set when the host is under a tenant preview domain. */
+  /** Set when the host is under a tenant preview domain (`<slug>.preview.example.com` → 'preview.example.com'). */
   tenantDomain?: string | undefined
 }
 

@@ -1,3 +1,6 @@
+import type { AppRoute, AppSite } from '../core/deployments.js'
+import type { AccessGrant, AccessRefusal } from '../core/preview-access.js'
+import type { PreviewRoute as HostRoute, PreviewSite } from '../core/preview-sites.js'
 import type { Branding } from './error-page.js'
 
 // What the edge needs from the rest of the platform, and nothing more: which sandbox port
@@ -5,57 +8,9 @@ import type { Branding } from './error-page.js'
 // pages wear. The edge (routing, proxying, cookies, pages) is written against this; the
 // platform implements it over the store and core services (src/edge/platform-backend.ts).
 
-/** What the Host header names, before any lookup. */
-export interface HostRoute {
-  /** The sandbox's slug: the DNS label in its preview hostnames. */
-  slug: string
-  /** The port in the hostname (`3000-<slug>…`); undefined: the sandbox template's default port. */
-  port: number | undefined
-  /** Set when the host is under a tenant preview domain (`<slug>.preview.example.com` → 'preview.example.com'). */
-  tenantDomain?: string | undefined
-}
-
-/** A published app's managed hostname: `<deployment-slug>.<workspace-slug>.<base-domain>`. */
-export interface AppRoute {
-  deploymentSlug: string
-  workspaceSlug: string
-}
-
-/** What a managed hostname serves now: the active version of the deployment's production environment. */
-export interface AppSite {
-  deploymentId: string
-  workspaceId: string
-  versionId: string
-  release: { sha256: string; kind: 'static' | 'dynamic' }
-  /** Paths that match no file get index.html (single-page apps). */
-  spaFallback: boolean
-}
-
-/** A sandbox port the edge may proxy to. */
-export interface PreviewSite {
-  sandboxId: string
-  organizationId: string
-  workspaceId: string
-  port: number
-  /** Anyone may see it: no token or cookie needed. */
-  public: boolean
-}
-
-export type AccessRefusal = {
-  ok: false
-  status: 401 | 403 | 429
-  /** Shown to the visitor: says what to do (ask for a new link, …), never why in detail. */
-  message: string
-  /** A share token that needs its password: the edge shows the password page. */
-  passwordRequired?: boolean
-}
-
-export type AccessGrant = {
-  ok: true
-  /** Value of the access cookie to set for this host. */
-  cookie: string
-  maxAgeSeconds: number
-}
+// The shapes that cross it (routes, sites, grants) are the domain's own, declared once in
+// core: the edge may import core, core never imports an adapter.
+export type { AccessGrant, AccessRefusal, AppRoute, AppSite, HostRoute, PreviewSite }
 
 export interface EdgeBackend {
   /** The site a host names, or undefined (unknown slug, destroyed sandbox, unverified tenant domain). */
