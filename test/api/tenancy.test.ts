@@ -5,6 +5,7 @@ import { API_PREFIXES } from '../../src/api/api-server.js'
 import type { AnyRoute } from '../../src/api/route.js'
 import { routes } from '../../src/api/routes/index.js'
 import { startTestPlatform } from '../helpers/platform.js'
+import { insertSandboxRecord } from '../helpers/sandbox-records.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
 // Walks every registered route with organization A's key while passing organization B's
@@ -58,31 +59,13 @@ async function snapshotVictim(): Promise<string> {
 async function insertVictimSandbox(workspaceId: string): Promise<void> {
   const now = new Date().toISOString()
   const attribution = { external_user_id: 'zeta-ext-user', external_project_id: null, external_workspace_id: 'zeta-ext-ws', metadata: { zeta_secret: 'zeta-meta-value' } }
-  const sandbox = await t.platform.store.sandboxes.insert({
+  const sandbox = await insertSandboxRecord(t.platform.store, { organization_id: victim.id, workspace_id: workspaceId }, {
     id: 'sbx_zetazetazetazetazeta',
-    organization_id: victim.id,
-    workspace_id: workspaceId,
-    project_id: null,
     name: 'Zeta Private Sandbox',
     slug: 'zetasbx1',
-    template: 'node',
-    state: 'running',
-    error: null,
-    persistent: true,
-    timeout_seconds: 3600,
-    cpu: 1,
-    memory_mb: 512,
     env: { ZETA_ENV: 'zeta-env-secret' },
-    snapshot_id: null,
-    forked_from: null,
     runtime_ref: { driver: 'docker', id: 'zeta-container-that-does-not-exist' },
-    base_ref: null,
-    last_activity_at: now,
-    preview_public: false,
     ...attribution,
-    created_at: now,
-    updated_at: now,
-    destroyed_at: null,
   })
   const snapshot = await t.platform.store.snapshots.insert({
     id: 'snap_zetazetazetazetazeta',

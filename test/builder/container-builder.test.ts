@@ -10,11 +10,11 @@ import { FsBlobStore } from '../../src/blobs/fs/fs-blob-store.js'
 import type { BuildJob, BuildPlan, SourceSnapshot } from '../../src/builder/builder.js'
 import { ContainerBuilder } from '../../src/builder/container-builder.js'
 import { indexTar } from '../../src/builder/normalized-tar.js'
-import { loadConfig } from '../../src/config.js'
 import { randomBase32 } from '../../src/core/ids.js'
-import { DockerDriver } from '../../src/runtime/docker/docker-driver.js'
+import type { DockerDriver } from '../../src/runtime/docker/docker-driver.js'
 import type { RuntimeDriver, RuntimeRef } from '../../src/runtime/runtime-driver.js'
 import { removePlatformResources } from '../helpers/docker-cleanup.js'
+import { testDockerDriver } from '../helpers/docker-driver.js'
 import { expectMiosaError } from '../helpers/errors.js'
 
 // The builder against the real Docker Engine and a real filesystem blob store.
@@ -32,16 +32,7 @@ let creates = 0
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'miosa-builder-test-'))
-  const config = loadConfig({ dataDir: dir }, { MIOSA_CACHE_DIR: process.env.MIOSA_CACHE_DIR })
-  driver = new DockerDriver({
-    docker,
-    platformId: () => platformId,
-    cacheDir: config.cacheDir,
-    caBundle: config.caBundle,
-    subnets: config.sandboxSubnets,
-    warmPool: { size: 0, cpu: 1, memoryMb: 512, pidsLimit: 512 },
-    logger: pino({ level: 'silent' }),
-  })
+  driver = testDockerDriver(platformId, docker)
   // Counts the containers the builder starts.
   const runtime: RuntimeDriver = Object.create(driver) as RuntimeDriver
   runtime.createSandbox = (spec, o) => {

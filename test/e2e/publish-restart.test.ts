@@ -3,11 +3,9 @@ import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Docker from 'dockerode'
-import pino from 'pino'
 import { afterAll, expect, it } from 'vitest'
-import { loadConfig } from '../../src/config.js'
-import { DockerDriver } from '../../src/runtime/docker/docker-driver.js'
 import { removePlatformResources } from '../helpers/docker-cleanup.js'
+import { testDockerDriver } from '../helpers/docker-driver.js'
 import { startServerProcess } from '../helpers/server-process.js'
 import type { ServerProcess } from '../helpers/server-process.js'
 
@@ -23,17 +21,7 @@ let platformId: string | undefined
 afterAll(async () => {
   await server?.stop()
   if (platformId !== undefined) {
-    const config = loadConfig({ dataDir }, { MIOSA_CACHE_DIR: process.env.MIOSA_CACHE_DIR })
-    const driver = new DockerDriver({
-      docker,
-      platformId: () => platformId as string,
-      cacheDir: config.cacheDir,
-      caBundle: config.caBundle,
-      subnets: config.sandboxSubnets,
-      warmPool: { size: 0, cpu: 1, memoryMb: 512, pidsLimit: 512 },
-      logger: pino({ level: 'silent' }),
-    })
-    await removePlatformResources(platformId, driver)
+    await removePlatformResources(platformId, testDockerDriver(platformId, docker))
   }
   if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
 }, 120_000)
