@@ -9,16 +9,14 @@
 //   npx tsx bench/edge.ts        (needs wrk and caddy: `apt-get install wrk caddy`; scripts/bench installs them)
 //   BENCH_EDGE_SECONDS=10 BENCH_EDGE_ROUNDS=5 BENCH_EDGE_CONNECTIONS=128 npx tsx bench/edge.ts
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
-import type { AddressInfo } from 'node:net'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import { startTestPlatform } from '../test/helpers/platform.js'
 import type { TestPlatform } from '../test/helpers/platform.js'
+import { cpus, freePort, median, onPath, waitForPort, wrk } from './lib/load.js'
 
 const SECONDS = Number(process.env.BENCH_EDGE_SECONDS ?? 5)
 /** Rounds of direct, edge, caddy in turn; medians are reported (a 2-core VM is noisy). */
@@ -45,10 +43,6 @@ interface Result {
 }
 
 type Summary = Result & { each: string }
-
-function onPath(command: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, command)))
-}
 
 interface SandboxUpstream {
   platform: TestPlatform
@@ -78,32 +72,6 @@ async function startSandboxUpstream(): Promise<SandboxUpstream> {
   if (record?.runtime_ref === null || record === undefined) throw new Error('the sandbox has no container')
   const direct = await platform.platform.runtime.address(record.runtime_ref, 3000)
   return { platform, direct, previewHost: `3000-${sandbox.slug}.sandbox.localhost`, edgePort: Number(new URL(platform.edgeUrl).port) }
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net')
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
-async function waitForPort(port: number, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.once('error', () => resolve(false))
-    })
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`nothing listening on 127.0.0.1:${port} after ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }
 
 async function startCaddy(upstream: { host: string; port: number }, dir: string): Promise<{ child: ChildProcess; port: number }> {
@@ -153,36 +121,10 @@ async function startCaddy(upstream: { host: string; port: number }, dir: string)
   return { child, port }
 }
 
-function toMs(value: string): number {
-  const match = /^([\d.]+)(us|ms|s)$/.exec(value)
-  if (match === null) return Number.NaN
-  const n = Number(match[1])
-  return match[2] === 'us' ? n / 1000 : match[2] === 's' ? n * 1000 : n
-}
-
-/** wrk in a child process, awaited: the edge runs in this process and needs its event loop. */
-async function wrk(url: string, seconds: number, host?: string): Promise<{ rps: number; p50: number; p99: number; errors: number; raw: string }> {
-  const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...(host === undefined ? [] : ['-H', `Host: ${host}`]), url]
-  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
-  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
-  const [code] = (await once(child, 'close')) as [number | null]
-  if (code !== 0) throw new Error(`wrk failed: ${err || out}`)
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN)
-  const p50 = toMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? '')
-  const p99 = toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '')
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-  const errors = non2xx + (socketErrors === null ? 0 : socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0))
-  return { rps, p50, p99, errors, raw: out }
-}
-
 async function measure(name: string, url: string, host?: string): Promise<Result> {
-  await wrk(url, 1, host) // warm-up: JIT, keep-alive pools
-  const r = await wrk(url, SECONDS, host)
-  if (Number.isNaN(r.rps)) throw new Error(`${name}: could not read wrk's output:\n${r.raw}`)
+  const load = { url, threads: THREADS, connections: CONNECTIONS, host }
+  await wrk({ ...load, seconds: 1 }) // warm-up: JIT, keep-alive pools
+  const r = await wrk({ ...load, seconds: SECONDS })
   return { name, rps: r.rps, p50: r.p50, p99: r.p99, errors: r.errors }
 }
 
@@ -233,16 +175,6 @@ async function main(): Promise<void> {
     await upstream.platform.close()
     rmSync(dir, { recursive: true, force: true })
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
-}
-
-function cpus(): number {
-  return Number(spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()) || 0
 }
 
 await main()

@@ -15,7 +15,6 @@ import { once } from 'node:events'
 import { request } from 'node:http'
 import { existsSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
-import { connect, createServer as createTcpServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
@@ -27,6 +26,7 @@ import { MiosaError } from '../src/core/errors.js'
 import type { AppSite, EdgeBackend } from '../src/edge/edge-backend.js'
 import { createEdgeServer } from '../src/edge/edge-server.js'
 import { createReleaseFiles } from '../src/edge/release-files.js'
+import { cpus, freePort, median, onPath, waitForPort, wrk } from './lib/load.js'
 
 const SECONDS = Number(process.env.BENCH_STATIC_SECONDS ?? 5)
 const ROUNDS = Number(process.env.BENCH_STATIC_ROUNDS ?? 3)
@@ -42,11 +42,6 @@ interface Result {
   errors: number
 }
 
-function onPath(command: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, command)))
-}
-
-/** A Vite-like site: index.html (2.7 KB), hashed JS and CSS chunks, images, nested pages; FILES files in all. */
 async function writeSite(dir: string): Promise<{ asset: string }> {
   const files = new Map<string, Buffer | string>()
   const hash = (n: number): string => createHash('sha256').update(String(n)).digest('base64url').slice(0, 8)
@@ -71,31 +66,6 @@ async function writeSite(dir: string): Promise<{ asset: string }> {
     await writeFile(join(dir, path), content)
   }
   return { asset }
-}
-
-async function freePort(): Promise<number> {
-  const server = createTcpServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
-async function waitForPort(port: number, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.once('error', () => resolve(false))
-    })
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`nothing listening on 127.0.0.1:${port} after ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }
 
 async function startNginx(root: string, dir: string, workers: string): Promise<{ child: ChildProcess; port: number }> {
@@ -146,36 +116,10 @@ http {
   return { child, port }
 }
 
-function toMs(value: string): number {
-  const match = /^([\d.]+)(us|ms|s)$/.exec(value)
-  if (match === null) return Number.NaN
-  const n = Number(match[1])
-  return match[2] === 'us' ? n / 1000 : match[2] === 's' ? n * 1000 : n
-}
-
-/** wrk in a child process, awaited: the edge runs in this process and needs its event loop. */
-async function wrk(url: string, seconds: number): Promise<Result & { raw: string }> {
-  const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-H', `Host: ${HOST}`, url]
-  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
-  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
-  const [code] = (await once(child, 'close')) as [number | null]
-  if (code !== 0) throw new Error(`wrk failed: ${err || out}`)
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN)
-  const p50 = toMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? '')
-  const p99 = toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '')
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-  const errors = non2xx + (socketErrors === null ? 0 : socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0))
-  if (Number.isNaN(rps)) throw new Error(`could not read wrk's output:\n${out}`)
-  return { rps, p50, p99, errors, raw: out }
-}
-
 async function measure(url: string): Promise<Result> {
-  await wrk(url, 1) // warm-up: JIT, caches, keep-alive
-  return wrk(url, SECONDS)
+  const load = { url, threads: THREADS, connections: CONNECTIONS, host: HOST }
+  await wrk({ ...load, seconds: 1 }) // warm-up: JIT, caches, keep-alive
+  return wrk({ ...load, seconds: SECONDS })
 }
 
 /** One request (fetch would not send our Host header). */
@@ -285,16 +229,6 @@ async function main(): Promise<void> {
     spawnSync('chmod', ['-R', 'u+w', dir]) // the release is read-only
     await rm(dir, { recursive: true, force: true })
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
-}
-
-function cpus(): number {
-  return Number(spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()) || 0
 }
 
 function nginxVersion(): string {
