@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream } from 'node:fs'
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { Readable, Transform, pipeline } from 'node:stream'
@@ -19,9 +19,13 @@ export class FsBlobStore implements BlobStore {
   constructor(private readonly dir: string) {}
 
   async put(content: Readable | Buffer | Uint8Array, opts?: { signal?: AbortSignal }): Promise<BlobStat> {
+    opts?.signal?.throwIfAborted()
     const tmpDir = join(this.dir, 'tmp')
     await mkdir(tmpDir, { recursive: true })
     const tmp = join(tmpDir, randomUUID())
+    // Open the file before streaming: a write stream that opens it itself may do so after an
+    // early abort's cleanup has run, leaving a temporary file behind.
+    const file = await open(tmp, 'wx')
     const hash = createHash('sha256')
     let size = 0
     const source = content instanceof Readable ? content : Readable.from([content])
@@ -35,7 +39,7 @@ export class FsBlobStore implements BlobStore {
             done(null, chunk)
           },
         }),
-        createWriteStream(tmp, { flags: 'wx' }),
+        file.createWriteStream(),
         opts?.signal === undefined ? {} : { signal: opts.signal },
       )
       await fsync(tmp)
@@ -47,6 +51,7 @@ export class FsBlobStore implements BlobStore {
       await fsync(dirname(final))
       return { sha256, size }
     } catch (error) {
+      await file.close().catch(() => {})
       await rm(tmp, { force: true })
       throw error
     }
