@@ -238,11 +238,12 @@ function nginxVersion(): string {
 /** `--edge <blobs> <releases> <sha256>`: the edge alone, serving the release as `site.bench.localhost`. */
 async function serveEdge(blobsDir: string, releasesDir: string, sha256: string): Promise<void> {
   const releaseFiles = createReleaseFiles({ blobs: new FsBlobStore(blobsDir), dir: releasesDir })
-  const app: AppSite = { deploymentId: 'dpl_bench', workspaceId: 'wsp_bench', versionId: 'ver_bench', release: { sha256, kind: 'static' }, spaFallback: false }
+  const app: AppSite = { deploymentId: 'dpl_bench', workspaceId: 'wsp_bench', environment: 'production', versionId: 'ver_bench', release: { sha256, kind: 'static' }, spaFallback: false }
   const backend: EdgeBackend = {
     resolve: async () => undefined,
     resolveApp: async (route) => (route.deploymentSlug === 'site' && route.workspaceSlug === 'bench' ? app : undefined),
     releaseFiles,
+    appTargets: () => [],
     exchange: async () => ({ ok: false, status: 401, message: 'no' }),
     admits: async () => false,
     upstream: async () => {

@@ -35,8 +35,10 @@ export interface BuildPlan {
    * first found wins (output_dir is the first of them). Absent when output_dir is certain.
    */
   output_candidates?: string[] | undefined
-  /** The server's start command (dynamic releases), or null. */
+  /** The server's start command (dynamic releases), or null (a Dockerfile's own CMD). A Procfile `web:` line always decides it. */
   start: string[] | null
+  /** A Procfile `release:` command: run once from the release image before a version goes live; its failure fails the version. */
+  release?: string[] | null | undefined
   spa_fallback: boolean
   /** Why: one line per decision, shown by `miosa deploy --plan`. */
   reasons: string[]
@@ -49,11 +51,18 @@ export interface SourceSnapshot {
   files: number
 }
 
-/** An immutable build output, named by the sha256 of its normalized tarball in the blob store. */
+/**
+ * An immutable build output. Static: named by the sha256 of its normalized tarball in the
+ * blob store. Dynamic: an OCI image, named by its image digest (the sha256 of its config,
+ * Docker's image id without `sha256:`), also stored as an OCI archive in the blob store
+ * (`archive_sha256`), so a host that lacks the image loads it from there.
+ */
 export interface Release {
   sha256: string
   size_bytes: number
   kind: 'static' | 'dynamic'
+  /** Dynamic only: the blob holding the image as an OCI archive. */
+  archive_sha256?: string | undefined
 }
 
 export interface BuildJob {

@@ -64,6 +64,8 @@ export interface AppRoute {
 export interface AppSite {
   deploymentId: string
   workspaceId: string
+  /** The environment whose route the host names. */
+  environment: string
   versionId: string
   release: { sha256: string; kind: 'static' | 'dynamic' }
   /** Paths that match no file get index.html (single-page apps). */
@@ -307,6 +309,7 @@ export class DeploymentService {
     return {
       deploymentId: deployment.id,
       workspaceId: deployment.workspace_id,
+      environment: DEFAULT_ENVIRONMENT,
       versionId: version.id,
       release: { sha256: version.release_sha256, kind: version.release_kind },
       spaFallback: version.plan?.spa_fallback ?? deployment.spa_fallback,

@@ -32,6 +32,11 @@ export interface EdgeBackend {
    * next request sees the change. Other processes' changes show within the cache's TTL.
    */
   onRouteChange?(listener: () => void): void
+  /**
+   * Where a dynamic app's traffic may go now: the addresses of its environment's healthy
+   * runtime instances (empty: none is ready). Answered from memory: called per request.
+   */
+  appTargets(app: AppSite): readonly { host: string; port: number }[]
   /** A directory holding a static release's files, extracted once and never changed (with .gz/.br siblings where worth it). */
   releaseFiles(sha256: string): Promise<string>
   /** Where to connect for the site: a paused sandbox is resumed first. Throws MiosaError (not_found, conflict, unavailable). */

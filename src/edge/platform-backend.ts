@@ -25,6 +25,7 @@ export function platformEdgeBackend(services: Services, runtime: RuntimeDriver, 
     resolve: (route) => previewSites.resolve(route),
     resolveApp: (route) => deployments.resolveApp(route),
     releaseFiles,
+    appTargets: () => [], // wired to runtime instances below
     onRouteChange: (listener) => deployments.onRouteChange(() => listener()),
     exchange: (site, token, o) => previewAccess.exchange(site, token, o),
     admits: (site, cookie) => previewAccess.admits(site, cookie),

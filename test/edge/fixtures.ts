@@ -138,12 +138,19 @@ export class TestBackend implements EdgeBackend {
   /** What releaseFiles() answers with (the static tests use the real createReleaseFiles); unset: unavailable. */
   releaseFilesOf: ((sha256: string) => Promise<string>) | undefined
   resolveAppCalls = 0
+  /** The instance addresses appTargets() answers, by deployment id. */
+  readonly targets = new Map<string, { host: string; port: number }[]>()
+
+  appTargets(app: AppSite): readonly { host: string; port: number }[] {
+    return this.targets.get(app.deploymentId) ?? []
+  }
 
   addApp(app: Partial<AppSite> & AppRoute & { sha256: string; kind?: 'static' | 'dynamic' }): AppSite & AppRoute {
     const { sha256, kind, ...rest } = app
     const full: AppSite & AppRoute = {
       deploymentId: `dpl_${app.deploymentSlug}`,
       workspaceId: 'wsp_1',
+      environment: 'production',
       versionId: `ver_${app.deploymentSlug}_1`,
       spaFallback: false,
       release: { sha256, kind: kind ?? 'static' },
