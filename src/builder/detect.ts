@@ -7,8 +7,25 @@ import type { BuildPlan, BuildSettings, PublishKind } from './builder.js'
 // the framework decides where a static build lands; a Procfile or a server decides that
 // the release is a server to run. Every decision leaves a line in `reasons`.
 
+/** Root files that may be a Node server's entry when package.json names none. */
+const NODE_ENTRIES = ['server.js', 'index.js', 'app.js', 'server.mjs', 'index.mjs', 'app.mjs'] as const
+/** Python modules that may hold the ASGI/WSGI `app`, in the order tried. */
+const PYTHON_MODULES = ['main.py', 'app.py'] as const
+
 /** The files detection reads the contents of (when present). */
-export const DETECT_READS = ['package.json', 'Procfile', 'next.config.js', 'next.config.mjs', 'next.config.cjs', 'next.config.ts'] as const
+export const DETECT_READS = [
+  'package.json',
+  'Procfile',
+  'next.config.js',
+  'next.config.mjs',
+  'next.config.cjs',
+  'next.config.ts',
+  // Sniffed for a server when there is no start script or Procfile.
+  ...NODE_ENTRIES,
+  'requirements.txt',
+  'pyproject.toml',
+  ...PYTHON_MODULES,
+] as const
 
 export interface SourceFacts {
   /** Paths of the source's files (not directories), relative, `/`-separated. */
@@ -43,12 +60,17 @@ interface PackageJson {
   main?: unknown
 }
 
+/** Source that starts a server by itself: node:http, or a framework's listen. */
+const LISTENS = /\bcreateServer\s*\(|\.listen\s*\(/
+
 const SERVER_PACKAGES = ['express', 'fastify', 'koa', '@hapi/hapi', 'hono', '@nestjs/core', '@adonisjs/core', 'restify', 'polka']
 
 export function detectPlan(source: SourceFacts, kind: PublishKind, settings: BuildSettings): BuildPlan {
   const files = new Set(source.files)
   const draft = draftPlan(source, files, kind)
   const reasons = draft.reasons
+  const release = procfileProcess(source.read('Procfile'), 'release')
+  if (release !== null) reasons.push(`Procfile: release command \`${release.at(-1) ?? ''}\` runs once before a version goes live`)
 
   let install = draft.install
   let build = draft.build
@@ -115,6 +137,7 @@ export function detectPlan(source: SourceFacts, kind: PublishKind, settings: Bui
     output_dir: output,
     ...(candidates === undefined ? {} : { output_candidates: candidates }),
     start: draft.start,
+    release,
     spa_fallback: settings.spa_fallback ?? false,
     reasons,
   }
@@ -133,7 +156,7 @@ function draftPlan(source: SourceFacts, files: ReadonlySet<string>, kind: Publis
     reasons.push('kind static: the Dockerfile is not used')
   }
   if (files.has('package.json')) return nodeDraft(source, files, procfile, reasons)
-  const other = otherLanguage(files, procfile, [...reasons])
+  const other = otherLanguage(source, files, procfile, [...reasons])
   if (other !== undefined) {
     // Asked for static, a site with an index.html is served as files; without one there is nothing static.
     if (kind !== 'static' || !(files.has('index.html') || files.has('public/index.html'))) return other
@@ -155,16 +178,13 @@ function staticDraft(files: ReadonlySet<string>, procfile: string[] | null, reas
   return { detected: 'static-files', install: null, build: null, staticOutput: output, start: procfile, server: procfile !== null, reasons }
 }
 
-function otherLanguage(files: ReadonlySet<string>, procfile: string[] | null, reasons: string[]): Draft | undefined {
+function otherLanguage(source: SourceFacts, files: ReadonlySet<string>, procfile: string[] | null, reasons: string[]): Draft | undefined {
   const base = { build: null as string[] | null, staticOutput: null, server: true, reasons }
   if (files.has('requirements.txt') || files.has('pyproject.toml') || files.has('Pipfile')) {
     const marker = files.has('requirements.txt') ? 'requirements.txt' : files.has('pyproject.toml') ? 'pyproject.toml' : 'Pipfile'
     reasons.unshift(`python: ${marker} found (served as a dynamic release)`)
     const install = marker === 'requirements.txt' ? ['pip', 'install', '-r', 'requirements.txt'] : marker === 'pyproject.toml' ? ['pip', 'install', '.'] : ['pipenv', 'install', '--deploy']
-    const entry = ['app.py', 'main.py'].find((f) => files.has(f))
-    const start = procfile ?? (entry === undefined ? null : ['python', entry])
-    if (procfile === null && entry !== undefined) reasons.push(`start: python ${entry}`)
-    return { ...base, detected: 'python', install, start }
+    return { ...base, detected: 'python', install, start: procfile ?? pythonStart(source, files, reasons) }
   }
   if (files.has('Gemfile')) {
     reasons.unshift('ruby: Gemfile found (served as a dynamic release)')
@@ -195,9 +215,12 @@ function nodeDraft(source: SourceFacts, files: ReadonlySet<string>, procfile: st
   const startScript = script('start')
 
   const serverPackage = SERVER_PACKAGES.find(has)
-  const start = procfile ?? (startScript === undefined ? null : ['npm', 'start'])
-  const server = procfile !== null || (startScript !== undefined && (serverPackage !== undefined || /(^|\s|&&|;)(node|tsx|ts-node|nodemon|pm2)\s/.test(startScript)))
+  // Without a start script, an entry file that starts a server is what runs.
+  const entry = procfile === null && startScript === undefined ? nodeServerEntry(source, files, pkg, serverPackage) : undefined
+  const start = procfile ?? (startScript !== undefined ? ['npm', 'start'] : entry !== undefined ? ['node', entry.entry] : null)
+  const server = procfile !== null || entry !== undefined || (startScript !== undefined && (serverPackage !== undefined || /(^|\s|&&|;)(node|tsx|ts-node|nodemon|pm2)\s/.test(startScript)))
   if (startScript !== undefined) reasons.push(`start script: \`${startScript}\`${server && procfile === null ? ' (a server entrypoint)' : ''}`)
+  if (entry !== undefined) reasons.push(`start: node ${entry.entry} (no start script; ${entry.why})`)
   if (serverPackage !== undefined) reasons.push(`server package: ${serverPackage}`)
 
   if (buildScript === undefined) {
@@ -227,6 +250,61 @@ function nodeDraft(source: SourceFacts, files: ReadonlySet<string>, procfile: st
   const candidates = [...OUTPUT_CANDIDATES]
   reasons.push(`output: the first of ${candidates.join(', ')} the build writes (no known framework names it)`)
   return { detected: 'node', install, build, staticOutput: candidates[0] ?? 'dist', candidates, start, server, reasons }
+}
+
+/** How a Python app without a Procfile starts: an ASGI app under uvicorn, a WSGI app under gunicorn, else its script. */
+function pythonStart(source: SourceFacts, files: ReadonlySet<string>, reasons: string[]): string[] | null {
+  const named = pythonPackages(source.read('requirements.txt') ?? '', source.read('pyproject.toml') ?? '')
+  const modules = PYTHON_MODULES.filter((f) => files.has(f))
+  const found = (pattern: RegExp) => {
+    for (const file of modules) {
+      const match = pattern.exec(source.read(file) ?? '')
+      if (match !== null) return { file, app: match[1] ?? 'app' }
+    }
+    return undefined
+  }
+  const asgi = found(/^(\w+)\s*(?::[^=\n]*)?=\s*FastAPI\s*\(/m) ?? found(/\bFastAPI\s*\(/)
+  if (asgi !== undefined || named.has('fastapi') || named.has('uvicorn')) {
+    const file = asgi?.file ?? modules[0] ?? 'main.py'
+    const target = `${file.replace(/\.py$/, '')}:${asgi?.app ?? 'app'}`
+    reasons.push(`start: uvicorn ${target} (${asgi === undefined ? 'fastapi or uvicorn in the requirements' : `FastAPI( in ${file}`})`)
+    return ['sh', '-lc', `uvicorn ${target} --host 0.0.0.0 --port $PORT`]
+  }
+  // A Flask app needs an app object to serve: named in the source, or gunicorn asked for by name.
+  const wsgi = found(/^(\w+)\s*(?::[^=\n]*)?=\s*Flask\s*\(/m) ?? found(/\bFlask\s*\(/)
+  if (wsgi !== undefined || named.has('gunicorn')) {
+    const file = wsgi?.file ?? [...modules].reverse()[0] ?? 'app.py'
+    const target = `${file.replace(/\.py$/, '')}:${wsgi?.app ?? 'app'}`
+    reasons.push(`start: gunicorn ${target} (${wsgi === undefined ? 'gunicorn in the requirements' : `Flask( in ${file}`})`)
+    return ['sh', '-lc', `gunicorn --bind 0.0.0.0:$PORT ${target}`]
+  }
+  const entry = ['app.py', 'main.py'].find((f) => files.has(f))
+  if (entry === undefined) return null
+  reasons.push(`start: python ${entry}`)
+  return ['python', entry]
+}
+
+/** Lowercased distribution names: one per requirements.txt line, and pyproject.toml's quoted requirement strings. */
+function pythonPackages(requirements: string, pyproject: string): Set<string> {
+  const names = new Set<string>()
+  const add = (name: string | undefined) => {
+    if (name !== undefined) names.add(name.toLowerCase().replace(/[._]/g, '-'))
+  }
+  for (const match of requirements.matchAll(/^\s*([A-Za-z0-9][A-Za-z0-9._-]*)/gm)) add(match[1])
+  for (const match of pyproject.matchAll(/["']([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:[<>=!~;]|["'])/g)) add(match[1])
+  return names
+}
+
+/** A Node server started by its entry file: package.json `main` or a root server.js, index.js, app.js. */
+function nodeServerEntry(source: SourceFacts, files: ReadonlySet<string>, pkg: PackageJson, serverPackage: string | undefined): { entry: string; why: string } | undefined {
+  const main = typeof pkg.main === 'string' ? posix.normalize(pkg.main.trim()).replace(/^\.\//, '') : undefined
+  const candidates = [...(main !== undefined && !main.startsWith('../') && files.has(main) ? [main] : []), ...NODE_ENTRIES.filter((f) => files.has(f))]
+  for (const entry of candidates) {
+    const text = source.read(entry)
+    if (text !== undefined && LISTENS.test(text)) return { entry, why: `${entry} starts a server` }
+    if (serverPackage !== undefined) return { entry, why: `${entry} with ${serverPackage}` }
+  }
+  return undefined
 }
 
 function installStep(files: ReadonlySet<string>, reasons: string[]): string[] {
@@ -274,16 +352,28 @@ function staticFramework(o: { has(name: string): boolean; buildScript: string; n
   return { output: null, server: false, why: '' }
 }
 
-/** The web process of a Procfile (or its only process), as an argv for sh. */
+/** The web process of a Procfile (or its only process other than release), as an argv for sh. */
 function procfileStart(text: string | undefined): string[] | null {
-  if (text === undefined) return null
+  const processes = procfileProcesses(text)
+  const others = [...processes].filter(([name]) => name !== 'release')
+  const web = processes.get('web') ?? (others.length === 1 ? others[0]?.[1] : undefined)
+  return web === undefined ? null : ['sh', '-lc', web]
+}
+
+/** One named process of a Procfile, as an argv for sh. */
+function procfileProcess(text: string | undefined, name: string): string[] | null {
+  const line = procfileProcesses(text).get(name)
+  return line === undefined ? null : ['sh', '-lc', line]
+}
+
+function procfileProcesses(text: string | undefined): Map<string, string> {
   const processes = new Map<string, string>()
+  if (text === undefined) return processes
   for (const line of text.split(/\r?\n/)) {
     const match = /^([A-Za-z0-9_-]+)\s*:\s*(.+)$/.exec(line.trim())
     if (match?.[1] !== undefined && match[2] !== undefined) processes.set(match[1], match[2].trim())
   }
-  const web = processes.get('web') ?? (processes.size === 1 ? [...processes.values()][0] : undefined)
-  return web === undefined ? null : ['sh', '-lc', web]
+  return processes
 }
 
 /** A settings command line as argv: run by a login shell in /workspace; empty means no step. */

@@ -116,6 +116,48 @@ describe('detectPlan', () => {
     expect(plan({ 'go.mod': 'module x', 'main.go': '' })).toMatchObject({ kind: 'dynamic', detected: 'go', build: ['go', 'build', '-o', 'app', '.'], start: ['./app'] })
   })
 
+  it('a Procfile release line is the release command; absent, release is null', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { start: 'node server.js' } }), Procfile: 'web: node server.js\nrelease: node migrate.js\n' })
+    expect(p).toMatchObject({ start: ['sh', '-lc', 'node server.js'], release: ['sh', '-lc', 'node migrate.js'] })
+    expect(plan({ 'index.html': '' }).release).toBeNull()
+    // A release line alone is not the web process.
+    expect(plan({ 'package.json': pkg({ scripts: { start: 'node s.js' }, dependencies: { express: '5' } }), Procfile: 'release: node migrate.js' })).toMatchObject({ start: ['npm', 'start'], release: ['sh', '-lc', 'node migrate.js'] })
+  })
+
+  it('a Procfile web line decides the start of a Dockerfile app too', () => {
+    expect(plan({ Dockerfile: 'FROM x', Procfile: 'web: ./serve' })).toMatchObject({ detected: 'dockerfile', start: ['sh', '-lc', './serve'] })
+  })
+
+  it('Node servers without a start script run their entry: express, fastify, node:http, package.json main', () => {
+    const express = plan({ 'package.json': pkg({ dependencies: { express: '5' } }), 'server.js': "const app = require('express')()" })
+    expect(express).toMatchObject({ kind: 'dynamic', detected: 'node', install: ['npm', 'install'], start: ['node', 'server.js'] })
+    expect(express.reasons.join('\n')).toMatch(/start: node server\.js/)
+    expect(plan({ 'package.json': pkg({ dependencies: { fastify: '5' } }), 'index.js': '' })).toMatchObject({ kind: 'dynamic', start: ['node', 'index.js'] })
+    const http = plan({ 'package.json': pkg({}), 'app.js': "require('node:http').createServer((q, s) => s.end('hi')).listen(process.env.PORT)" })
+    expect(http).toMatchObject({ kind: 'dynamic', start: ['node', 'app.js'] })
+    expect(plan({ 'package.json': JSON.stringify({ main: './src/main.js', dependencies: { koa: '2' } }), 'src/main.js': '' })).toMatchObject({ kind: 'dynamic', start: ['node', 'src/main.js'] })
+    // A script that starts no server, next to index.html, is still a static site.
+    expect(plan({ 'package.json': pkg({}), 'index.js': 'console.log(1)', 'index.html': '' })).toMatchObject({ kind: 'static' })
+  })
+
+  it('Next.js with next start is dynamic with npm start', () => {
+    const p = plan({ 'package.json': pkg({ scripts: { build: 'next build', start: 'next start' }, dependencies: { next: '15' } }) })
+    expect(p).toMatchObject({ kind: 'dynamic', build: ['npm', 'run', 'build'], start: ['npm', 'start'] })
+  })
+
+  it('Python: FastAPI under uvicorn, Flask under gunicorn, on $PORT through sh -lc', () => {
+    const fastapi = plan({ 'requirements.txt': 'fastapi\nuvicorn\n', 'main.py': 'from fastapi import FastAPI\napi = FastAPI()\n' })
+    expect(fastapi).toMatchObject({ kind: 'dynamic', detected: 'python', start: ['sh', '-lc', 'uvicorn main:api --host 0.0.0.0 --port $PORT'] })
+    expect(fastapi.reasons.join('\n')).toMatch(/uvicorn main:api/)
+    expect(plan({ 'requirements.txt': 'fastapi==0.100', 'app.py': '' }).start).toEqual(['sh', '-lc', 'uvicorn app:app --host 0.0.0.0 --port $PORT'])
+    const flask = plan({ 'requirements.txt': 'Flask>=2\n', 'app.py': 'from flask import Flask\napp = Flask(__name__)\n' })
+    expect(flask.start).toEqual(['sh', '-lc', 'gunicorn --bind 0.0.0.0:$PORT app:app'])
+    expect(plan({ 'requirements.txt': 'flask\ngunicorn\n', 'main.py': '' }).start).toEqual(['sh', '-lc', 'gunicorn --bind 0.0.0.0:$PORT main:app'])
+    expect(plan({ 'pyproject.toml': '[project]\ndependencies = ["fastapi"]\n', 'main.py': '' }).start).toEqual(['sh', '-lc', 'uvicorn main:app --host 0.0.0.0 --port $PORT'])
+    // The Procfile still decides.
+    expect(plan({ 'requirements.txt': 'fastapi', Procfile: 'web: hypercorn main:app' }).start).toEqual(['sh', '-lc', 'hypercorn main:app'])
+  })
+
   it('settings override install, build and output_dir as sh -lc command lines', () => {
     const p = plan({ 'package.json': pkg({ scripts: { build: 'vite build' }, devDependencies: { vite: '6' } }) }, 'auto', {
       install_command: 'npm ci --omit=optional',
