@@ -37,4 +37,6 @@ export interface ImageStore {
   load(archive: Readable, signal?: AbortSignal): Promise<string>
   /** Whether this host has the image. */
   has(digest: string): Promise<boolean>
+  /** The CA bundle a build's RUN steps must trust (outbound HTTPS may be intercepted), or undefined when none is configured. */
+  caBundle(): Promise<Buffer | undefined>
 }

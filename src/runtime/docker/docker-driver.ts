@@ -24,6 +24,7 @@ import type {
   WarmKey,
 } from '../runtime-driver.js'
 import { LABEL, containerOptions } from './container-spec.js'
+import { DockerImages } from './docker-images.js'
 import { TemplateImages, prepareAgentDir } from './template-images.js'
 import { WarmPool } from './warm-pool.js'
 import { WorkspaceNetworks } from './workspace-networks.js'
@@ -66,6 +67,8 @@ interface Session {
 /** Sandboxes as Docker containers, each running the miosa agent under tini. */
 export class DockerDriver implements RuntimeDriver {
   readonly name = DRIVER
+  /** Release images: built, exported and loaded on this daemon. */
+  readonly images: DockerImages
   private readonly docker: Dockerode
   private readonly templates: TemplateImages
   private readonly networks: WorkspaceNetworks
@@ -84,6 +87,7 @@ export class DockerDriver implements RuntimeDriver {
       logger: options.logger,
     })
     this.networks = new WorkspaceNetworks(options.docker, options.platformId, options.subnets, options.logger)
+    this.images = new DockerImages({ docker: options.docker, networks: this.networks, platformId: options.platformId, caBundle: options.caBundle, logger: options.logger })
     const limits = options.warmPool
     this.pool = new WarmPool({
       size: limits.size,
