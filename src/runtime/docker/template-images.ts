@@ -64,6 +64,8 @@ export class TemplateImages {
   private readonly logger: Logger
   private readonly hashes = new Map<string, Promise<string>>()
   private readonly jobs = new Map<string, Job>()
+  /** Template images already tagged :latest by this process. */
+  private readonly aliased = new Set<string>()
   private swept: Promise<void> | undefined
 
   constructor(private readonly options: TemplateImagesOptions) {
@@ -103,7 +105,20 @@ export class TemplateImages {
   async ensure(name: string, onProgress?: (p: TemplateProgress) => void, signal?: AbortSignal): Promise<string> {
     publicRecipe(name)
     signal?.throwIfAborted()
-    return this.ensureImage(name, onProgress, signal)
+    const image = await this.ensureImage(name, onProgress, signal)
+    await this.alias(name, image)
+    return image
+  }
+
+  /**
+   * Tags the image also miosa/template-<name>:latest, so a user's Dockerfile can say
+   * `FROM miosa/template-node` (no registry: the build finds it on this daemon).
+   */
+  private async alias(name: string, image: string): Promise<void> {
+    const key = `${name} ${image}`
+    if (this.aliased.has(key)) return
+    await this.docker.getImage(image).tag({ repo: `miosa/template-${name}`, tag: 'latest' })
+    this.aliased.add(key)
   }
 
   /** The override image (pulled when missing), or the local build. */
