@@ -3,6 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { MiosaError } from '../core/errors.js'
+import { InflightRequests } from '../core/inflight.js'
 import { admitRequest, admitsUpgrade, ACCESS_COOKIE } from './access.js'
 import type { AccessContext } from './access.js'
 import type { AppSite, EdgeBackend, PreviewSite } from './edge-backend.js'
@@ -16,16 +17,23 @@ import { StaticServer } from './static-server.js'
 export { sendPage } from './pages.js'
 
 // The edge listener: routes by Host to sandbox previews and published apps (static
-// releases; runtime instances come with a later issue). Plain node:http, no framework:
-// this is the hot path.
+// releases and dynamic apps' runtime instances). Plain node:http, no framework: this is
+// the hot path.
 //
 //   preview: Host → route (host-router) → site (backend.resolve, cached per host for a second)
 //        → access (public, ?token=, cookie) → upstream (a paused sandbox resumes there)
 //        → touch → proxy (streamed; event streams and WebSockets hold the sandbox awake)
-//   app:     Host → route → app (backend.resolveApp, cached the same way) → release files
-//        (backend.releaseFiles, extracted once) → static-server. Apps are public.
+//   app:     Host → route → app (backend.resolveApp, cached the same way), public; then by
+//        the active release's kind:
+//     static:  release files (backend.releaseFiles, extracted once) → static-server
+//     dynamic: instances (backend.appTargets, per request; none: 503 "Starting")
+//        → the one with the fewest requests in flight (round robin among ties)
+//        → proxy (streamed, WebSockets too; counted in `inflight` per instance while in
+//          flight, which drains instances) → a connection that fails before any answer
+//          goes once to another instance (idempotent requests without a body), else 502
 //
-// Pages wear the tenant's branding. Logs never carry query strings or cookie values.
+// Pages wear the tenant's branding, and never show an upstream's address. Logs never
+// carry query strings or cookie values.
 
 export interface EdgeOptions {
   logger: Logger
@@ -36,8 +44,14 @@ export interface EdgeOptions {
    * public or private, or a sandbox destroyed, shows at the edge within this long.
    */
   resolveCacheMs?: number | undefined
-  /** How long connecting to a sandbox port may take (default 5 s). */
+  /** How long connecting to a sandbox port or a runtime instance may take (default 5 s). */
   upstreamConnectTimeoutMs?: number | undefined
+  /**
+   * Requests (and WebSockets) in flight per runtime instance (`host:port`): the edge counts
+   * into it and balances by it; the instance service reads it to drain an instance. Pass
+   * the platform's one counter; default: a counter of the edge's own.
+   */
+  inflight?: InflightRequests | undefined
 }
 
 interface Resolved {
@@ -82,6 +96,10 @@ class Edge {
   private readonly cacheMs: number
   private readonly cache = new Map<string, Resolved>()
   private readonly proxy: EdgeProxy<PreviewSite>
+  private readonly appProxy: EdgeProxy<AppSite>
+  private readonly inflight: InflightRequests
+  /** The next turn per deployment: where the search for the least busy instance starts. */
+  private readonly turns = new Map<string, number>()
   private readonly access: AccessContext
 
   constructor(options: EdgeOptions) {
@@ -102,6 +120,16 @@ class Edge {
         },
       },
       { privateCookie: ACCESS_COOKIE, connectTimeoutMs: options.upstreamConnectTimeoutMs },
+    )
+    this.inflight = options.inflight ?? new InflightRequests()
+    this.appProxy = new EdgeProxy<AppSite>(
+      {
+        onError: (req, res, error, _target, app) => {
+          this.instanceFailed(req, res, error, app).catch((e: unknown) => this.internalError(req, res, e))
+        },
+        retarget: (_req, failed, app) => this.pickInstance(app, this.backend.appTargets(app), failed),
+      },
+      { connectTimeoutMs: options.upstreamConnectTimeoutMs, inflight: this.inflight },
     )
   }
 
@@ -138,12 +166,69 @@ class Edge {
     this.proxy.forward(req, res, target, site)
   }
 
-  /** A published app: its active release's files (static), or a page (nothing published, dynamic). */
+  /** A published app: its active release's files (static), its runtime instances (dynamic), or a page (nothing published). */
   private serveApp(req: IncomingMessage, res: ServerResponse, host: string | undefined, app: AppSite | undefined): void | Promise<void> {
-    // The hot path (a known release, a file in memory) runs without a promise.
+    // The hot paths (a known release, a file in memory; a ready instance) run without a promise.
+    if (app?.release.kind === 'dynamic') return this.serveDynamic(req, res, app)
     const dir = app?.release.kind === 'static' ? this.releaseDirs.get(app.release.sha256) : undefined
     if (dir !== undefined) return this.files.serve(req, res, dir, app as AppSite, this.appNotFound)
     return this.serveAppSlowly(req, res, host, app)
+  }
+
+  /** A dynamic app: to its least busy instance, or a 503 while none is ready. */
+  private serveDynamic(req: IncomingMessage, res: ServerResponse, app: AppSite): void | Promise<void> {
+    const target = this.pickInstance(app, this.backend.appTargets(app), undefined)
+    if (target === undefined) return this.noInstance(req, res, app)
+    this.appProxy.forward(req, res, target, app)
+  }
+
+  /**
+   * The instance with the fewest requests in flight, other than `except`; among ties, this
+   * deployment's next turn, so sequential requests take turns. Two passes over a short list
+   * (an app's instances), no allocation but the keys.
+   */
+  private pickInstance(app: AppSite, targets: readonly ProxyTarget[], except: ProxyTarget | undefined): ProxyTarget | undefined {
+    const n = targets.length
+    if (n === 0) return undefined
+    if (n === 1) {
+      const only = targets[0] as ProxyTarget
+      return except !== undefined && only.port === except.port && only.host === except.host ? undefined : only
+    }
+    let fewest = Infinity
+    let ties = 0
+    for (let i = 0; i < n; i++) {
+      const target = targets[i] as ProxyTarget
+      if (except !== undefined && target.port === except.port && target.host === except.host) continue
+      const count = this.inflight.count(InflightRequests.key(target.host, target.port))
+      if (count < fewest) {
+        fewest = count
+        ties = 1
+      } else if (count === fewest) ties++
+    }
+    if (ties === 0) return undefined
+    const turn = this.turns.get(app.deploymentId) ?? 0
+    if (turn === 0 && this.turns.size >= RESOLVE_CACHE_MAX) this.turns.clear()
+    this.turns.set(app.deploymentId, (turn + 1) & 0x3fffffff)
+    let skip = ties === 1 ? 0 : turn % ties
+    for (let i = 0; i < n; i++) {
+      const target = targets[i] as ProxyTarget
+      if (except !== undefined && target.port === except.port && target.host === except.host) continue
+      if (this.inflight.count(InflightRequests.key(target.host, target.port)) !== fewest) continue
+      if (skip === 0) return target
+      skip--
+    }
+    return undefined
+  }
+
+  private async noInstance(req: IncomingMessage, res: ServerResponse, app: AppSite): Promise<void> {
+    const branding = await brandingOf(this.backend, { workspaceId: app.workspaceId }, this.logger)
+    sendPage(req, res, { status: 503, title: 'Starting', message: 'No instance of this app is ready yet. Try again in a moment.', branding }, { 'retry-after': '2' })
+  }
+
+  private async instanceFailed(req: IncomingMessage, res: ServerResponse, error: UpstreamError, app: AppSite): Promise<void> {
+    this.logger.warn({ deploymentId: app.deploymentId, versionId: app.versionId, code: error.code, message: error.message }, 'edge: app instance request failed')
+    const branding = await brandingOf(this.backend, { workspaceId: app.workspaceId }, this.logger)
+    sendPage(req, res, { status: 502, title: 'No answer', message: 'This app did not answer. Try again shortly.', branding })
   }
 
   /** The app's branded 404 (one function for every request: no closure on the hot path). */
@@ -161,9 +246,8 @@ class Edge {
       })
       return
     }
-    if (app.release.kind !== 'static') {
-      const branding = await brandingOf(this.backend, { workspaceId: app.workspaceId }, this.logger)
-      sendPage(req, res, { status: 502, title: 'Not served yet', message: 'This app needs a server: dynamic apps arrive with the next release.', branding })
+    if (app.release.kind === 'dynamic') {
+      await this.serveDynamic(req, res, app)
       return
     }
     const sha256 = app.release.sha256
@@ -186,7 +270,12 @@ class Edge {
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', ignore) // until piped: a visitor hanging up mid-check is no crash
     const host = hostOf(req.rawHeaders)
-    const { site } = this.cached(host) ?? (await this.resolve(host))
+    const resolved = this.cached(host) ?? (await this.resolve(host))
+    if (resolved.route?.kind === 'app') {
+      this.upgradeApp(req, socket, head, host, resolved.app)
+      return
+    }
+    const site = resolved.site
     if (site === undefined) {
       refuseUpgrade(socket, 404, 'Not Found')
       return
@@ -215,8 +304,36 @@ class Edge {
     this.logger.debug({ host, path: pathOf(req.url), sandboxId: site.sandboxId }, 'edge: upgrade')
   }
 
+  /** A WebSocket to a dynamic app: to its least busy instance, once more to another if that one cannot be reached. */
+  private upgradeApp(req: IncomingMessage, socket: Duplex, head: Buffer, host: string | undefined, app: AppSite | undefined): void {
+    if (app?.release.kind !== 'dynamic') {
+      refuseUpgrade(socket, 404, 'Not Found')
+      return
+    }
+    const first = this.pickInstance(app, this.backend.appTargets(app), undefined)
+    if (first === undefined) {
+      refuseUpgrade(socket, 503, 'Service Unavailable')
+      return
+    }
+    let retried = false
+    const onError = (error: UpstreamError, failed: ProxyTarget): void => {
+      const next = retried || socket.destroyed ? undefined : this.pickInstance(app, this.backend.appTargets(app), failed)
+      if (next === undefined) {
+        this.logger.warn({ deploymentId: app.deploymentId, versionId: app.versionId, code: error.code }, 'edge: app instance unreachable (upgrade)')
+        refuseUpgrade(socket, 502, 'Bad Gateway')
+        return
+      }
+      retried = true
+      this.appProxy.forwardUpgrade(req, socket, head, next, (e) => onError(e, next))
+    }
+    this.appProxy.forwardUpgrade(req, socket, head, first, (error) => onError(error, first))
+    this.logger.debug({ host, path: pathOf(req.url), deploymentId: app.deploymentId }, 'edge: upgrade')
+  }
+
   close(): void {
     this.proxy.close()
+    this.appProxy.close()
+    this.turns.clear()
     this.cache.clear()
     this.files.clear()
     this.releaseDirs.clear()

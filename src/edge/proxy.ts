@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { InflightRequests } from '../core/inflight.js'
 import { UpstreamPool } from './upstream-pool.js'
 import type { OutgoingRequest, ResponseSink, UpstreamConnection, UpstreamError } from './upstream-pool.js'
 
@@ -17,6 +18,11 @@ export type { UpstreamError } from './upstream-pool.js'
 // cookies from it. Some dev servers check it (Vite's `server.allowedHosts`, webpack's
 // `allowedHosts`) and refuse names they do not know; templates must allow the preview
 // domain. X-Forwarded-Host carries the same name, X-Forwarded-Proto the visitor's scheme.
+//
+// With `inflight`, each exchange counts as in flight to its target (`host:port`) from the
+// moment its request is sent until its response ends, it fails, or the visitor leaves:
+// exactly once, a retry moving the count to the new target. With `retarget`, a request
+// that failed before any byte of an answer goes once to another target.
 
 export interface ProxyTarget {
   host: string
@@ -28,6 +34,14 @@ export interface ProxyHooks<C> {
   onError(req: IncomingMessage, res: ServerResponse, error: UpstreamError, target: ProxyTarget, context: C): void
   /** A response that streams until closed (`text/event-stream`) began; `res` closes with it. */
   onStream?(req: IncomingMessage, res: ServerResponse, context: C): void
+  /**
+   * The request failed before any byte of an answer came back (refused, reset, unreachable,
+   * timed out, a kept-alive connection closed): another target to send it to, once, or
+   * undefined. Asked only for idempotent requests without a body (GET, HEAD, OPTIONS, PUT,
+   * DELETE); without this hook (or when it answers undefined) a stale kept-alive
+   * connection is still retried once on a new connection to the same target.
+   */
+  retarget?(req: IncomingMessage, failed: ProxyTarget, context: C): ProxyTarget | undefined
 }
 
 export interface ProxyOptions {
@@ -37,6 +51,8 @@ export interface ProxyOptions {
   connectTimeoutMs?: number | undefined
   /** How long an idle upstream connection is kept (default 4 s: below Node's 5 s server keep-alive). */
   idleTimeoutMs?: number | undefined
+  /** Counts each exchange as in flight to its target while it lasts (see above); none: not counted. */
+  inflight?: InflightRequests | undefined
 }
 
 // Hop-by-hop request headers (RFC 9110 7.6.1), `expect` (the edge answered it already) and
@@ -58,6 +74,8 @@ const REQUEST_DROP = new Set([
 ])
 // Methods sent again on a new connection when a reused one turns out closed.
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS'])
+// Methods sent to another target when one failed before answering (bodiless requests only).
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
 const EXCHANGE = Symbol('miosa.edge.exchange')
 type Carrier<C> = { [EXCHANGE]?: Exchange<C> | undefined }
@@ -66,14 +84,32 @@ class Exchange<C> implements ResponseSink {
   conn: UpstreamConnection | undefined
   retried = false
   draining = false
+  /** The in-flight key this exchange is counted under now, if counted. */
+  counted: string | undefined
   constructor(
     readonly proxy: EdgeProxy<C>,
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
-    readonly target: ProxyTarget,
+    public target: ProxyTarget,
     readonly context: C,
     readonly request: OutgoingRequest,
   ) {}
+
+  /** No longer in flight to its target (once per dispatch, whichever way it ended). */
+  settle(): void {
+    const key = this.counted
+    if (key === undefined) return
+    this.counted = undefined
+    this.proxy.inflight?.end(key)
+  }
+
+  /** The visitor went away: the upstream exchange ends with it. */
+  abandon(): void {
+    const conn = this.conn
+    this.conn = undefined
+    conn?.abandon(this)
+    this.settle()
+  }
 
   head(status: number, reason: string, headers: string[], eventStream: boolean): void {
     const res = this.res
@@ -87,7 +123,7 @@ class Exchange<C> implements ResponseSink {
 
   data(chunk: Buffer): boolean {
     if (this.res.destroyed) {
-      this.conn?.abandon(this)
+      this.abandon()
       return false
     }
     if (this.res.write(chunk)) return true
@@ -100,22 +136,38 @@ class Exchange<C> implements ResponseSink {
 
   end(last: Buffer | undefined): void {
     this.conn = undefined
+    this.settle()
     this.res.end(last)
   }
 
-  fail(error: UpstreamError, headSent: boolean, retryable: boolean): void {
+  fail(error: UpstreamError, headSent: boolean, stale: boolean, unanswered: boolean): void {
     this.conn = undefined
+    this.settle()
     const res = this.res
     if (headSent || res.headersSent || res.destroyed) {
       // Part of the answer is out: the visitor must not take a short body for a whole one.
       res.destroy()
       return
     }
-    if (retryable && !this.retried && this.request.body === undefined && RETRYABLE.has(this.req.method ?? '')) {
-      // A kept-alive connection the upstream closed just as it was reused: once more, on a new one.
-      this.retried = true
-      this.proxy.dispatch(this, true)
-      return
+    if (unanswered && !this.retried && this.request.body === undefined) {
+      const method = this.req.method ?? ''
+      const retarget = this.proxy.hooks.retarget
+      if (retarget !== undefined && IDEMPOTENT.has(method)) {
+        // Nothing came back from this target: once more, on another one.
+        const next = retarget(this.req, this.target, this.context)
+        if (next !== undefined) {
+          this.retried = true
+          this.target = next
+          this.proxy.dispatch(this, true)
+          return
+        }
+      }
+      if (stale && RETRYABLE.has(method)) {
+        // A kept-alive connection the upstream closed just as it was reused: once more, on a new one.
+        this.retried = true
+        this.proxy.dispatch(this, true)
+        return
+      }
     }
     this.proxy.hooks.onError(this.req, res, error, this.target, this.context)
   }
@@ -132,17 +184,19 @@ function onClientClose(this: ServerResponse & Carrier<unknown>): void {
   const exchange = this[EXCHANGE]
   this[EXCHANGE] = undefined
   // The visitor went away before the response was complete: so does the upstream exchange.
-  if (exchange?.conn !== undefined && !this.writableFinished) exchange.conn.abandon(exchange)
+  if (exchange?.conn !== undefined) exchange.abandon()
 }
 
 export class EdgeProxy<C> {
   readonly hooks: ProxyHooks<C>
+  readonly inflight: InflightRequests | undefined
   private readonly pool: UpstreamPool
   private readonly privateCookie: string | undefined
   private readonly connectTimeoutMs: number
 
   constructor(hooks: ProxyHooks<C>, options: ProxyOptions = {}) {
     this.hooks = hooks
+    this.inflight = options.inflight
     this.privateCookie = options.privateCookie === undefined ? undefined : `${options.privateCookie}=`
     this.connectTimeoutMs = options.connectTimeoutMs ?? 5000
     this.pool = new UpstreamPool({ connectTimeoutMs: this.connectTimeoutMs, idleTimeoutMs: options.idleTimeoutMs ?? 4000, maxIdlePerUpstream: 256 })
@@ -194,6 +248,11 @@ export class EdgeProxy<C> {
   /** @internal Sends the exchange's request on a pooled connection, or on a new one. */
   dispatch(exchange: Exchange<C>, fresh: boolean): void {
     const { host, port } = exchange.target
+    if (this.inflight !== undefined) {
+      const key = InflightRequests.key(host, port)
+      exchange.counted = key
+      this.inflight.start(key)
+    }
     const conn = fresh ? this.pool.connect(host, port) : this.pool.acquire(host, port)
     exchange.conn = conn
     conn.send(exchange.request, exchange)
@@ -202,9 +261,12 @@ export class EdgeProxy<C> {
   /**
    * A WebSocket (or other) upgrade: a raw TCP connection to the upstream, the request
    * written on it with the X-Forwarded headers, then bytes both ways until either side
-   * closes. `onError` answers on `socket` when the upstream cannot be reached.
+   * closes. `onError` answers on `socket` when the upstream cannot be reached (or tries
+   * another target). With `inflight`, the connection counts as in flight to `target` until
+   * either side closes or connecting fails.
    */
   forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: ProxyTarget, onError: (error: UpstreamError) => void): void {
+    if (socket.destroyed) return // the visitor left meanwhile
     const raw = req.rawHeaders
     let block = `${req.method} ${req.url} HTTP/1.1\r\n`
     let forwardedFor: string | undefined
@@ -231,12 +293,21 @@ export class EdgeProxy<C> {
     if (forwardedHost !== undefined) block += `X-Forwarded-Host: ${forwardedHost}\r\n`
     block += '\r\n'
 
+    const inflight = this.inflight
+    let counted = inflight === undefined ? undefined : InflightRequests.key(target.host, target.port)
+    if (counted !== undefined) inflight?.start(counted)
+    const settle = (): void => {
+      if (counted === undefined) return
+      inflight?.end(counted)
+      counted = undefined
+    }
     const upstream = connect({ host: target.host, port: target.port })
     upstream.setNoDelay(true)
     let connected = false
     const timer = setTimeout(() => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), this.connectTimeoutMs)
     const teardown = (): void => {
       clearTimeout(timer)
+      settle()
       upstream.destroy()
       socket.destroy()
     }
@@ -252,6 +323,7 @@ export class EdgeProxy<C> {
       if (connected) teardown()
       else {
         clearTimeout(timer)
+        settle()
         onError(error)
       }
     })

@@ -27,9 +27,11 @@ export interface ResponseSink {
   end(last: Buffer | undefined): void
   /**
    * The exchange failed. `headSent`: head() was called (the visitor has a partial answer);
-   * `retryable`: a reused connection failed before the upstream sent anything.
+   * `stale`: a reused connection failed before the upstream sent anything (a close race);
+   * `unanswered`: the connection failed (refused, reset, timed out) before any byte of a
+   * response arrived.
    */
-  fail(error: UpstreamError, headSent: boolean, retryable: boolean): void
+  fail(error: UpstreamError, headSent: boolean, stale: boolean, unanswered: boolean): void
 }
 
 export interface OutgoingRequest {
@@ -168,7 +170,7 @@ export class UpstreamConnection {
     if (sink === undefined) return
     this.sink = undefined
     this.unhookBody()
-    sink.fail(this.error ?? upstreamError('the upstream closed the connection', 'ECONNRESET'), this.headSent, this.reused && !this.received)
+    sink.fail(this.error ?? upstreamError('the upstream closed the connection', 'ECONNRESET'), this.headSent, this.reused && !this.received, !this.received)
   }
 
   private readonly onDrain = (): void => {
@@ -452,7 +454,7 @@ export class UpstreamConnection {
     this.sink = undefined
     this.unhookBody()
     this.socket.destroy()
-    sink?.fail(error, this.headSent, false)
+    sink?.fail(error, this.headSent, false, false)
   }
 
   private release(): void {

@@ -8,6 +8,7 @@ import pino from 'pino'
 import type { Logger } from 'pino'
 import { WebSocketServer } from 'ws'
 import { MiosaError } from '../../src/core/errors.js'
+import type { InflightRequests } from '../../src/core/inflight.js'
 import type { AccessGrant, AccessRefusal, AppRoute, AppSite, EdgeBackend, HostRoute, PreviewSite } from '../../src/edge/edge-backend.js'
 import { createEdgeServer } from '../../src/edge/edge-server.js'
 import type { Branding } from '../../src/edge/error-page.js'
@@ -241,7 +242,7 @@ export interface TestEdge {
   close: () => Promise<void>
 }
 
-export async function startEdge(backend: EdgeBackend, options: { resolveCacheMs?: number } = {}): Promise<TestEdge> {
+export async function startEdge(backend: EdgeBackend, options: { resolveCacheMs?: number; inflight?: InflightRequests } = {}): Promise<TestEdge> {
   let logs = ''
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -250,7 +251,7 @@ export async function startEdge(backend: EdgeBackend, options: { resolveCacheMs?
     },
   })
   const logger: Logger = pino({ level: 'debug' }, sink)
-  const server = createEdgeServer({ logger, baseDomain: 'localhost', backend, resolveCacheMs: options.resolveCacheMs ?? 0 })
+  const server = createEdgeServer({ logger, baseDomain: 'localhost', backend, resolveCacheMs: options.resolveCacheMs ?? 0, inflight: options.inflight })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   return {

@@ -201,13 +201,14 @@ describe('static apps at the edge', () => {
     }
   })
 
-  it('says when nothing is published, and that dynamic apps come later', async () => {
+  it('says when nothing is published, and when a dynamic app has no instance ready', async () => {
     const none = await get('/', { host: 'nothing.acme.localhost' })
     expect(none.status).toBe(404)
     expect(none.body.toString()).toContain('Nothing is published')
     const dynamic = await get('/', { host: 'api.acme.localhost' })
-    expect(dynamic.status).toBe(502)
-    expect(dynamic.body.toString()).toContain('dynamic apps arrive with the next release')
+    expect(dynamic.status).toBe(503)
+    expect(dynamic.headers['retry-after']).toBe('2')
+    expect(dynamic.body.toString()).toContain('Starting')
   })
 
   it('extracts the release once for many concurrent first requests, and reuses the app lookup', async () => {
