@@ -27,7 +27,8 @@ export { sendPage } from './pages.js'
 //        the active release's kind:
 //     static:  release files (backend.releaseFiles, extracted once) → static-server
 //     dynamic: instances (backend.appTargets, per request; none: 503 "Starting")
-//        → the one with the fewest requests in flight (round robin among ties)
+//        → the one with the fewest requests in flight (among ties, the least recently
+//          picked: round robin)
 //        → proxy (streamed, WebSockets too; counted in `inflight` per instance while in
 //          flight, which drains instances) → a connection that fails before any answer
 //          goes once to another instance (idempotent requests without a body), else 502
@@ -98,8 +99,9 @@ class Edge {
   private readonly proxy: EdgeProxy<PreviewSite>
   private readonly appProxy: EdgeProxy<AppSite>
   private readonly inflight: InflightRequests
-  /** The next turn per deployment: where the search for the least busy instance starts. */
-  private readonly turns = new Map<string, number>()
+  /** When each instance address was last picked (a sequence number): ties go to the oldest. */
+  private readonly lastPicked = new Map<string, number>()
+  private picks = 0
   private readonly access: AccessContext
 
   constructor(options: EdgeOptions) {
@@ -127,7 +129,7 @@ class Edge {
         onError: (req, res, error, _target, app) => {
           this.instanceFailed(req, res, error, app).catch((e: unknown) => this.internalError(req, res, e))
         },
-        retarget: (_req, failed, app) => this.pickInstance(app, this.backend.appTargets(app), failed),
+        retarget: (_req, failed, app) => this.pickInstance(this.backend.appTargets(app), failed),
       },
       { connectTimeoutMs: options.upstreamConnectTimeoutMs, inflight: this.inflight },
     )
@@ -177,47 +179,45 @@ class Edge {
 
   /** A dynamic app: to its least busy instance, or a 503 while none is ready. */
   private serveDynamic(req: IncomingMessage, res: ServerResponse, app: AppSite): void | Promise<void> {
-    const target = this.pickInstance(app, this.backend.appTargets(app), undefined)
+    const target = this.pickInstance(this.backend.appTargets(app), undefined)
     if (target === undefined) return this.noInstance(req, res, app)
     this.appProxy.forward(req, res, target, app)
   }
 
   /**
-   * The instance with the fewest requests in flight, other than `except`; among ties, this
-   * deployment's next turn, so sequential requests take turns. Two passes over a short list
-   * (an app's instances), no allocation but the keys.
+   * The instance with the fewest requests in flight, other than `except`; among ties, the
+   * one picked least recently, so ties take turns (sequential requests go round robin, and
+   * no pattern of overlapping requests starves one instance). One pass over a short list.
    */
-  private pickInstance(app: AppSite, targets: readonly ProxyTarget[], except: ProxyTarget | undefined): ProxyTarget | undefined {
+  private pickInstance(targets: readonly ProxyTarget[], except: ProxyTarget | undefined): ProxyTarget | undefined {
     const n = targets.length
-    if (n === 0) return undefined
     if (n === 1) {
       const only = targets[0] as ProxyTarget
       return except !== undefined && only.port === except.port && only.host === except.host ? undefined : only
     }
+    let best: ProxyTarget | undefined
+    let bestKey = ''
     let fewest = Infinity
-    let ties = 0
+    let oldest = Infinity
     for (let i = 0; i < n; i++) {
       const target = targets[i] as ProxyTarget
       if (except !== undefined && target.port === except.port && target.host === except.host) continue
-      const count = this.inflight.count(InflightRequests.key(target.host, target.port))
-      if (count < fewest) {
+      const key = InflightRequests.key(target.host, target.port)
+      const count = this.inflight.count(key)
+      if (count > fewest) continue
+      const picked = this.lastPicked.get(key) ?? 0
+      if (count < fewest || picked < oldest) {
+        best = target
+        bestKey = key
         fewest = count
-        ties = 1
-      } else if (count === fewest) ties++
+        oldest = picked
+      }
     }
-    if (ties === 0) return undefined
-    const turn = this.turns.get(app.deploymentId) ?? 0
-    if (turn === 0 && this.turns.size >= RESOLVE_CACHE_MAX) this.turns.clear()
-    this.turns.set(app.deploymentId, (turn + 1) & 0x3fffffff)
-    let skip = ties === 1 ? 0 : turn % ties
-    for (let i = 0; i < n; i++) {
-      const target = targets[i] as ProxyTarget
-      if (except !== undefined && target.port === except.port && target.host === except.host) continue
-      if (this.inflight.count(InflightRequests.key(target.host, target.port)) !== fewest) continue
-      if (skip === 0) return target
-      skip--
+    if (best !== undefined) {
+      if (this.lastPicked.size >= RESOLVE_CACHE_MAX && !this.lastPicked.has(bestKey)) this.lastPicked.clear()
+      this.lastPicked.set(bestKey, ++this.picks)
     }
-    return undefined
+    return best
   }
 
   private async noInstance(req: IncomingMessage, res: ServerResponse, app: AppSite): Promise<void> {
@@ -310,14 +310,14 @@ class Edge {
       refuseUpgrade(socket, 404, 'Not Found')
       return
     }
-    const first = this.pickInstance(app, this.backend.appTargets(app), undefined)
+    const first = this.pickInstance(this.backend.appTargets(app), undefined)
     if (first === undefined) {
       refuseUpgrade(socket, 503, 'Service Unavailable')
       return
     }
     let retried = false
     const onError = (error: UpstreamError, failed: ProxyTarget): void => {
-      const next = retried || socket.destroyed ? undefined : this.pickInstance(app, this.backend.appTargets(app), failed)
+      const next = retried || socket.destroyed ? undefined : this.pickInstance(this.backend.appTargets(app), failed)
       if (next === undefined) {
         this.logger.warn({ deploymentId: app.deploymentId, versionId: app.versionId, code: error.code }, 'edge: app instance unreachable (upgrade)')
         refuseUpgrade(socket, 502, 'Bad Gateway')
@@ -333,7 +333,7 @@ class Edge {
   close(): void {
     this.proxy.close()
     this.appProxy.close()
-    this.turns.clear()
+    this.lastPicked.clear()
     this.cache.clear()
     this.files.clear()
     this.releaseDirs.clear()

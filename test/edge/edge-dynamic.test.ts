@@ -7,7 +7,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
 import { InflightRequests } from '../../src/core/inflight.js'
-import { TestBackend, call, closedPort, startEdge } from './fixtures.js'
+import { TestBackend, call, closedPort, startEdge, startRawUpstream } from './fixtures.js'
 import type { TestEdge } from './fixtures.js'
 
 // Dynamic apps at the edge: real node:http servers on loopback stand for an app's runtime
@@ -21,6 +21,8 @@ interface Instance {
   target: { host: string; port: number }
   /** `METHOD path` of every request seen, in order. */
   hits: string[]
+  /** /hang requests, never answered; resolves when one's connection closes. */
+  hangClosed: () => Promise<void>
   /** /slow responses held open, until finishSlow(). */
   slow: ServerResponse[]
   /** Resolves when a /slow request's connection closes. */
@@ -37,6 +39,8 @@ async function startInstance(name: string): Promise<Instance> {
   const events: ServerResponse[] = []
   let slowClosedResolve: () => void = () => {}
   let slowClosedPromise = new Promise<void>((resolve) => (slowClosedResolve = resolve))
+  let hangClosedResolve: () => void = () => {}
+  let hangClosedPromise = new Promise<void>((resolve) => (hangClosedResolve = resolve))
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0] as string
     hits.push(`${req.method} ${path}`)
@@ -45,6 +49,13 @@ async function startInstance(name: string): Promise<Instance> {
       res.write('first')
       slow.push(res)
       req.socket.once('close', () => slowClosedResolve())
+      return
+    }
+    if (path === '/hang') {
+      req.socket.once('close', () => {
+        hangClosedResolve()
+        hangClosedPromise = new Promise<void>((resolve) => (hangClosedResolve = resolve))
+      })
       return
     }
     if (path === '/sse') {
@@ -83,6 +94,7 @@ async function startInstance(name: string): Promise<Instance> {
     port,
     target: { host: '127.0.0.1', port },
     hits,
+    hangClosed: () => hangClosedPromise,
     slow,
     slowClosed: () => slowClosedPromise,
     finishSlow: () => {
@@ -254,6 +266,32 @@ describe('failures', () => {
     await expectAllIdle()
   })
 
+  it('retries once on a new connection when the only instance closed a kept-alive one', async () => {
+    // Answers each connection's first request, then closes the connection as the second arrives.
+    const raw = await startRawUpstream((socket, _request, n) => {
+      if (n === 1) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+      else socket.destroy()
+    })
+    try {
+      const app = backend.addApp({ deploymentSlug: 'single', workspaceSlug: 'acme', sha256: 'f'.repeat(64), kind: 'dynamic' })
+      backend.targets.set(app.deploymentId, [{ host: '127.0.0.1', port: raw.port }])
+      for (let i = 0; i < 3; i++) {
+        const r = await call(edge.port, host('single'), '/')
+        expect(r.status, `GET ${i}`).toBe(200)
+        expect(r.text).toBe('ok')
+      }
+      expect(raw.connections()).toBe(3)
+      expect(inflight.count(InflightRequests.key('127.0.0.1', raw.port))).toBe(0)
+      // A POST on a reused connection that closes is not sent again.
+      const post = await call(edge.port, host('single'), '/', { method: 'POST', body: 'once' })
+      expect(post.status).toBe(502)
+      expect(raw.requests.filter((r) => r.head.startsWith('POST'))).toHaveLength(1)
+      expect(inflight.count(InflightRequests.key('127.0.0.1', raw.port))).toBe(0)
+    } finally {
+      await raw.close()
+    }
+  })
+
   it('answers with a branded 502 when no instance can be reached, without its address', async () => {
     const r = await call(edge.port, host('lone'), '/')
     expect(r.status).toBe(502)
@@ -335,6 +373,22 @@ describe('streams', () => {
     await expectAllIdle()
   })
 
+  it('stops counting a request when the visitor goes away before any answer', async () => {
+    const req = request({ host: '127.0.0.1', port: edge.port, path: '/hang', headers: { host: host('web') } })
+    req.on('error', () => {})
+    req.end()
+    const deadline = Date.now() + 1000
+    const busy = (): Instance | undefined => [a, b, c].find((i) => inflight.count(keyOf(i.target)) > 0)
+    while (busy() === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+    const instance = busy() as Instance
+    while (instance.hits.at(-1) !== 'GET /hang' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(inflight.count(keyOf(instance.target))).toBe(1)
+    const closed = instance.hangClosed()
+    req.destroy()
+    await closed
+    await expectAllIdle()
+  })
+
   it('stops counting a request when the instance dies mid-response, and cuts the response short', async () => {
     const req = request({ host: '127.0.0.1', port: edge.port, path: '/die', headers: { host: host('web') } })
     req.end()
@@ -390,6 +444,16 @@ describe('WebSockets', () => {
 })
 
 describe('in-flight counts', () => {
+  it('balance a concurrent burst and come back to 0', async () => {
+    const from = [a, b, c].map((i) => i.hits.length)
+    const replies = await Promise.all(Array.from({ length: 60 }, (_, i) => call(edge.port, host('web'), `/burst/${i}`)))
+    expect(replies.every((r) => r.status === 200)).toBe(true)
+    for (const n of countsOf([a, b, c], from)) expect(n).toBeGreaterThanOrEqual(15)
+    const flaky = await Promise.all(Array.from({ length: 30 }, () => call(edge.port, host('flaky'), '/')))
+    expect(flaky.every((r) => r.status === 200)).toBe(true)
+    await expectAllIdle()
+  })
+
   it('are back to 0 for every instance after all of the above', async () => {
     await expectAllIdle()
   })

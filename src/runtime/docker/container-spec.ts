@@ -14,6 +14,14 @@ export const LABEL = {
   workspace: 'miosa.workspace_id',
   sandbox: 'miosa.sandbox_id',
   template: 'miosa.template',
+  deployment: 'miosa.deployment_id',
+  environment: 'miosa.environment',
+  version: 'miosa.version_id',
+  instance: 'miosa.instance_id',
+  /** On a one-off run's container (a release command): when it must have ended, as epoch ms. */
+  oneOffDeadline: 'miosa.one_off_deadline',
+  /** On a workspace network: what it is for ('sandboxes' when absent, 'apps'). */
+  networkPurpose: 'miosa.network_purpose',
 } as const
 
 /** Where the trusted CA bundle is mounted. Not over the image's own bundle: apt must still be able to rewrite that. */

@@ -16,12 +16,20 @@ import { LABEL } from './container-spec.js'
 // Subnets are carved by us, one /24 each from a configurable /16, rather than taken
 // from Docker's default pools: those hold about thirty networks, and a platform with
 // more workspaces than that would stop creating sandboxes.
+//
+// A workspace has up to two such networks, fenced alike: 'sandboxes' (sandboxes and
+// builders) and 'apps' (runtime instances of its deployments). Being separate bridges,
+// a sandbox cannot reach an instance, while the edge on the host still can.
 
 const INPUT_CHAIN = 'MIOSA-INPUT'
 const METADATA_ADDRESS = '169.254.169.254'
 
+export type NetworkPurpose = 'sandboxes' | 'apps'
+
 export class WorkspaceNetworks {
   private readonly ensuring = new Map<string, Promise<string>>()
+  /** Networks some work of this process is about to attach a container to: prune leaves them. */
+  private readonly held = new Map<string, number>()
   private chainReady: Promise<void> | undefined
   private creating: Promise<void> = Promise.resolve()
 
@@ -34,23 +42,44 @@ export class WorkspaceNetworks {
   ) {}
 
   /** The workspace's network name, created (and fenced off from the host) on first use. */
-  ensure(workspaceId: string): Promise<string> {
-    let pending = this.ensuring.get(workspaceId)
+  ensure(workspaceId: string, purpose: NetworkPurpose = 'sandboxes'): Promise<string> {
+    const key = this.key(workspaceId, purpose)
+    let pending = this.ensuring.get(key)
     if (pending === undefined) {
-      pending = this.create(workspaceId)
-      this.ensuring.set(workspaceId, pending)
-      pending.catch(() => this.ensuring.delete(workspaceId))
+      pending = this.create(workspaceId, purpose)
+      this.ensuring.set(key, pending)
+      pending.catch(() => this.ensuring.delete(key))
     }
     return pending
   }
 
-  networkName(workspaceId: string): string {
-    return `miosa-${this.platformId().slice(-8)}-${workspaceId}`
+  /** Runs `use` with the workspace's network, which prune does not remove meanwhile. */
+  async hold<T>(workspaceId: string, purpose: NetworkPurpose, use: (network: string) => Promise<T>): Promise<T> {
+    const key = this.key(workspaceId, purpose)
+    this.held.set(key, (this.held.get(key) ?? 0) + 1)
+    try {
+      return await use(await this.ensure(workspaceId, purpose))
+    } finally {
+      const count = (this.held.get(key) ?? 1) - 1
+      if (count === 0) this.held.delete(key)
+      else this.held.set(key, count)
+    }
+  }
+
+  /** Forgets that the network exists (another process removed it): the next ensure creates it again. */
+  forget(workspaceId: string, purpose: NetworkPurpose): void {
+    this.ensuring.delete(this.key(workspaceId, purpose))
+  }
+
+  networkName(workspaceId: string, purpose: NetworkPurpose = 'sandboxes'): string {
+    const name = `miosa-${this.platformId().slice(-8)}-${workspaceId}`
+    return purpose === 'sandboxes' ? name : `${name}-${purpose}`
   }
 
   /**
    * Removes this platform's networks of workspaces not in `keep` that have no container
-   * attached (Docker refuses to remove one that has). Returns how many went.
+   * attached (Docker refuses to remove one that has). An apps network also stays while
+   * any instance container of its workspace exists, running or not. Returns how many went.
    */
   async prune(keep: ReadonlySet<string>): Promise<number> {
     const networks = await this.docker.listNetworks({ filters: { label: [`${LABEL.platform}=${this.platformId()}`] } })
@@ -58,28 +87,45 @@ export class WorkspaceNetworks {
     for (const network of networks) {
       const workspaceId = network.Labels?.[LABEL.workspace]
       if (workspaceId === undefined || keep.has(workspaceId)) continue
+      // Networks made before there were apps networks carry no purpose: sandboxes'.
+      const purpose: NetworkPurpose = network.Labels?.[LABEL.networkPurpose] === 'apps' ? 'apps' : 'sandboxes'
+      if (this.held.has(this.key(workspaceId, purpose))) continue
+      if (purpose === 'apps' && (await this.hasInstances(workspaceId))) continue
       try {
         await this.docker.getNetwork(network.Id).remove()
       } catch {
         continue // still has containers (a warm pool, a sandbox being created): next time
       }
-      this.ensuring.delete(workspaceId)
+      this.ensuring.delete(this.key(workspaceId, purpose))
       await this.unfence(bridgeName(network.Name))
       removed++
     }
     return removed
   }
 
-  private async create(workspaceId: string): Promise<string> {
-    const name = this.networkName(workspaceId)
+  private key(workspaceId: string, purpose: NetworkPurpose): string {
+    return `${purpose}:${workspaceId}`
+  }
+
+  /** Docker lets a network go while its containers are stopped; an exited instance is still core's to inspect. */
+  private async hasInstances(workspaceId: string): Promise<boolean> {
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL.platform}=${this.platformId()}`, `${LABEL.kind}=instance`, `${LABEL.workspace}=${workspaceId}`] },
+    })
+    return containers.length > 0
+  }
+
+  private async create(workspaceId: string, purpose: NetworkPurpose): Promise<string> {
+    const name = this.networkName(workspaceId, purpose)
     const bridge = bridgeName(name)
     const existing = await this.docker.listNetworks({ filters: { name: [name] } })
-    if (!existing.some((n) => n.Name === name)) await this.createWithFreeSubnet(name, bridge, workspaceId)
+    if (!existing.some((n) => n.Name === name)) await this.createWithFreeSubnet(name, bridge, workspaceId, purpose)
     await this.fenceOffHost(bridge)
     return name
   }
 
-  private async createWithFreeSubnet(name: string, bridge: string, workspaceId: string): Promise<void> {
+  private async createWithFreeSubnet(name: string, bridge: string, workspaceId: string, purpose: NetworkPurpose): Promise<void> {
     // One at a time in this process: Docker reserves a pool before the network shows in
     // its list, so two creates at once would keep picking the same "free" /24.
     const previous = this.creating
@@ -89,7 +135,8 @@ export class WorkspaceNetworks {
     try {
       const tried = new Set<string>()
       for (let attempt = 0; attempt < 16; attempt++) {
-        const subnet = await this.freeSubnet(workspaceId, tried)
+        // The apps network starts its search elsewhere than the sandboxes one.
+        const subnet = await this.freeSubnet(purpose === 'sandboxes' ? workspaceId : `${workspaceId}/${purpose}`, tried)
         tried.add(subnet)
         try {
           await this.docker.createNetwork({
@@ -97,7 +144,12 @@ export class WorkspaceNetworks {
             Driver: 'bridge',
             CheckDuplicate: true,
             IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] },
-            Labels: { [LABEL.managed]: 'true', [LABEL.platform]: this.platformId(), [LABEL.workspace]: workspaceId },
+            Labels: {
+              [LABEL.managed]: 'true',
+              [LABEL.platform]: this.platformId(),
+              [LABEL.workspace]: workspaceId,
+              [LABEL.networkPurpose]: purpose,
+            },
             Options: { 'com.docker.network.bridge.name': bridge, 'com.docker.network.bridge.enable_icc': 'true' },
           })
           return
@@ -118,16 +170,16 @@ export class WorkspaceNetworks {
 
   /**
    * A /24 of the range that no Docker network uses and we have not tried yet. The search
-   * starts at a place chosen by the workspace id, so processes sharing a daemon rarely
+   * starts at a place chosen by `seed` (the workspace id), so processes sharing a daemon rarely
    * reach for the same one.
    */
-  private async freeSubnet(workspaceId: string, tried: ReadonlySet<string>): Promise<string> {
+  private async freeSubnet(seed: string, tried: ReadonlySet<string>): Promise<string> {
     const [a, b] = this.subnets.split('.')
     const used = new Set<string>()
     for (const network of await this.docker.listNetworks()) {
       for (const config of network.IPAM?.Config ?? []) if (config.Subnet !== undefined) used.add(config.Subnet)
     }
-    const start = createHash('sha256').update(workspaceId).digest()[0] as number
+    const start = createHash('sha256').update(seed).digest()[0] as number
     for (let i = 0; i < 256; i++) {
       const subnet = `${a}.${b}.${(start + i) % 256}.0/24`
       if (!used.has(subnet) && !tried.has(subnet)) return subnet
