@@ -1,6 +1,7 @@
 import type { Page } from '../schemas/common.js'
-import type { Deployment, RouteChange, Version, VersionStatus } from '../schemas/deployments.js'
-import { DEFAULT_ENVIRONMENT } from '../schemas/deployments.js'
+import type { Deployment, InstancesResult, RouteChange, RuntimeLogEvent, Version, VersionStatus } from '../schemas/deployments.js'
+import { DEFAULT_ENVIRONMENT, DEFAULT_RUNTIME_SETTINGS } from '../schemas/deployments.js'
+import type { HealthCheck } from '../schemas/deployments.js'
 import type { DeploymentRecord, OrgScope, Store, VersionRecord } from '../store/store.js'
 import { attributionOf, listQueryOf } from './attribution.js'
 import type { AttributionInput, ListInput } from './attribution.js'
@@ -10,6 +11,7 @@ import { MiosaError, notFound } from './errors.js'
 import { newId } from './ids.js'
 import type { PreviewUrls } from './preview-urls.js'
 import { insertWithSlug, slugify } from './slugs.js'
+import type { RuntimeInstances } from './runtime-instances.js'
 import type { WorkspaceService } from './workspaces.js'
 
 // Deployments: the stable app with its managed URL, and per environment the version it
@@ -22,6 +24,19 @@ export interface CreateDeployment extends AttributionInput {
   workspace_id?: string | undefined
   project_id?: string | undefined
   spa_fallback?: boolean | undefined
+  instances?: number | undefined
+  health_check?: Partial<HealthCheck> | undefined
+  deploy_timeout_seconds?: number | undefined
+  drain_timeout_seconds?: number | undefined
+}
+
+export interface UpdateDeployment {
+  name?: string | undefined
+  spa_fallback?: boolean | undefined
+  instances?: number | undefined
+  health_check?: Partial<HealthCheck> | undefined
+  deploy_timeout_seconds?: number | undefined
+  drain_timeout_seconds?: number | undefined
 }
 
 export interface ListDeployments extends ListInput {
@@ -86,6 +101,8 @@ export class DeploymentService {
       store: Store
       workspaces: WorkspaceService
       urls: PreviewUrls
+      /** Dynamic versions go live through a rollout of their instances. */
+      instances?: RuntimeInstances | undefined
     },
   ) {}
 
@@ -107,6 +124,26 @@ export class DeploymentService {
 
   async get(organizationId: string, id: string): Promise<Deployment> {
     return this.toWire(await this.record({ organization_id: organizationId }, id))
+  }
+
+  /**
+   * Changes a deployment's name or settings. A new instance count or health check applies
+   * within a second (the reconciler starts or drains instances); timeouts apply to the next rollout.
+   */
+  async update(organizationId: string, id: string, input: UpdateDeployment): Promise<Deployment> {
+    const scope = { organization_id: organizationId }
+    const current = await this.record(scope, id)
+    const patch: Partial<DeploymentRecord> = { updated_at: nowIso() }
+    if (input.name !== undefined) patch.name = input.name
+    if (input.spa_fallback !== undefined) patch.spa_fallback = input.spa_fallback
+    if (input.instances !== undefined) patch.instances = input.instances
+    if (input.health_check !== undefined) patch.health_check = { ...current.health_check, ...input.health_check }
+    if (input.deploy_timeout_seconds !== undefined) patch.deploy_timeout_seconds = input.deploy_timeout_seconds
+    if (input.drain_timeout_seconds !== undefined) patch.drain_timeout_seconds = input.drain_timeout_seconds
+    const updated = await this.deps.store.deployments.update(scope, id, patch)
+    if (updated === undefined) throw notFound('deployment', id)
+    if (input.instances !== undefined || input.health_check !== undefined) void this.deps.instances?.reconcile().catch(() => {})
+    return this.toWire(updated)
   }
 
   async list(organizationId: string, input: ListDeployments): Promise<Page<Deployment>> {
@@ -266,18 +303,27 @@ export class DeploymentService {
         details: { field: input.version_id === undefined ? 'version_number' : 'version_id', status: version.status },
       })
     }
-    const change = await this.deps.store.deploymentRoutes.repoint(scope, {
-      id: newId('routeChange'),
-      organization_id: organizationId,
-      deployment_id: deployment.id,
-      environment: input.environment ?? DEFAULT_ENVIRONMENT,
-      to_version_id: version.id,
-      reason,
-      actor: caller.api_key_id,
-      created_at: nowIso(),
-    })
+    const environment = input.environment ?? DEFAULT_ENVIRONMENT
+    let change: RouteChange | undefined
+    const flip = async () => {
+      change = await this.deps.store.deploymentRoutes.repoint(scope, {
+        id: newId('routeChange'),
+        organization_id: organizationId,
+        deployment_id: deployment.id,
+        environment,
+        to_version_id: version.id,
+        reason,
+        actor: caller.api_key_id,
+        created_at: nowIso(),
+      })
+      // The edge drops its cached route now, before the old instances start draining.
+      if (change !== undefined) this.routeChanged({ deploymentId: deployment.id, staticReleaseSha256: version.release_kind === 'static' ? version.release_sha256 : null })
+      return change !== undefined
+    }
+    // A dynamic version's instances start and get healthy before the route moves (its image is there already: no rebuild).
+    if (version.release_kind === 'dynamic') await this.instances().rollout({ deployment, environment, version, runReleaseCommand: false, flip })
+    else await flip()
     if (change === undefined) throw new MiosaError('internal', 'the route change was not recorded')
-    this.routeChanged({ deploymentId: deployment.id, staticReleaseSha256: version.release_kind === 'static' ? version.release_sha256 : null })
     const wire = await this.toWire(await this.record(scope, deployment.id))
     return { deployment: wire, version: versionWire(version, wire.url), change }
   }
@@ -294,6 +340,34 @@ export class DeploymentService {
       return version
     }
     throw new MiosaError('invalid', 'version_id: give exactly one of version_id and version_number', { details: { field: 'version_id' } })
+  }
+
+  // ── runtime instances ───────────────────────────────────────────────────────
+
+  async instancesOf(organizationId: string, deploymentId: string, environment: string, events: number): Promise<InstancesResult> {
+    const deployment = await this.record({ organization_id: organizationId }, deploymentId)
+    return this.instances().list(deployment, environment, events)
+  }
+
+  /** New instances of the active version replace the running ones, the zero-downtime way. */
+  async restart(organizationId: string, deploymentId: string, environment: string): Promise<InstancesResult> {
+    const deployment = await this.record({ organization_id: organizationId }, deploymentId)
+    await this.instances().restart(deployment, environment)
+    return this.instances().list(deployment, environment, 20)
+  }
+
+  async runtimeLogs(
+    organizationId: string,
+    deploymentId: string,
+    o: { environment: string; tail: number; follow: boolean; signal?: AbortSignal | undefined },
+  ): Promise<AsyncIterable<RuntimeLogEvent>> {
+    const deployment = await this.record({ organization_id: organizationId }, deploymentId)
+    return this.instances().logs(deployment, o.environment, o)
+  }
+
+  private instances(): RuntimeInstances {
+    if (this.deps.instances === undefined) throw new MiosaError('unavailable', 'no runtime for dynamic apps is configured')
+    return this.deps.instances
   }
 
   // ── the edge ────────────────────────────────────────────────────────────────
@@ -336,6 +410,10 @@ export class DeploymentService {
       project_id: input.project_id ?? null,
       name: input.name,
       spa_fallback: input.spa_fallback ?? false,
+      instances: input.instances ?? DEFAULT_RUNTIME_SETTINGS.instances,
+      health_check: { ...DEFAULT_RUNTIME_SETTINGS.health_check, ...input.health_check },
+      deploy_timeout_seconds: input.deploy_timeout_seconds ?? DEFAULT_RUNTIME_SETTINGS.deploy_timeout_seconds,
+      drain_timeout_seconds: input.drain_timeout_seconds ?? DEFAULT_RUNTIME_SETTINGS.drain_timeout_seconds,
       ...attributionOf(input),
       created_at: now,
       updated_at: now,

@@ -17,6 +17,7 @@ export const ID_PREFIXES = {
   token: 'tok',
   apiKey: 'key',
   routeChange: 'rtc',
+  instanceEvent: 'ievt',
 } as const
 
 export type IdKind = keyof typeof ID_PREFIXES

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 import type { BuildSettings, Builder, PublishKind, SourceSnapshot } from '../builder/builder.js'
 import type { PlanResult, Version, VersionStatus } from '../schemas/deployments.js'
 import { DEFAULT_ENVIRONMENT } from '../schemas/deployments.js'
-import type { DeploymentRecord, OrgScope, Store, VersionRecord } from '../store/store.js'
+import type { DeploymentRecord, OrgScope, RouteChangeRecord, Store, VersionRecord } from '../store/store.js'
 import { attributionOf } from './attribution.js'
 import type { AttributionInput } from './attribution.js'
 import type { OrganizationCaller } from './caller.js'
@@ -13,6 +13,7 @@ import { MiosaError } from './errors.js'
 import { newId } from './ids.js'
 import type { Log } from './log.js'
 import { silentLog } from './log.js'
+import type { RuntimeInstances } from './runtime-instances.js'
 import type { SandboxService } from './sandboxes.js'
 
 // Publishing: a frozen copy of a workspace (or an uploaded directory) built into an
@@ -107,6 +108,8 @@ export class PublishService {
       store: Store
       deployments: DeploymentService
       sandboxes: SandboxService
+      /** Dynamic versions go live through a rollout of their instances. */
+      instances?: RuntimeInstances | undefined
       /** Undefined: publishing answers unavailable. */
       builder?: Builder | undefined
       log?: Log | undefined
@@ -281,25 +284,48 @@ export class PublishService {
         onLog: (line) => build.append(line),
         signal: build.controller.signal,
       })
-      await this.deps.store.releases.put({ sha256: release.sha256, kind: release.kind, size_bytes: release.size_bytes, created_at: nowIso() })
+      await this.deps.store.releases.put({
+        sha256: release.sha256,
+        kind: release.kind,
+        size_bytes: release.size_bytes,
+        archive_sha256: release.archive_sha256 ?? null,
+        created_at: nowIso(),
+      })
       build.append(`miosa: release ${release.sha256} (${release.kind}, ${release.size_bytes} bytes) in ${Date.now() - started} ms`)
       await build.flush()
-      await update({ status: 'ready', release_sha256: release.sha256, release_kind: release.kind, finished_at: nowIso() })
-      const change = await this.deps.store.deploymentRoutes.repoint(
-        scope,
-        {
-          id: newId('routeChange'),
-          organization_id: version.organization_id,
-          deployment_id: version.deployment_id,
-          environment: version.environment,
-          to_version_id: version.id,
-          reason: 'publish',
-          actor: version.created_by,
-          created_at: nowIso(),
-        },
-        { onlyIfNewer: true },
-      )
-      if (change !== undefined) this.deps.deployments.routeChanged({ deploymentId: version.deployment_id, staticReleaseSha256: release.kind === 'static' ? release.sha256 : null })
+      let change: RouteChangeRecord | undefined
+      // Ready, then live unless a later version went live meanwhile.
+      const flip = async (): Promise<boolean> => {
+        await update({ status: 'ready', release_sha256: release.sha256, release_kind: release.kind, finished_at: nowIso() })
+        change = await this.deps.store.deploymentRoutes.repoint(
+          scope,
+          {
+            id: newId('routeChange'),
+            organization_id: version.organization_id,
+            deployment_id: version.deployment_id,
+            environment: version.environment,
+            to_version_id: version.id,
+            reason: 'publish',
+            actor: version.created_by,
+            created_at: nowIso(),
+          },
+          { onlyIfNewer: true },
+        )
+        // The edge drops its cached route now, before the old instances start draining.
+        if (change !== undefined) this.deps.deployments.routeChanged({ deploymentId: version.deployment_id, staticReleaseSha256: release.kind === 'static' ? release.sha256 : null })
+        return change !== undefined
+      }
+      if (release.kind === 'dynamic') {
+        if (this.deps.instances === undefined) throw new MiosaError('unavailable', 'no runtime for dynamic apps is configured')
+        // The release's image and plan are recorded first: the rollout boots from them.
+        await update({ release_sha256: release.sha256, release_kind: release.kind })
+        const current = { ...version, plan, release_sha256: release.sha256, release_kind: release.kind }
+        const fresh = await this.deps.deployments.record(scope, deployment.id)
+        await this.deps.instances.rollout({ deployment: fresh, environment: version.environment, version: current, runReleaseCommand: true, onLog: (line) => build.append(line), flip })
+      } else {
+        await flip()
+      }
+      await build.flush()
       this.log.info(
         { deployment_id: deployment.id, version_id: version.id, version_number: version.version_number, release_sha256: release.sha256, live: change !== undefined },
         'version published',

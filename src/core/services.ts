@@ -1,8 +1,10 @@
 import type { Builder } from '../builder/builder.js'
+import type { HealthChecker, InstanceDriver } from '../runtime/instance-driver.js'
 import type { RuntimeDriver } from '../runtime/runtime-driver.js'
-import type { Store } from '../store/store.js'
+import type { ReleaseRecord, Store } from '../store/store.js'
 import { ApiKeyService } from './api-keys.js'
 import { DeploymentService } from './deployments.js'
+import type { InflightRequests } from './inflight.js'
 import type { Log } from './log.js'
 import { OrganizationService } from './organizations.js'
 import { PreviewAccess } from './preview-access.js'
@@ -12,6 +14,7 @@ import { PreviewTokenService } from './preview-tokens.js'
 import { PreviewUrls } from './preview-urls.js'
 import { ProjectService } from './projects.js'
 import { PublishService } from './publish.js'
+import { RuntimeInstances } from './runtime-instances.js'
 import { SandboxOperations } from './sandbox-operations.js'
 import type { ArchiveChecker } from './sandbox-operations.js'
 import { SandboxService } from './sandboxes.js'
@@ -42,6 +45,8 @@ export interface Services {
   deployments: DeploymentService
   /** Publishing: versions built from a sandbox or an upload; build logs; recovery after a restart. */
   publish: PublishService
+  /** Runtime instances of dynamic deployments: rollouts, the reconciler, targets for the edge. */
+  instances: RuntimeInstances
 }
 
 /** Where previews are reached, and how tenant preview domains are verified (from Config). */
@@ -78,6 +83,14 @@ export interface ServiceDeps {
   builder?: Builder | undefined
   /** A whole build (install and build) is killed after this long; default 15 minutes. */
   buildTimeoutMs?: number | undefined
+  /** Runs dynamic apps; without one, dynamic versions cannot go live. */
+  instanceDriver?: InstanceDriver | undefined
+  /** Makes a dynamic release's image present on this host (from its OCI archive when missing). */
+  ensureImage?: ((release: ReleaseRecord, onLog?: (line: string) => void) => Promise<void>) | undefined
+  /** Checks an instance's health; required with an instance driver. */
+  checkHealth?: HealthChecker | undefined
+  /** Requests in flight per instance address, shared with the edge. */
+  inflight?: InflightRequests | undefined
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -94,10 +107,19 @@ export function createServices(deps: ServiceDeps): Services {
   const signer = new PreviewSigner(deps.store)
   const previewAccess = new PreviewAccess({ store: deps.store, signer })
   const previewSites = new PreviewSites({ store: deps.store, sandboxes })
-  const deployments = new DeploymentService({ store: deps.store, workspaces, urls: sandboxes.previewUrls })
+  const instances = new RuntimeInstances({
+    store: deps.store,
+    driver: deps.instanceDriver,
+    ensureImage: deps.ensureImage ?? (async () => {}),
+    checkHealth: deps.checkHealth ?? (async () => ({ ok: false, reason: 'no health checker configured' })),
+    inflight: deps.inflight,
+    log: deps.log,
+  })
+  const deployments = new DeploymentService({ store: deps.store, workspaces, urls: sandboxes.previewUrls, instances })
   const publish = new PublishService({
     store: deps.store,
     deployments,
+    instances,
     sandboxes,
     builder: deps.builder,
     log: deps.log,
@@ -125,5 +147,6 @@ export function createServices(deps: ServiceDeps): Services {
     previewAccess,
     deployments,
     publish,
+    instances,
   }
 }

@@ -82,3 +82,12 @@ export interface InstanceDriver {
   /** Runs `cmd` once in a fresh container from the image (same env and network as an instance) and removes it; answers its exit code (null: timed out). */
   runOnce(spec: OneOffSpec): Promise<{ exitCode: number | null }>
 }
+
+export interface HealthResult {
+  ok: boolean
+  /** Why it failed, for events and logs. */
+  reason?: string | undefined
+}
+
+/** One health check of an instance's server: an HTTP GET of `path` (2xx/3xx passes) or, with a null path, a TCP connect. */
+export type HealthChecker = (address: InstanceAddress, check: { path: string | null; timeout_seconds: number }) => Promise<HealthResult>

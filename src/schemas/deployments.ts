@@ -38,10 +38,33 @@ export const buildPlanSchema = z
     build: z.array(z.string()).nullable(),
     output_dir: z.string(),
     start: z.array(z.string()).nullable(),
+    release: z.array(z.string()).nullable().optional().meta({ description: "A Procfile `release:` command, run once before the version goes live" }),
     spa_fallback: z.boolean(),
     reasons: z.array(z.string()),
   })
   .meta({ id: 'BuildPlan' })
+
+export const healthCheckSchema = z
+  .object({
+    path: z
+      .string()
+      .max(1000)
+      .regex(/^\/[^\s]*$/, 'must be a path starting with /')
+      .nullable()
+      .meta({ description: 'HTTP GET this path and expect a 2xx or 3xx; null: a TCP connect to PORT' }),
+    interval_seconds: z.number().min(0.2).max(300).meta({ description: 'Time between checks of one instance' }),
+    timeout_seconds: z.number().min(0.1).max(60).meta({ description: 'How long one check may take' }),
+    grace_seconds: z.number().min(0).max(3600).meta({ description: 'How long a new instance may take to become healthy before failing checks count' }),
+  })
+  .meta({ id: 'HealthCheck' })
+
+/** A deployment's runtime settings until it says otherwise. */
+export const DEFAULT_RUNTIME_SETTINGS = {
+  instances: 1,
+  health_check: { path: null, interval_seconds: 2, timeout_seconds: 2, grace_seconds: 30 } as HealthCheck,
+  deploy_timeout_seconds: 120,
+  drain_timeout_seconds: 30,
+}
 
 export const deploymentRouteSchema = z
   .object({
@@ -63,6 +86,10 @@ export const deploymentSchema = z
     url: z.string().meta({ description: 'The managed URL (`<deployment-slug>.<workspace-slug>.<base-domain>`): stable across publishes' }),
     active_version_id: z.string().nullable().meta({ description: 'The version the production environment serves; null until a publish is ready' }),
     routes: z.array(deploymentRouteSchema).meta({ description: 'Every environment and its active version' }),
+    instances: z.number().int().meta({ description: 'Desired runtime instances per environment (dynamic versions)' }),
+    health_check: healthCheckSchema,
+    deploy_timeout_seconds: z.number().int().meta({ description: "How long a new version's instances may take to become healthy before the version fails" }),
+    drain_timeout_seconds: z.number().int().meta({ description: 'How long a replaced instance may finish in-flight requests before it is stopped' }),
     ...attributionOutput,
     created_at: timestamp,
     updated_at: timestamp,
@@ -108,13 +135,107 @@ export const routeChangeSchema = z
   })
   .meta({ id: 'RouteChange' })
 
+const runtimeSettingsFields = {
+  instances: z.number().int().min(0).max(20).optional().meta({ description: 'Desired runtime instances per environment (default 1; 0 stops them)' }),
+  health_check: healthCheckSchema.partial().strict().optional(),
+  deploy_timeout_seconds: z.number().int().min(1).max(3600).optional(),
+  drain_timeout_seconds: z.number().int().min(0).max(3600).optional(),
+}
+
 export const createDeploymentSchema = z.strictObject({
   name: nameSchema,
   slug: slugSchema.optional().meta({ description: 'Default: made from the name' }),
   workspace_id: idOf('workspace').optional().meta({ description: "Default: the organization's first workspace" }),
   project_id: idOf('project').optional(),
   spa_fallback: z.boolean().optional(),
+  ...runtimeSettingsFields,
   ...attributionInput,
+})
+
+export const updateDeploymentSchema = z
+  .strictObject({ name: nameSchema.optional(), spa_fallback: z.boolean().optional(), ...runtimeSettingsFields })
+  .refine((v) => Object.keys(v).length > 0, { message: 'give at least one field to change' })
+
+export const INSTANCE_STATES = ['starting', 'healthy', 'unhealthy', 'draining'] as const
+
+export const instanceSchema = z
+  .object({
+    id: z.string(),
+    organization_id: z.string(),
+    workspace_id: z.string(),
+    deployment_id: z.string(),
+    environment: z.string(),
+    version_id: z.string(),
+    version_number: z.number().int(),
+    state: z.enum(INSTANCE_STATES).meta({ description: 'starting (not serving yet), healthy (serving), unhealthy (being replaced), draining (finishing requests, then stopped)' }),
+    exit_code: z.number().int().nullable(),
+    created_at: timestamp,
+    updated_at: timestamp,
+    healthy_at: timestamp.nullable(),
+  })
+  .meta({ id: 'Instance' })
+
+export const INSTANCE_EVENT_TYPES = [
+  'started',
+  'healthy',
+  'unhealthy',
+  'exited',
+  'draining',
+  'stopped',
+  'adopted',
+  'orphan_removed',
+  'backoff',
+  'release_command',
+  'rollout_failed',
+] as const
+
+export const instanceEventSchema = z
+  .object({
+    id: z.string(),
+    organization_id: z.string(),
+    deployment_id: z.string(),
+    environment: z.string(),
+    instance_id: z.string().nullable(),
+    version_id: z.string().nullable(),
+    type: z.enum(INSTANCE_EVENT_TYPES),
+    message: z.string(),
+    details: z.record(z.string(), z.unknown()),
+    created_at: timestamp,
+  })
+  .meta({ id: 'InstanceEvent' })
+
+export const instancesResultSchema = z
+  .object({
+    environment: z.string(),
+    desired: z.number().int(),
+    active_version_id: z.string().nullable(),
+    data: z.array(instanceSchema),
+    events: z.array(instanceEventSchema).meta({ description: 'The newest events first (the reconciler decisions)' }),
+    crash_loop: z
+      .object({ failures: z.number().int(), next_start_at: timestamp.nullable(), last_exit_code: z.number().int().nullable(), last_logs: z.array(z.string()) })
+      .nullable()
+      .meta({ description: 'Set while instances of the active version keep failing: why, and when the next start is' }),
+  })
+  .meta({ id: 'Instances' })
+
+export const instancesQuery = z.strictObject({
+  environment: environmentSchema.default(DEFAULT_ENVIRONMENT),
+  events: z.coerce.number().int().min(0).max(200).default(20).meta({ description: 'How many of the newest events to include' }),
+})
+
+export const restartSchema = z.strictObject({ environment: environmentSchema.default(DEFAULT_ENVIRONMENT) })
+
+export const runtimeLogsQuery = z.strictObject({
+  environment: environmentSchema.default(DEFAULT_ENVIRONMENT),
+  follow: queryFlag('Server-sent events: the last lines, then each new one as it is written'),
+  tail: z.coerce.number().int().min(0).max(10_000).default(100).meta({ description: 'Lines per instance from before now' }),
+})
+
+export const runtimeLogEventSchema = z.object({
+  instance_id: z.string(),
+  stream: z.enum(['stdout', 'stderr']),
+  timestamp,
+  line: z.string(),
 })
 
 const publishFields = {
@@ -207,6 +328,14 @@ export const logLineEventSchema = z.object({ line: z.string() })
 export const logEndEventSchema = z.object({ status: z.enum(VERSION_STATUSES), error: z.string().nullable() })
 
 export type Deployment = z.infer<typeof deploymentSchema>
+export type HealthCheck = z.infer<typeof healthCheckSchema>
+export type Instance = z.infer<typeof instanceSchema>
+export type InstanceState = (typeof INSTANCE_STATES)[number]
+export type InstanceEvent = z.infer<typeof instanceEventSchema>
+export type InstanceEventType = (typeof INSTANCE_EVENT_TYPES)[number]
+export type InstancesResult = z.infer<typeof instancesResultSchema>
+export type RuntimeLogEvent = z.infer<typeof runtimeLogEventSchema>
+export type UpdateDeploymentInput = z.input<typeof updateDeploymentSchema>
 export type DeploymentRoute = z.infer<typeof deploymentRouteSchema>
 export type Version = z.infer<typeof versionSchema>
 export type VersionStatus = (typeof VERSION_STATUSES)[number]

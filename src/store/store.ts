@@ -5,7 +5,7 @@ import type { Project } from '../schemas/projects.js'
 import type { Workspace } from '../schemas/workspaces.js'
 import type { Sandbox, Snapshot } from '../schemas/sandboxes.js'
 import type { PreviewToken, ShareToken } from '../schemas/previews.js'
-import type { Deployment, RouteChange, Version } from '../schemas/deployments.js'
+import type { Deployment, Instance, InstanceEvent, RouteChange, Version } from '../schemas/deployments.js'
 
 // The store as core sees it: typed tables of plain records, every organization-owned
 // table reached only through a scope that names the organization. Dialects (SQLite,
@@ -85,8 +85,18 @@ export interface ReleaseRecord {
   sha256: string
   kind: 'static' | 'dynamic'
   size_bytes: number
+  /** Dynamic: the blob holding the image as an OCI archive (the sha256 is the image digest). */
+  archive_sha256?: string | null | undefined
   created_at: string
 }
+
+/** A runtime instance as stored: where its container is and where its server listens. */
+export type InstanceRecord = Instance & {
+  runtime_ref: StoredRef | null
+  address: { host: string; port: number } | null
+}
+
+export type InstanceEventRecord = InstanceEvent
 
 export type RouteChangeRecord = RouteChange
 
@@ -98,6 +108,8 @@ export interface DeploymentRoutesStore {
   get(scope: OrgScope, deploymentId: string, environment: string): Promise<DeploymentRouteRecord | undefined>
   /** An environment's route across organizations: for the edge, never for callers. */
   findUnscoped(deploymentId: string, environment: string): Promise<DeploymentRouteRecord | undefined>
+  /** Every route that serves a version, across organizations: for the instance reconciler, never for callers. */
+  findAllActive(): Promise<DeploymentRouteRecord[]>
   /**
    * Points the environment at `to_version_id` and records the change (from the version it
    * served), in one transaction; changes of one deployment's routes are serialised. The
@@ -187,6 +199,8 @@ export interface Store {
   readonly deployments: Table<DeploymentRecord, OrgScope> & {
     /** The deployment a managed hostname names, across organizations: for the edge, never for callers. */
     findByHost(workspaceSlug: string, deploymentSlug: string): Promise<DeploymentRecord | undefined>
+    /** Deployments by id across organizations: for the instance reconciler, never for callers. */
+    findByIds(ids: readonly string[]): Promise<DeploymentRecord[]>
   }
   readonly deploymentRoutes: DeploymentRoutesStore
   readonly versions: Table<VersionRecord, OrgScope> & {
@@ -207,6 +221,11 @@ export interface Store {
     get(sha256: string): Promise<ReleaseRecord | undefined>
   }
   readonly routeChanges: Table<RouteChangeRecord, OrgScope>
+  readonly instances: Table<InstanceRecord, OrgScope> & {
+    /** Every instance of every organization: for the reconciler, never for callers. */
+    findAllUnscoped(): Promise<InstanceRecord[]>
+  }
+  readonly instanceEvents: Table<InstanceEventRecord, OrgScope>
   readonly settings: {
     get(key: string): Promise<string | undefined>
     set(key: string, value: string): Promise<void>

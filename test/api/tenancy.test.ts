@@ -7,6 +7,7 @@ import { routes } from '../../src/api/routes/index.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import { insertSandboxRecord } from '../helpers/sandbox-records.js'
 import type { TestPlatform } from '../helpers/platform.js'
+import { DEFAULT_RUNTIME_SETTINGS } from '../../src/schemas/deployments.js'
 
 // Walks every registered route with organization A's key while passing organization B's
 // ids, filters and external ids. Each answers 404 (403 for platform-level actions) or,
@@ -116,6 +117,7 @@ async function insertVictimDeployment(workspaceId: string): Promise<void> {
     project_id: null,
     name: 'Zeta Private App',
     slug: 'zeta-private-app',
+    ...DEFAULT_RUNTIME_SETTINGS,
     spa_fallback: false,
     ...attribution,
     created_at: now,

@@ -5,6 +5,7 @@ import { newId, randomBase32 } from '../../src/core/ids.js'
 import type { Organization } from '../../src/schemas/organizations.js'
 import type { Project } from '../../src/schemas/projects.js'
 import type { Workspace } from '../../src/schemas/workspaces.js'
+import { DEFAULT_RUNTIME_SETTINGS } from '../../src/schemas/deployments.js'
 import type {
   ApiKeyRecord,
   DeploymentRecord,
@@ -166,6 +167,7 @@ function deployment(organizationId: string, workspaceId: string, overrides: Part
     name: 'Smile Dental',
     slug: slug('app'),
     spa_fallback: false,
+    ...DEFAULT_RUNTIME_SETTINGS,
     ...NO_ATTRIBUTION,
     created_at: NOW,
     updated_at: NOW,

@@ -5,6 +5,12 @@ import { idParams, pageOf } from '../../schemas/common.js'
 import {
   createDeploymentSchema,
   deploymentSchema,
+  instancesQuery,
+  instancesResultSchema,
+  restartSchema,
+  runtimeLogEventSchema,
+  runtimeLogsQuery,
+  updateDeploymentSchema,
   listDeploymentsQuery,
   listRouteChangesQuery,
   listVersionsQuery,
@@ -89,6 +95,77 @@ export const deploymentRoutes = [
     params: deploymentParams,
     response: deploymentSchema,
     handler: ({ services, organizationId, params }) => services.deployments.get(organizationId, params.id),
+  }),
+  defineRoute({
+    method: 'PATCH',
+    path: '/deployments/:id',
+    scope: 'organization',
+    tag,
+    summary: 'Change a deployment: name, SPA fallback, desired instances (applied within a second), health check, deploy and drain timeouts',
+    params: deploymentParams,
+    body: updateDeploymentSchema,
+    response: deploymentSchema,
+    example: { instances: 3, health_check: { path: '/healthz', interval_seconds: 2 } },
+    handler: ({ services, organizationId, params, body }) => services.deployments.update(organizationId, params.id, body),
+  }),
+  defineRoute({
+    method: 'GET',
+    path: '/deployments/:id/instances',
+    scope: 'organization',
+    tag,
+    summary: "The runtime instances of an environment's active dynamic version, the reconciler's latest decisions, and why instances keep failing if they do",
+    params: deploymentParams,
+    query: instancesQuery,
+    response: instancesResultSchema,
+    handler: ({ services, organizationId, params, query }) => services.deployments.instancesOf(organizationId, params.id, query.environment, query.events),
+  }),
+  defineRoute({
+    method: 'POST',
+    path: '/deployments/:id/restart',
+    scope: 'organization',
+    tag,
+    summary: 'Replace the instances of the active version with fresh ones: the new ones get healthy before the old ones drain (no downtime)',
+    params: deploymentParams,
+    body: restartSchema,
+    response: instancesResultSchema,
+    example: { environment: 'production' },
+    handler: ({ services, organizationId, params, body }) => services.deployments.restart(organizationId, params.id, body.environment),
+  }),
+  defineRawRoute({
+    method: 'GET',
+    path: '/deployments/:id/logs',
+    scope: 'organization',
+    tag,
+    summary: "Runtime logs of the environment's instances (stdout and stderr, with instance id and timestamp); ?follow=true streams new lines",
+    params: deploymentParams,
+    query: runtimeLogsQuery,
+    produces: [
+      { contentType: 'application/x-ndjson', description: 'One JSON object per line: {instance_id, stream, timestamp, line}' },
+      { contentType: 'text/event-stream', description: 'With ?follow=true: a `log` event per line, the last `tail` lines of each instance first', schema: runtimeLogEventSchema },
+    ],
+    handler: async ({ services, organizationId, params, query, request }) => {
+      if (query.follow !== true) {
+        const lines = await services.deployments.runtimeLogs(organizationId, params.id, { environment: query.environment, tail: query.tail, follow: false })
+        const stream = Readable.from(
+          (async function* () {
+            for await (const line of lines) yield `${JSON.stringify(line)}\n`
+          })(),
+        )
+        return { kind: 'stream', contentType: 'application/x-ndjson; charset=utf-8', stream }
+      }
+      const events = new EventStream()
+      const lines = await services.deployments.runtimeLogs(organizationId, params.id, { environment: query.environment, tail: query.tail, follow: true, signal: events.closed })
+      void (async () => {
+        try {
+          for await (const line of lines) events.send('log', line)
+        } catch (error) {
+          if (events.open) events.send('error', { error: streamError(error, request.id, request.log) })
+        } finally {
+          events.end()
+        }
+      })()
+      return { kind: 'stream', contentType: EventStream.contentType, stream: events.stream, headers: EventStream.headers }
+    },
   }),
   defineRoute({
     method: 'POST',

@@ -5,6 +5,8 @@ import type {
   DeploymentRecord,
   DeploymentRouteRecord,
   DeploymentRoutesStore,
+  InstanceEventRecord,
+  InstanceRecord,
   OrgScope,
   ReleaseRecord,
   RouteChangeRecord,
@@ -26,8 +28,11 @@ const ATTRIBUTION = ['external_user_id', 'external_project_id', 'external_worksp
 export const deploymentsSpec: TableSpec<DeploymentRecord> = {
   name: 'deployments',
   kind: 'deployment',
-  columns: ['id', 'organization_id', 'workspace_id', 'project_id', 'name', 'slug', 'spa_fallback', ...ATTRIBUTION, 'created_at', 'updated_at'],
-  jsonColumns: ['metadata'],
+  columns: [
+    'id', 'organization_id', 'workspace_id', 'project_id', 'name', 'slug', 'spa_fallback', 'instances', 'health_check', 'deploy_timeout_seconds',
+    'drain_timeout_seconds', ...ATTRIBUTION, 'created_at', 'updated_at',
+  ],
+  jsonColumns: ['metadata', 'health_check'],
   booleanColumns: ['spa_fallback'],
 }
 
@@ -41,6 +46,28 @@ export const versionsSpec: TableSpec<VersionRecord> = {
   ],
   jsonColumns: ['metadata', 'plan'],
   bigintColumns: ['version_number'],
+}
+
+export const instancesSpec: TableSpec<InstanceRecord> = {
+  name: 'instances',
+  kind: 'instance',
+  columns: [
+    'id', 'organization_id', 'workspace_id', 'deployment_id', 'environment', 'version_id', 'version_number', 'state', 'runtime_ref', 'address',
+    'exit_code', 'created_at', 'updated_at', 'healthy_at',
+  ],
+  jsonColumns: ['runtime_ref', 'address'],
+}
+
+export const instanceEventsSpec: TableSpec<InstanceEventRecord> = {
+  name: 'instance_events',
+  kind: 'instance event',
+  columns: ['id', 'organization_id', 'deployment_id', 'environment', 'instance_id', 'version_id', 'type', 'message', 'details', 'created_at'],
+  jsonColumns: ['details'],
+}
+
+export function instancesTable(db: Kysely<AnyDatabase>, dialect: Dialect): Store['instances'] {
+  const table = new KyselyTable<InstanceRecord, OrgScope>(db, dialect, instancesSpec)
+  return Object.assign(table, { findAllUnscoped: () => table.findWhereUnscoped({}, 100_000) })
 }
 
 export const routeChangesSpec: TableSpec<RouteChangeRecord> = {
@@ -63,6 +90,7 @@ export function deploymentsTable(db: Kysely<AnyDatabase>, dialect: Dialect): Sto
       const [row] = await table.findWhereUnscoped({ workspace_id: String(workspace.id), slug: deploymentSlug }, 1)
       return row
     },
+    findByIds: (ids: readonly string[]) => (ids.length === 0 ? Promise.resolve([]) : table.findInUnscoped('id', ids)),
   })
 }
 
@@ -125,6 +153,11 @@ export class DeploymentRoutesTable implements DeploymentRoutesStore {
     return row === undefined ? undefined : decodeRoute(row)
   }
 
+  async findAllActive(): Promise<DeploymentRouteRecord[]> {
+    const rows = await this.db.selectFrom('deployment_routes').selectAll().where('active_version_id', 'is not', null).execute()
+    return rows.map(decodeRoute)
+  }
+
   repoint(scope: OrgScope, change: RouteChangeRequest, opts: { onlyIfNewer?: boolean } = {}): Promise<RouteChangeRecord | undefined> {
     return inTransaction(this.db, async (trx) => {
       // Writing the deployment's row first serialises every route change of this deployment.
@@ -173,12 +206,18 @@ export function releasesTable(db: Kysely<AnyDatabase>): Store['releases'] {
     const row = await db.selectFrom('releases').selectAll().where('sha256', '=', sha256).executeTakeFirst()
     return row === undefined
       ? undefined
-      : { sha256: String(row.sha256), kind: row.kind as ReleaseRecord['kind'], size_bytes: Number(row.size_bytes), created_at: String(row.created_at) }
+      : {
+          sha256: String(row.sha256),
+          kind: row.kind as ReleaseRecord['kind'],
+          size_bytes: Number(row.size_bytes),
+          archive_sha256: row.archive_sha256 === null || row.archive_sha256 === undefined ? null : String(row.archive_sha256),
+          created_at: String(row.created_at),
+        }
   }
   return {
     get,
     put: async (row) => {
-      await db.insertInto('releases').values({ ...row }).onConflict((oc) => oc.column('sha256').doNothing()).execute()
+      await db.insertInto('releases').values({ ...row, archive_sha256: row.archive_sha256 ?? null }).onConflict((oc) => oc.column('sha256').doNothing()).execute()
       return (await get(row.sha256)) ?? row
     },
   }

@@ -7,6 +7,7 @@ import type {
   PlatformScope,
   PreviewTokenRecord,
   RouteChangeRecord,
+  InstanceEventRecord,
   SandboxRecord,
   ShareTokenRecord,
   SnapshotRecord,
@@ -18,7 +19,7 @@ import type { Workspace } from '../../schemas/workspaces.js'
 import { migrations } from '../migrations/index.js'
 import { KyselyTable } from './table.js'
 import { TenantSettingsTable } from './tenant-settings-table.js'
-import { DeploymentRoutesTable, deploymentsTable, releasesTable, routeChangesSpec, versionsTable } from './deployment-tables.js'
+import { DeploymentRoutesTable, deploymentsTable, instanceEventsSpec, instancesTable, releasesTable, routeChangesSpec, versionsTable } from './deployment-tables.js'
 import type { AnyDatabase, Dialect, TableSpec } from './table.js'
 
 const ATTRIBUTION = ['external_user_id', 'external_project_id', 'external_workspace_id', 'metadata'] as const
@@ -107,6 +108,8 @@ export class KyselyStore implements Store {
   readonly versions: Store['versions']
   readonly releases: Store['releases']
   readonly routeChanges: KyselyTable<RouteChangeRecord, OrgScope>
+  readonly instances: Store['instances']
+  readonly instanceEvents: KyselyTable<InstanceEventRecord, OrgScope>
   readonly settings: Store['settings']
 
   constructor(
@@ -143,6 +146,8 @@ export class KyselyStore implements Store {
     this.versions = versionsTable(db, dialect)
     this.releases = releasesTable(db)
     this.routeChanges = new KyselyTable(db, dialect, routeChangesSpec)
+    this.instances = instancesTable(db, dialect)
+    this.instanceEvents = new KyselyTable(db, dialect, instanceEventsSpec)
     this.settings = {
       get: async (key) => {
         const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst()
