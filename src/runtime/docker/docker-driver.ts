@@ -25,6 +25,7 @@ import type {
 } from '../runtime-driver.js'
 import { LABEL, containerOptions } from './container-spec.js'
 import { DockerImages } from './docker-images.js'
+import { DockerInstances } from './docker-instances.js'
 import { TemplateImages, prepareAgentDir } from './template-images.js'
 import { WarmPool } from './warm-pool.js'
 import { WorkspaceNetworks } from './workspace-networks.js'
@@ -72,6 +73,8 @@ export class DockerDriver implements RuntimeDriver {
   private readonly docker: Dockerode
   private readonly templates: TemplateImages
   private readonly networks: WorkspaceNetworks
+  /** Runtime instances of dynamic deployments, on each workspace's apps network. close() leaves them running. */
+  readonly instances: DockerInstances
   private readonly pool: WarmPool
   private readonly sessions = new Map<string, Promise<Session>>()
   private agentDir: Promise<string> | undefined
@@ -88,6 +91,13 @@ export class DockerDriver implements RuntimeDriver {
     })
     this.networks = new WorkspaceNetworks(options.docker, options.platformId, options.subnets, options.logger)
     this.images = new DockerImages({ docker: options.docker, networks: this.networks, platformId: options.platformId, caBundle: options.caBundle, logger: options.logger })
+    this.instances = new DockerInstances({
+      docker: options.docker,
+      platformId: options.platformId,
+      caBundle: options.caBundle,
+      networks: this.networks,
+      logger: options.logger,
+    })
     const limits = options.warmPool
     this.pool = new WarmPool({
       size: limits.size,
