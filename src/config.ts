@@ -36,6 +36,8 @@ export interface Config {
   sandboxReaperIntervalMs: number
   /** How often containers and the store are reconciled (also once at start). */
   reconcileIntervalMs: number
+  /** How often runtime instances are reconciled (exits replaced, counts kept); health checks run on each deployment's own interval. */
+  instanceReconcileIntervalMs: number
   /** Address range the per-workspace sandbox networks are carved from (one /24 each). */
   sandboxSubnets: string
   /**
@@ -83,6 +85,7 @@ const sources = {
   sandboxWarmPool: 'MIOSA_SANDBOX_WARM_POOL',
   sandboxReaperIntervalMs: 'MIOSA_SANDBOX_REAPER_INTERVAL_MS',
   reconcileIntervalMs: 'MIOSA_RECONCILE_INTERVAL_MS',
+  instanceReconcileIntervalMs: 'MIOSA_INSTANCE_RECONCILE_INTERVAL_MS',
   sandboxSubnets: 'MIOSA_SANDBOX_SUBNETS',
   edgePublicUrl: 'MIOSA_EDGE_PUBLIC_URL',
   edgeHostname: 'MIOSA_EDGE_HOSTNAME',
@@ -121,6 +124,7 @@ const schema = z.object({
   sandboxWarmPool: z.coerce.number().int().min(0).max(32),
   sandboxReaperIntervalMs: z.coerce.number().int().min(100),
   reconcileIntervalMs: z.coerce.number().int().min(1000),
+  instanceReconcileIntervalMs: z.coerce.number().int().min(100),
   sandboxSubnets: z.string().regex(/^\d{1,3}\.\d{1,3}\.0\.0\/16$/, 'must be an IPv4 /16, e.g. 10.213.0.0/16'),
   edgePublicUrl: z
     .string()
@@ -166,6 +170,7 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     sandboxWarmPool: env.MIOSA_SANDBOX_WARM_POOL ?? 2,
     sandboxReaperIntervalMs: env.MIOSA_SANDBOX_REAPER_INTERVAL_MS ?? 5_000,
     reconcileIntervalMs: env.MIOSA_RECONCILE_INTERVAL_MS ?? 30_000,
+    instanceReconcileIntervalMs: env.MIOSA_INSTANCE_RECONCILE_INTERVAL_MS ?? 1_000,
     sandboxSubnets: env.MIOSA_SANDBOX_SUBNETS ?? '10.213.0.0/16',
     edgePublicUrl: emptyToUndefined(env.MIOSA_EDGE_PUBLIC_URL),
     edgeHostname: emptyToUndefined(env.MIOSA_EDGE_HOSTNAME) ?? `edge.${(flags.baseDomain ?? env.MIOSA_BASE_DOMAIN ?? 'localhost').toLowerCase()}`,

@@ -16,6 +16,8 @@ import { ensurePreviewSigningKey } from './core/preview-signing.js'
 import { SandboxReaper } from './core/sandbox-reaper.js'
 import { SandboxReconciler } from './core/sandbox-reconciler.js'
 import { DEFAULT_SANDBOX_LIMITS } from './core/sandboxes.js'
+import { MiosaError } from './core/errors.js'
+import { InflightRequests } from './core/inflight.js'
 import { createServices } from './core/services.js'
 import type { Services } from './core/services.js'
 import { createEdgeServer } from './edge/edge-server.js'
@@ -24,6 +26,7 @@ import { createReleaseFiles } from './edge/release-files.js'
 import { createLogger } from './logger.js'
 import { archiveChecker } from './runtime/archive-check.js'
 import { DockerDriver } from './runtime/docker/docker-driver.js'
+import { checkHealth } from './runtime/health-check.js'
 import type { RuntimeDriver } from './runtime/runtime-driver.js'
 import { openStore } from './store/open-store.js'
 import type { Store } from './store/store.js'
@@ -81,12 +84,27 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     logger: logger.child({ component: 'runtime' }),
   })
   const log = logger.child({ component: 'sandboxes' })
-  const builder = new ContainerBuilder({ runtime, blobs, logger: logger.child({ component: 'builder' }), spoolDir: join(config.dataDir, 'spool') })
+  const builder = new ContainerBuilder({ runtime, blobs, images: runtime.images, logger: logger.child({ component: 'builder' }), spoolDir: join(config.dataDir, 'spool') })
+  // Requests in flight per instance: counted by the edge, read to balance and to drain.
+  const inflight = new InflightRequests()
   const services = createServices({
     builder,
     store,
     runtime,
     log,
+    instanceDriver: runtime.instances,
+    checkHealth,
+    inflight,
+    ensureImage: async (release, onLog) => {
+      if (await runtime.images.has(release.sha256)) return
+      // A host that never built this release (or lost its image) loads it from the blob store.
+      if (release.archive_sha256 === null || release.archive_sha256 === undefined) {
+        throw new MiosaError('unavailable', `the image of release ${release.sha256} is missing and it has no stored archive`)
+      }
+      onLog?.(`miosa: loading the release image from its OCI archive ${release.archive_sha256}`)
+      const loaded = await runtime.images.load(await blobs.get(release.archive_sha256))
+      if (loaded !== release.sha256) throw new MiosaError('internal', `the archive of release ${release.sha256} holds image ${loaded}`)
+    },
     checkArchive: archiveChecker({ spoolDir: join(config.dataDir, 'spool'), maxBytes: ARCHIVE_LIMIT_BYTES }),
     previews: {
       edgePublicUrl: config.edgePublicUrl,
@@ -121,6 +139,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
   const edge = createEdgeServer({
     logger: logger.child({ component: 'edge' }),
     baseDomain: config.baseDomain,
+    inflight,
     backend: platformEdgeBackend(services, runtime, releaseFiles),
   })
 
@@ -156,6 +175,9 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       // Re-adopt what survived a restart before anything new is created, then keep converging.
       await reconcile()
       reconcileTimer = setInterval(() => void reconcile(), config.reconcileIntervalMs).unref()
+      // Runtime instances that survived the restart are re-adopted by the first pass, not restarted.
+      await services.instances.reconcile().catch((error: unknown) => logger.warn({ err: error }, 'instance reconciliation failed (is the Docker daemon running?)'))
+      services.instances.start(config.instanceReconcileIntervalMs)
       reaper.start()
       const apiPort = (api.server.address() as AddressInfo).port
       const edgePort = (edge.address() as AddressInfo).port
@@ -196,6 +218,8 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       await reaper.stop()
       // Running builds are aborted and recorded failed while the store is still open.
       await services.publish.shutdown()
+      // Instances keep running: the next start re-adopts them.
+      await services.instances.stop()
       // Sandboxes keep running across a restart; only pooled spares and connections go.
       await runtime.close()
       await store.close()

@@ -25,7 +25,7 @@ export function platformEdgeBackend(services: Services, runtime: RuntimeDriver, 
     resolve: (route) => previewSites.resolve(route),
     resolveApp: (route) => deployments.resolveApp(route),
     releaseFiles,
-    appTargets: () => [], // wired to runtime instances below
+    appTargets: (app) => services.instances.targets(app.deploymentId, app.environment, app.versionId),
     onRouteChange: (listener) => deployments.onRouteChange(() => listener()),
     exchange: (site, token, o) => previewAccess.exchange(site, token, o),
     admits: (site, cookie) => previewAccess.admits(site, cookie),
