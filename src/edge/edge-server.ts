@@ -129,7 +129,7 @@ class Edge {
         onError: (req, res, error, _target, app) => {
           this.instanceFailed(req, res, error, app).catch((e: unknown) => this.internalError(req, res, e))
         },
-        retarget: (_req, failed, app) => this.pickInstance(this.backend.appTargets(app), failed),
+        retarget: (_req, failed, app) => this.pickInstance(this.targetsOf(app), failed),
       },
       { connectTimeoutMs: options.upstreamConnectTimeoutMs, inflight: this.inflight },
     )
@@ -179,9 +179,19 @@ class Edge {
 
   /** A dynamic app: to its least busy instance, or a 503 while none is ready. */
   private serveDynamic(req: IncomingMessage, res: ServerResponse, app: AppSite): void | Promise<void> {
-    const target = this.pickInstance(this.backend.appTargets(app), undefined)
+    const target = this.pickInstance(this.targetsOf(app), undefined)
     if (target === undefined) return this.noInstance(req, res, app)
     this.appProxy.forward(req, res, target, app)
+  }
+
+  /** The app's ready instances; none when the backend fails (this also runs inside socket events, where a throw would be uncaught). */
+  private targetsOf(app: AppSite): readonly ProxyTarget[] {
+    try {
+      return this.backend.appTargets(app)
+    } catch (error) {
+      this.logger.error({ err: error, deploymentId: app.deploymentId }, 'edge: instance targets unavailable')
+      return []
+    }
   }
 
   /**
@@ -310,14 +320,14 @@ class Edge {
       refuseUpgrade(socket, 404, 'Not Found')
       return
     }
-    const first = this.pickInstance(this.backend.appTargets(app), undefined)
+    const first = this.pickInstance(this.targetsOf(app), undefined)
     if (first === undefined) {
       refuseUpgrade(socket, 503, 'Service Unavailable')
       return
     }
     let retried = false
     const onError = (error: UpstreamError, failed: ProxyTarget): void => {
-      const next = retried || socket.destroyed ? undefined : this.pickInstance(this.backend.appTargets(app), failed)
+      const next = retried || socket.destroyed ? undefined : this.pickInstance(this.targetsOf(app), failed)
       if (next === undefined) {
         this.logger.warn({ deploymentId: app.deploymentId, versionId: app.versionId, code: error.code }, 'edge: app instance unreachable (upgrade)')
         refuseUpgrade(socket, 502, 'Bad Gateway')
