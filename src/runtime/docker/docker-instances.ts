@@ -139,6 +139,7 @@ export class DockerInstances implements InstanceDriver {
       const timer = setTimeout(() => kill('timed out'), spec.timeoutMs)
       const onAbort = () => kill('aborted')
       spec.signal?.addEventListener('abort', onAbort, { once: true })
+      if (spec.signal?.aborted) onAbort() // aborted while the container was being created
       const stopOutput = new AbortController()
       try {
         await container.start()
