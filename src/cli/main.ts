@@ -23,6 +23,9 @@ import { registerVersions } from './commands/versions/index.js'
 import { registerRollback } from './commands/rollback/run.js'
 import { registerPromote } from './commands/promote/run.js'
 import { registerLogs } from './commands/logs/run.js'
+import { registerInstances } from './commands/instances/index.js'
+import { registerScale } from './commands/scale/run.js'
+import { registerRestart } from './commands/restart/run.js'
 
 // `miosa … | head` closes stdout early: that is the reader's choice, not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
@@ -81,6 +84,9 @@ registerVersions(program)
 registerRollback(program)
 registerPromote(program)
 registerLogs(program)
+registerInstances(program)
+registerScale(program)
+registerRestart(program)
 
 // The program's --version only when no command is named: `miosa promote <deployment> --version 18`
 // is the command's own option (the program would otherwise take it wherever it appears).

@@ -3,6 +3,7 @@ import type { Page } from '../schemas/common.js'
 import type {
   CreateDeploymentInput,
   Deployment,
+  InstancesResult,
   PlanInput,
   PlanResult,
   PromoteInput,
@@ -10,6 +11,8 @@ import type {
   PublishInput,
   RollbackInput,
   RouteChange,
+  RuntimeLogEvent,
+  UpdateDeploymentInput,
   Version,
   VersionStatus,
 } from '../schemas/deployments.js'
@@ -166,6 +169,49 @@ export class Deployments extends Resource<Deployment, DeploymentListParams> {
   /** Points an environment at a ready version. */
   promote(id: string, input: PromoteInput): Promise<RouteChangeResult> {
     return this.transport.request('POST', this.itemPath(id, '/promote'), { body: input })
+  }
+
+  /** Changes the name or runtime settings: `{instances: 3}` scales (applied within a second). */
+  update(id: string, input: UpdateDeploymentInput): Promise<Deployment> {
+    return this.transport.request('PATCH', this.itemPath(id), { body: input })
+  }
+
+  /** The runtime instances of an environment (default production), the newest events and any crash loop. */
+  instances(id: string, params: { environment?: string; events?: number } = {}): Promise<InstancesResult> {
+    return this.transport.request('GET', this.itemPath(id, '/instances'), { query: params as Record<string, never> })
+  }
+
+  /** Fresh instances of the active version replace the running ones; answers once they serve. */
+  restart(id: string, input: { environment?: string } = {}): Promise<InstancesResult> {
+    return this.transport.request('POST', this.itemPath(id, '/restart'), { body: input, timeoutMs: BUILD_TIMEOUT_MS })
+  }
+
+  /** The last `tail` lines (default 100) of each instance, oldest first. */
+  async logs(id: string, params: { environment?: string; tail?: number } = {}): Promise<RuntimeLogEvent[]> {
+    const response = await this.transport.send('GET', this.itemPath(id, '/logs'), { query: params as Record<string, never>, accept: 'application/x-ndjson' })
+    const text = await response.text()
+    return text
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as RuntimeLogEvent)
+  }
+
+  /** Calls `onLine` with the last lines, then every new one, until `signal` aborts. */
+  async followLogs(id: string, onLine: (line: RuntimeLogEvent) => void, options: { environment?: string; tail?: number; signal?: AbortSignal } = {}): Promise<void> {
+    const { signal, ...query } = options
+    const response = await this.transport.send('GET', this.itemPath(id, '/logs'), { query: { ...query, follow: true } as unknown as Record<string, never>, accept: 'text/event-stream', signal })
+    try {
+      for await (const { event, data } of readServerSentEvents(bodyOf(response))) {
+        if (event === 'log') onLine(JSON.parse(data) as RuntimeLogEvent)
+        else if (event === 'error') {
+          const error = (JSON.parse(data) as { error?: { message?: string } }).error
+          throw new MiosaError('unavailable', error?.message ?? 'following the runtime logs failed')
+        }
+      }
+    } catch (error) {
+      if (signal?.aborted === true) return
+      throw error
+    }
   }
 
   routeHistory(id: string, params: ListParams & { environment?: string } = {}): Promise<Page<RouteChange>> {

@@ -68,4 +68,9 @@ export type {
   PlanInput,
   RollbackInput,
   PromoteInput,
+  Instance,
+  InstanceEvent,
+  InstancesResult,
+  RuntimeLogEvent,
+  UpdateDeploymentInput,
 } from '../schemas/deployments.js'
