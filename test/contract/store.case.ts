@@ -1027,10 +1027,59 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         const sha = randomBase32(52)
         const first = await store.releases.put({ sha256: sha, kind: 'static', size_bytes: 5_000_000_000, created_at: at(1) })
         const again = await store.releases.put({ sha256: sha, kind: 'static', size_bytes: 5_000_000_000, created_at: at(2) })
-        expect(first).toEqual({ sha256: sha, kind: 'static', size_bytes: 5_000_000_000, created_at: at(1) })
+        expect(first).toEqual({ sha256: sha, kind: 'static', size_bytes: 5_000_000_000, archive_sha256: null, created_at: at(1) })
         expect(again).toEqual(first)
         expect(await store.releases.get(sha)).toEqual(first)
         expect(await store.releases.get('missing')).toBeUndefined()
+        // A dynamic release keeps the blob of its image's OCI archive.
+        const image = randomBase32(52)
+        const dynamic = await store.releases.put({ sha256: image, kind: 'dynamic', size_bytes: 123, archive_sha256: 'a'.repeat(64), created_at: at(3) })
+        expect(dynamic).toEqual({ sha256: image, kind: 'dynamic', size_bytes: 123, archive_sha256: 'a'.repeat(64), created_at: at(3) })
+      })
+
+      it('keeps runtime instances and their events, scoped, and finds every active route', async () => {
+        const { dep } = await newDeployment()
+        const ready = await store.versions.insertNext(version(dep, { status: 'ready' }))
+        const scope = { organization_id: dep.organization_id }
+        const instance = {
+          id: newId('instance'),
+          organization_id: dep.organization_id,
+          workspace_id: dep.workspace_id,
+          deployment_id: dep.id,
+          environment: 'production',
+          version_id: ready.id,
+          version_number: ready.version_number,
+          state: 'starting' as const,
+          runtime_ref: { driver: 'docker', id: 'c0ffee' },
+          address: { host: '10.213.4.2', port: 8080 },
+          exit_code: null,
+          created_at: at(1),
+          updated_at: at(1),
+          healthy_at: null,
+        }
+        await store.instances.insert(instance)
+        await store.instances.update(scope, instance.id, { state: 'healthy', healthy_at: at(2) })
+        expect(await store.instances.get(scope, instance.id)).toEqual({ ...instance, state: 'healthy', healthy_at: at(2) })
+        expect(await store.instances.get({ organization_id: 'org_someoneelse' }, instance.id)).toBeUndefined()
+        expect((await store.instances.findAllUnscoped()).map((i) => i.id)).toContain(instance.id)
+        const event = {
+          id: newId('instanceEvent'),
+          organization_id: dep.organization_id,
+          deployment_id: dep.id,
+          environment: 'production',
+          instance_id: instance.id,
+          version_id: ready.id,
+          type: 'exited' as const,
+          message: 'exited with 3',
+          details: { exit_code: 3, last_logs: ['boom'] },
+          created_at: at(3),
+        }
+        await store.instanceEvents.insert(event)
+        expect((await store.instanceEvents.list(scope, { limit: 10, where: { deployment_id: dep.id } })).data).toEqual([event])
+        await store.deploymentRoutes.repoint(scope, { id: newId('routeChange'), organization_id: dep.organization_id, deployment_id: dep.id, environment: 'production', to_version_id: ready.id, reason: 'publish', actor: 'key_x', created_at: at(4) })
+        expect(await store.deploymentRoutes.findAllActive()).toContainEqual(expect.objectContaining({ deployment_id: dep.id, active_version_id: ready.id }))
+        expect((await store.deployments.findByIds([dep.id])).map((d) => d.id)).toEqual([dep.id])
+        expect(await store.instances.delete(scope, instance.id)).toBe(true)
       })
 
       it('finds building versions across organizations', async () => {
