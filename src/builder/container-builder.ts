@@ -8,9 +8,11 @@ import { createGunzip } from 'node:zlib'
 import type { Logger } from 'pino'
 import type { BlobStore } from '../blobs/blob-store.js'
 import { MiosaError } from '../core/errors.js'
+import type { ImageStore } from '../runtime/image-store.js'
 import type { RuntimeDriver, RuntimeRef } from '../runtime/runtime-driver.js'
 import type { BuildJob, BuildPlan, BuildSettings, Builder, PublishKind, Release, SourceSnapshot } from './builder.js'
 import { DETECT_READS, detectPlan } from './detect.js'
+import { buildImageRelease } from './image-build.js'
 import { extractInto, indexTar, isDirectory } from './normalized-tar.js'
 import { WORKSPACE, captureSandboxSource, captureUploadedSource, storeDir, storeTree } from './source-snapshot.js'
 import type { SnapshotContext } from './source-snapshot.js'
@@ -20,6 +22,7 @@ import type { SnapshotContext } from './source-snapshot.js'
 // install and build steps run as argv (settings' command lines through `sh -lc`), the
 // output directory comes back as a normalized tarball: the release. A plan with no steps
 // (plain static files) needs no container at all: its release is made from the snapshot.
+// Dynamic plans are built into an OCI image by the image store instead (image-build.ts).
 
 export interface BuildLimits {
   cpu: number
@@ -30,6 +33,8 @@ export interface BuildLimits {
 export interface ContainerBuilderOptions {
   runtime: RuntimeDriver
   blobs: BlobStore
+  /** Where dynamic releases are built, exported and loaded (required for dynamic plans). */
+  images?: ImageStore | undefined
   logger: Logger
   /** The template builder containers start from. */
   template?: string | undefined
@@ -57,6 +62,7 @@ const BUILD_ENV: Record<string, string> = {
 export class ContainerBuilder implements Builder {
   private readonly runtime: RuntimeDriver
   private readonly blobs: BlobStore
+  private readonly images: ImageStore | undefined
   private readonly logger: Logger
   private readonly template: string
   private readonly limits: BuildLimits
@@ -68,6 +74,7 @@ export class ContainerBuilder implements Builder {
   constructor(options: ContainerBuilderOptions) {
     this.runtime = options.runtime
     this.blobs = options.blobs
+    this.images = options.images
     this.logger = options.logger
     this.template = options.template ?? 'node'
     this.limits = options.limits ?? DEFAULT_LIMITS
@@ -92,8 +99,17 @@ export class ContainerBuilder implements Builder {
   async build(job: BuildJob): Promise<Release> {
     const { plan } = job
     const started = Date.now()
+    if (plan.kind === 'dynamic') {
+      if (this.images === undefined) throw new MiosaError('unavailable', 'this platform cannot build dynamic releases (no image store is configured)')
+      const release = await buildImageRelease(
+        { runtime: this.runtime, images: this.images, blobs: this.blobs, spoolDir: this.spoolDir, limits: this.limits, logger: this.logger },
+        job,
+      )
+      this.logger.info({ versionId: job.versionId, ms: Date.now() - started, release: release.sha256 }, 'image build finished')
+      return release
+    }
     if (plan.detected !== 'node' && plan.detected !== 'static-files') {
-      throw new MiosaError('invalid', `building a ${plan.detected} app is not supported yet (dynamic releases arrive with runtime instances)`, { details: { detected: plan.detected } })
+      throw new MiosaError('invalid', `a static build of a ${plan.detected} app is not supported yet: publish it with kind dynamic`, { details: { detected: plan.detected } })
     }
     if (plan.install === null && plan.build === null) {
       const release = await this.releaseFromSnapshot(job)

@@ -1,0 +1,107 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import type { BlobStore } from '../blobs/blob-store.js'
+import { MiosaError } from '../core/errors.js'
+import type { BuiltImage, ImageStore } from '../runtime/image-store.js'
+import type { RuntimeDriver } from '../runtime/runtime-driver.js'
+import type { BuildJob, Release } from './builder.js'
+import { APP_DIR, CA_FILE, generatedDockerfile, templatesNamed } from './dockerfiles.js'
+import { extractInto, indexTar, listTree, packTree } from './normalized-tar.js'
+
+// A dynamic release is an OCI image: built by the image store from the source snapshot
+// (its own Dockerfile, or one generated FROM the app's sandbox template), then exported
+// as an OCI archive into the blob store, so any host can load it. The image digest names
+// the release; the archive's sha256 is where it is kept.
+
+export interface ImageBuildContext {
+  runtime: RuntimeDriver
+  images: ImageStore
+  blobs: BlobStore
+  spoolDir: string
+  limits: { cpu: number; memoryMb: number }
+  logger: Logger
+}
+
+/** The sandbox template an app's generated Dockerfile builds FROM. */
+const TEMPLATE_FOR: Partial<Record<string, string>> = { node: 'node', python: 'python' }
+
+export async function buildImageRelease(ctx: ImageBuildContext, job: BuildJob): Promise<Release> {
+  const timeout = new AbortController()
+  const timer = setTimeout(() => timeout.abort(new MiosaError('invalid', `the build timed out after ${seconds(job.timeoutMs)}`)), job.timeoutMs)
+  const signal = job.signal === undefined ? timeout.signal : AbortSignal.any([job.signal, timeout.signal])
+  try {
+    const built = job.plan.detected === 'dockerfile' ? await fromOwnDockerfile(ctx, job, signal) : await fromGeneratedDockerfile(ctx, job, signal)
+    job.onLog(`image: sha256:${built.digest} (${built.sizeBytes} bytes); storing it as an OCI archive`)
+    const stored = await ctx.blobs.put(await ctx.images.export(built.digest, signal), { signal })
+    job.onLog(`release: image ${built.digest.slice(0, 12)}, archive ${stored.size} bytes`)
+    return { sha256: built.digest, size_bytes: built.sizeBytes, kind: 'dynamic', archive_sha256: stored.sha256 }
+  } catch (error) {
+    if (signal.aborted && !(error instanceof MiosaError && error.code === 'invalid')) {
+      const reason: unknown = signal.reason
+      throw reason instanceof MiosaError ? reason : new MiosaError('invalid', 'the build was cancelled', { cause: error })
+    }
+    throw error
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The snapshot is the context as it is; templates its Dockerfile builds FROM are made ready first. */
+async function fromOwnDockerfile(ctx: ImageBuildContext, job: BuildJob, signal: AbortSignal): Promise<BuiltImage> {
+  const index = await indexTar(await ctx.blobs.get(job.source.sha256), (path) => path === 'Dockerfile')
+  for (const template of templatesNamed(index.contents.get('Dockerfile') ?? '')) {
+    job.onLog(`preparing template ${template} (FROM miosa/template-${template})`)
+    await ctx.runtime.prepareTemplate(template, undefined, signal)
+  }
+  job.onLog('$ docker build (the source\'s Dockerfile)')
+  return ctx.images.build({ ...buildSpec(ctx, job, signal), context: await ctx.blobs.get(job.source.sha256) })
+}
+
+/** A Dockerfile FROM the app's template, with the source under app/ and the CA bundle, repacked in the spool. */
+async function fromGeneratedDockerfile(ctx: ImageBuildContext, job: BuildJob, signal: AbortSignal): Promise<BuiltImage> {
+  const { plan } = job
+  const name = TEMPLATE_FOR[plan.detected]
+  if (name === undefined) {
+    throw new MiosaError('invalid', `building a ${plan.detected} app is not supported yet: add a Dockerfile (FROM miosa/template-miosa-sandbox, say)`, { details: { detected: plan.detected } })
+  }
+  if (plan.start === null) throw new MiosaError('invalid', 'the build failed: the app has no start command (add a Procfile web: line or a start script)', { details: { field: 'start' } })
+  await ctx.runtime.prepareTemplate(name, undefined, signal)
+  const template = (await ctx.runtime.listTemplates()).find((t) => t.name === name)
+  if (template === undefined) throw new MiosaError('internal', `the ${name} template is missing`)
+
+  await mkdir(ctx.spoolDir, { recursive: true, mode: 0o700 })
+  const dir = await mkdtemp(join(ctx.spoolDir, 'image-'))
+  try {
+    const app = join(dir, APP_DIR)
+    await mkdir(app)
+    await extractInto(app, await ctx.blobs.get(job.source.sha256), () => true, ctx.logger)
+    const files = (await listTree(app)).paths
+    const dockerfile = generatedDockerfile({ plan, image: template.image, user: template.user, files })
+    await writeFile(join(dir, 'Dockerfile'), dockerfile)
+    await writeFile(join(dir, CA_FILE), (await ctx.images.caBundle()) ?? '')
+    job.onLog(`$ docker build (generated, FROM the ${name} template)`)
+    for (const line of dockerfile.trimEnd().split('\n')) job.onLog(`  ${line}`)
+    const listing = await listTree(dir)
+    return await ctx.images.build({ ...buildSpec(ctx, job, signal), context: packTree(dir, listing.paths) })
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+function buildSpec(ctx: ImageBuildContext, job: BuildJob, signal: AbortSignal) {
+  return {
+    dockerfile: 'Dockerfile',
+    // Nothing per version here: an unchanged source rebuilds (from cache) into the same digest.
+    labels: { 'miosa.organization_id': job.organizationId, 'miosa.workspace_id': job.workspaceId },
+    workspaceId: job.workspaceId,
+    cpu: ctx.limits.cpu,
+    memoryMb: ctx.limits.memoryMb,
+    signal,
+    onLog: job.onLog,
+  }
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`
+}
