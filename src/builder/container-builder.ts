@@ -70,6 +70,8 @@ export class ContainerBuilder implements Builder {
   private readonly maxUploadBytes: number
   /** Builder containers of builds running in this process: cleanup leaves them alone. */
   private readonly running = new Set<string>()
+  /** Image digest → archive blob of the images this process exported. */
+  private readonly archives = new Map<string, string>()
 
   constructor(options: ContainerBuilderOptions) {
     this.runtime = options.runtime
@@ -102,7 +104,7 @@ export class ContainerBuilder implements Builder {
     if (plan.kind === 'dynamic') {
       if (this.images === undefined) throw new MiosaError('unavailable', 'this platform cannot build dynamic releases (no image store is configured)')
       const release = await buildImageRelease(
-        { runtime: this.runtime, images: this.images, blobs: this.blobs, spoolDir: this.spoolDir, limits: this.limits, logger: this.logger },
+        { runtime: this.runtime, images: this.images, blobs: this.blobs, spoolDir: this.spoolDir, limits: this.limits, logger: this.logger, archives: this.archives },
         job,
       )
       this.logger.info({ versionId: job.versionId, ms: Date.now() - started, release: release.sha256 }, 'image build finished')

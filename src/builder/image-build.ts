@@ -21,6 +21,8 @@ export interface ImageBuildContext {
   spoolDir: string
   limits: { cpu: number; memoryMb: number }
   logger: Logger
+  /** Image digest → the blob holding its archive, for images exported by this process (a warm rebuild makes the same image). */
+  archives: Map<string, string>
 }
 
 /** The sandbox template an app's generated Dockerfile builds FROM. */
@@ -32,10 +34,9 @@ export async function buildImageRelease(ctx: ImageBuildContext, job: BuildJob): 
   const signal = job.signal === undefined ? timeout.signal : AbortSignal.any([job.signal, timeout.signal])
   try {
     const built = job.plan.detected === 'dockerfile' ? await fromOwnDockerfile(ctx, job, signal) : await fromGeneratedDockerfile(ctx, job, signal)
-    job.onLog(`image: sha256:${built.digest} (${built.sizeBytes} bytes); storing it as an OCI archive`)
-    const stored = await ctx.blobs.put(await ctx.images.export(built.digest, signal), { signal })
-    job.onLog(`release: image ${built.digest.slice(0, 12)}, archive ${stored.size} bytes`)
-    return { sha256: built.digest, size_bytes: built.sizeBytes, kind: 'dynamic', archive_sha256: stored.sha256 }
+    job.onLog(`image: sha256:${built.digest} (${built.sizeBytes} bytes)`)
+    const archive = await storeArchive(ctx, built.digest, job, signal)
+    return { sha256: built.digest, size_bytes: built.sizeBytes, kind: 'dynamic', archive_sha256: archive }
   } catch (error) {
     if (signal.aborted && !(error instanceof MiosaError && error.code === 'invalid')) {
       const reason: unknown = signal.reason
@@ -45,6 +46,21 @@ export async function buildImageRelease(ctx: ImageBuildContext, job: BuildJob): 
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** The image as an OCI archive in the blob store: exported, unless this process already stored the same image. */
+async function storeArchive(ctx: ImageBuildContext, digest: string, job: BuildJob, signal: AbortSignal): Promise<string> {
+  const known = ctx.archives.get(digest)
+  const existing = known === undefined ? undefined : await ctx.blobs.stat(known)
+  if (existing !== undefined) {
+    job.onLog(`release: the same image as an earlier build; its archive (${existing.size} bytes) is already stored`)
+    return existing.sha256
+  }
+  job.onLog('release: storing the image as an OCI archive')
+  const stored = await ctx.blobs.put(await ctx.images.export(digest, signal), { signal })
+  ctx.archives.set(digest, stored.sha256)
+  job.onLog(`release: image ${digest.slice(0, 12)}, archive ${stored.size} bytes`)
+  return stored.sha256
 }
 
 /** The snapshot is the context as it is; templates its Dockerfile builds FROM are made ready first. */
