@@ -111,6 +111,17 @@ async function serve(digest: string, cmd?: string[] | null): Promise<string> {
   }
 }
 
+/** The builder's RUN containers running `marker` (the daemon removes them once the build is cancelled). */
+async function buildContainersLeft(marker: string): Promise<number> {
+  let left = 0
+  for (let i = 0; i < 50; i++) {
+    left = (await docker.listContainers({ all: true })).filter((c) => c.Command.includes(marker)).length
+    if (left === 0) break
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  return left
+}
+
 const EXPRESS = {
   'package.json': JSON.stringify({ name: 'hello-express', private: true, scripts: { start: 'node server.js' }, dependencies: { express: '^4.21.0' } }),
   'server.js': "const app = require('express')()\napp.get('/', (req, res) => res.send('hello from express'))\napp.listen(Number(process.env.PORT), '0.0.0.0')\n",
@@ -200,6 +211,24 @@ describe('dynamic builds', () => {
     expect(logs).toContain('about to fail')
   }, 120_000)
 
+  it('aborting the job stops a build', async () => {
+    const source = await upload({ Dockerfile: 'FROM miosa/template-node\nRUN echo waiting && sleep 120\n' })
+    const plan = await builder.plan(source, 'auto', {})
+    const controller = new AbortController()
+    const started = Date.now()
+    const running = builder.build({
+      ...job(source, plan, []),
+      signal: controller.signal,
+      onLog: (line) => {
+        if (line === 'waiting') controller.abort()
+      },
+    })
+    const error = await expectMiosaError(running, 'invalid')
+    expect(error.message).toMatch(/cancelled/)
+    expect(Date.now() - started).toBeLessThan(30_000)
+    expect(await buildContainersLeft('echo waiting')).toBe(0)
+  }, 60_000)
+
   it('the time limit stops a build', async () => {
     const source = await upload({ Dockerfile: 'FROM miosa/template-node\nRUN echo sleeping && sleep 120\n' })
     const plan = await builder.plan(source, 'auto', {})
@@ -209,5 +238,6 @@ describe('dynamic builds', () => {
     expect(error.message).toMatch(/timed out after 5 s/)
     expect(Date.now() - started).toBeLessThan(30_000)
     expect(logs).toContain('sleeping')
+    expect(await buildContainersLeft('echo sleeping')).toBe(0)
   }, 60_000)
 })
