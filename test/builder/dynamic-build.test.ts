@@ -174,6 +174,17 @@ describe('dynamic builds', () => {
     expect(await serve(digest)).toBe('hello from express')
   }, 120_000)
 
+  it('a Next.js app is built (npm run build) and served by next start', async () => {
+    const { release, plan, logs } = await build({
+      'package.json': JSON.stringify({ name: 'hello-next', private: true, scripts: { build: 'next build', start: 'next start' }, dependencies: { next: '15.5.29', react: '19.3.1', 'react-dom': '19.3.1' } }),
+      'app/layout.jsx': 'export default function RootLayout({ children }) {\n  return <html><body>{children}</body></html>\n}\n',
+      'app/page.jsx': "export const dynamic = 'force-dynamic'\nexport default function Page() {\n  return <p>hello from next</p>\n}\n",
+    })
+    expect(plan).toMatchObject({ kind: 'dynamic', detected: 'node', build: ['npm', 'run', 'build'], start: ['npm', 'start'] })
+    expect(logs.some((l) => /next build/.test(l))).toBe(true)
+    expect(await serve(release.sha256)).toContain('hello from next')
+  }, 400_000)
+
   it('a Flask app under gunicorn, its requirements met by Debian packages (no index)', async () => {
     const { release, plan } = await build({
       'requirements.txt': 'flask\ngunicorn\n',
