@@ -169,14 +169,14 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       const { generated } = await services.apiKeys.bootstrapRootKey(config.rootKey)
       const rootKeyFile = join(config.dataDir, 'root-key')
       if (generated !== undefined) await writeFile(rootKeyFile, `${generated}\n`, { mode: 0o600, flag: 'w' })
+      // Runtime instances that survived a restart are re-adopted (not restarted) before the edge takes requests.
+      await services.instances.reconcile().catch((error: unknown) => logger.warn({ err: error }, 'instance reconciliation failed (is the Docker daemon running?)'))
       await api.listen({ host: config.host, port: config.port })
       edge.listen(config.edgePort, config.host)
       await once(edge, 'listening')
       // Re-adopt what survived a restart before anything new is created, then keep converging.
       await reconcile()
       reconcileTimer = setInterval(() => void reconcile(), config.reconcileIntervalMs).unref()
-      // Runtime instances that survived the restart are re-adopted by the first pass, not restarted.
-      await services.instances.reconcile().catch((error: unknown) => logger.warn({ err: error }, 'instance reconciliation failed (is the Docker daemon running?)'))
       services.instances.start(config.instanceReconcileIntervalMs)
       reaper.start()
       const apiPort = (api.server.address() as AddressInfo).port

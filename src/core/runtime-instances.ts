@@ -96,6 +96,8 @@ export interface RolloutInput {
 export class RuntimeInstances {
   readonly inflight: InflightRequests
   private readonly tracked = new Map<string, Tracked>()
+  /** The same, by environment: the edge asks per request. */
+  private readonly byEnv = new Map<string, Set<Tracked>>()
   /** Environments with a rollout in progress: the reconciler leaves their instances alone. */
   private readonly busy = new Set<string>()
   private readonly rollouts = new KeyedMutex()
@@ -125,8 +127,10 @@ export class RuntimeInstances {
     const exact: InstanceAddress[] = []
     const other: InstanceAddress[] = []
     const draining: InstanceAddress[] = []
-    for (const t of this.tracked.values()) {
-      if (t.key !== key || t.record.state === 'starting' || t.record.state === 'unhealthy') continue
+    const instances = this.byEnv.get(key)
+    if (instances === undefined) return exact
+    for (const t of instances) {
+      if (t.record.state === 'starting' || t.record.state === 'unhealthy') continue
       if (t.draining) {
         if (t.record.version_id === versionId) draining.push(t.address)
       } else if (t.record.version_id === versionId) exact.push(t.address)
@@ -456,6 +460,9 @@ export class RuntimeInstances {
       draining: false,
     }
     this.tracked.set(record.id, t)
+    let same = this.byEnv.get(t.key)
+    if (same === undefined) this.byEnv.set(t.key, (same = new Set()))
+    same.add(t)
     return t
   }
 
@@ -558,6 +565,9 @@ export class RuntimeInstances {
   /** Stops and forgets the instance, with an event. */
   private async remove(t: Tracked, type: Extract<InstanceEventType, 'stopped'>, why: string): Promise<void> {
     this.tracked.delete(t.record.id)
+    const same = this.byEnv.get(t.key)
+    same?.delete(t)
+    if (same?.size === 0) this.byEnv.delete(t.key)
     await this.driver()
       .stop(t.ref, STOP_GRACE_MS)
       .catch((error: unknown) => this.log.warn({ err: error, instance_id: t.record.id }, 'instances: stopping a container failed'))
