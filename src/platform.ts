@@ -165,6 +165,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       }
       // A build the last process was running when it died: its version fails with the reason, its container goes.
       await services.publish.recoverInterruptedBuilds()
+      await services.publish.archiveMissing().catch((error: unknown) => logger.warn({ err: error }, 'could not look for unarchived releases'))
       await builder.cleanup().catch((error: unknown) => logger.warn({ err: error }, 'could not remove leftover builder containers (is the Docker daemon running?)'))
       const { generated } = await services.apiKeys.bootstrapRootKey(config.rootKey)
       const rootKeyFile = join(config.dataDir, 'root-key')

@@ -88,6 +88,11 @@ export interface Builder {
   plan(source: SourceSnapshot, kind: PublishKind, settings: BuildSettings): Promise<BuildPlan>
   /** Runs the plan in a fresh builder container and stores the release; throws MiosaError('invalid', …) when the build fails, with its output already logged. */
   build(job: BuildJob): Promise<Release>
+  /**
+   * Stores a dynamic release's image as an OCI archive in the blob store (the slow part of
+   * a dynamic build, so publishing runs it once the version is live). Answers the archive's blob.
+   */
+  archiveRelease(digest: string, signal?: AbortSignal): Promise<{ sha256: string; size: number }>
   /** Removes builder containers no build in this process owns (after a crash). */
   cleanup(): Promise<void>
 }

@@ -12,7 +12,8 @@ import type { ImageStore } from '../runtime/image-store.js'
 import type { RuntimeDriver, RuntimeRef } from '../runtime/runtime-driver.js'
 import type { BuildJob, BuildPlan, BuildSettings, Builder, PublishKind, Release, SourceSnapshot } from './builder.js'
 import { DETECT_READS, detectPlan } from './detect.js'
-import { buildImageRelease } from './image-build.js'
+import { buildImageRelease, exportImageArchive } from './image-build.js'
+import type { ImageBuildContext } from './image-build.js'
 import { extractInto, indexTar, isDirectory } from './normalized-tar.js'
 import { WORKSPACE, captureSandboxSource, captureUploadedSource, storeDir, storeTree } from './source-snapshot.js'
 import type { SnapshotContext } from './source-snapshot.js'
@@ -103,10 +104,7 @@ export class ContainerBuilder implements Builder {
     const started = Date.now()
     if (plan.kind === 'dynamic') {
       if (this.images === undefined) throw new MiosaError('unavailable', 'this platform cannot build dynamic releases (no image store is configured)')
-      const release = await buildImageRelease(
-        { runtime: this.runtime, images: this.images, blobs: this.blobs, spoolDir: this.spoolDir, limits: this.limits, logger: this.logger, archives: this.archives },
-        job,
-      )
+      const release = await buildImageRelease(this.imageContext(this.images), job)
       this.logger.info({ versionId: job.versionId, ms: Date.now() - started, release: release.sha256 }, 'image build finished')
       return release
     }
@@ -121,6 +119,18 @@ export class ContainerBuilder implements Builder {
     const release = await this.buildInContainer(job)
     this.logger.info({ versionId: job.versionId, ms: Date.now() - started, release: release.sha256 }, 'build finished')
     return release
+  }
+
+  async archiveRelease(digest: string, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
+    if (this.images === undefined) throw new MiosaError('unavailable', 'this platform cannot export images (no image store is configured)')
+    const started = Date.now()
+    const stored = await exportImageArchive(this.imageContext(this.images), digest, signal)
+    this.logger.info({ release: digest, archive: stored.sha256, bytes: stored.size, ms: Date.now() - started }, 'release image archived')
+    return stored
+  }
+
+  private imageContext(images: ImageStore): ImageBuildContext {
+    return { runtime: this.runtime, images, blobs: this.blobs, spoolDir: this.spoolDir, limits: this.limits, logger: this.logger, archives: this.archives }
   }
 
   async cleanup(): Promise<void> {

@@ -10,9 +10,10 @@ import { APP_DIR, CA_FILE, generatedDockerfile, templatesNamed } from './dockerf
 import { extractInto, indexTar, listTree, packTree } from './normalized-tar.js'
 
 // A dynamic release is an OCI image: built by the image store from the source snapshot
-// (its own Dockerfile, or one generated FROM the app's sandbox template), then exported
-// as an OCI archive into the blob store, so any host can load it. The image digest names
-// the release; the archive's sha256 is where it is kept.
+// (its own Dockerfile, or one generated FROM the app's sandbox template), and exported as
+// an OCI archive into the blob store, so any host can load it. The image digest names the
+// release; the archive's sha256 is where it is kept. The export (hundreds of MB with the
+// template's layers) is its own step, run once the version is live.
 
 export interface ImageBuildContext {
   runtime: RuntimeDriver
@@ -35,8 +36,8 @@ export async function buildImageRelease(ctx: ImageBuildContext, job: BuildJob): 
   try {
     const built = job.plan.detected === 'dockerfile' ? await fromOwnDockerfile(ctx, job, signal) : await fromGeneratedDockerfile(ctx, job, signal)
     job.onLog(`image: sha256:${built.digest} (${built.sizeBytes} bytes)`)
-    const archive = await storeArchive(ctx, built.digest, job, signal)
-    return { sha256: built.digest, size_bytes: built.sizeBytes, kind: 'dynamic', archive_sha256: archive }
+    // Its OCI archive is stored after the version is live (exportImageArchive): the export is most of a build's time.
+    return { sha256: built.digest, size_bytes: built.sizeBytes, kind: 'dynamic', archive_sha256: ctx.archives.get(built.digest) }
   } catch (error) {
     if (signal.aborted && !(error instanceof MiosaError && error.code === 'invalid')) {
       const reason: unknown = signal.reason
@@ -49,18 +50,13 @@ export async function buildImageRelease(ctx: ImageBuildContext, job: BuildJob): 
 }
 
 /** The image as an OCI archive in the blob store: exported, unless this process already stored the same image. */
-async function storeArchive(ctx: ImageBuildContext, digest: string, job: BuildJob, signal: AbortSignal): Promise<string> {
+export async function exportImageArchive(ctx: ImageBuildContext, digest: string, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
   const known = ctx.archives.get(digest)
   const existing = known === undefined ? undefined : await ctx.blobs.stat(known)
-  if (existing !== undefined) {
-    job.onLog(`release: the same image as an earlier build; its archive (${existing.size} bytes) is already stored`)
-    return existing.sha256
-  }
-  job.onLog('release: storing the image as an OCI archive')
+  if (existing !== undefined) return existing
   const stored = await ctx.blobs.put(await ctx.images.export(digest, signal), { signal })
   ctx.archives.set(digest, stored.sha256)
-  job.onLog(`release: image ${digest.slice(0, 12)}, archive ${stored.size} bytes`)
-  return stored.sha256
+  return stored
 }
 
 /** The snapshot is the context as it is; templates its Dockerfile builds FROM are made ready first. */

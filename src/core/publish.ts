@@ -102,6 +102,11 @@ class RunningBuild {
 
 export class PublishService {
   private readonly builds = new Map<string, RunningBuild>()
+  /** Release image exports running in the background, by release sha256. */
+  private readonly archiving = new Map<string, Promise<void>>()
+  private readonly archiveAbort = new AbortController()
+  /** Exports run one at a time: each reads and writes the whole image (hundreds of MB). */
+  private archiveQueue: Promise<void> = Promise.resolve()
 
   constructor(
     private readonly deps: {
@@ -322,6 +327,11 @@ export class PublishService {
         const current = { ...version, plan, release_sha256: release.sha256, release_kind: release.kind }
         const fresh = await this.deps.deployments.record(scope, deployment.id)
         await this.deps.instances.rollout({ deployment: fresh, environment: version.environment, version: current, runReleaseCommand: true, onLog: (line) => build.append(line), flip })
+        // Hundreds of MB with the template's layers: stored once the version is live, not before.
+        if (release.archive_sha256 === undefined) {
+          build.append('miosa: the release image is being stored as an OCI archive in the background')
+          this.archiveLater(release.sha256)
+        }
       } else {
         await flip()
       }
@@ -337,6 +347,42 @@ export class PublishService {
       await update({ status: 'failed', error: reason, finished_at: nowIso() })
       this.log.warn({ deployment_id: deployment.id, version_id: version.id, err: error }, 'publish failed')
     }
+  }
+
+  // ── release archives ────────────────────────────────────────────────────────
+
+  /**
+   * Stores a dynamic release's image as an OCI archive in the blob store, in the background
+   * (once per release at a time); until then this host serves it from its own image.
+   */
+  archiveLater(sha256: string): void {
+    const builder = this.deps.builder
+    if (builder === undefined || this.archiving.has(sha256)) return
+    const job = this.archiveQueue.then(async () => {
+      if (this.archiveAbort.signal.aborted) return
+      const release = await this.deps.store.releases.get(sha256)
+      if (release === undefined || release.kind !== 'dynamic' || (release.archive_sha256 ?? null) !== null) return
+      const stored = await builder.archiveRelease(sha256, this.archiveAbort.signal)
+      await this.deps.store.releases.setArchive(sha256, stored.sha256)
+    })
+      .catch((error: unknown) => {
+        if (!this.archiveAbort.signal.aborted) this.log.warn({ err: error, release_sha256: sha256 }, 'storing a release image archive failed (retried at the next start)')
+      })
+      .finally(() => this.archiving.delete(sha256))
+    this.archiveQueue = job
+    this.archiving.set(sha256, job)
+  }
+
+  /** At start: archives the dynamic releases a restart left without one. Answers how many it started. */
+  async archiveMissing(): Promise<number> {
+    const missing = await this.deps.store.releases.findUnarchived()
+    for (const release of missing) this.archiveLater(release.sha256)
+    return missing.length
+  }
+
+  /** Waits for the background archive exports running now (tests, benchmarks). */
+  async archived(): Promise<void> {
+    await Promise.all(this.archiving.values())
   }
 
   // ── logs ────────────────────────────────────────────────────────────────────
@@ -399,7 +445,9 @@ export class PublishService {
   async shutdown(): Promise<void> {
     const running = [...this.builds.values()]
     for (const build of running) build.controller.abort()
-    await Promise.all(running.map((build) => build.done))
+    // An export cut short stores nothing; the next start exports again.
+    this.archiveAbort.abort()
+    await Promise.all([...running.map((build) => build.done), ...this.archiving.values()])
   }
 
   // ── restart ─────────────────────────────────────────────────────────────────

@@ -98,6 +98,8 @@ export class RuntimeInstances {
   private readonly tracked = new Map<string, Tracked>()
   /** The same, by environment: the edge asks per request. */
   private readonly byEnv = new Map<string, Set<Tracked>>()
+  /** Instances being stopped: their containers still run for a moment and must not look like survivors to adopt. */
+  private readonly stopping = new Set<string>()
   /** Environments with a rollout in progress: the reconciler leaves their instances alone. */
   private readonly busy = new Set<string>()
   private readonly rollouts = new KeyedMutex()
@@ -299,7 +301,7 @@ export class RuntimeInstances {
 
     // Containers this process does not track: re-adopt the ones serving what should be served, remove the rest.
     for (const c of containers) {
-      if (this.tracked.has(c.instanceId)) continue
+      if (this.tracked.has(c.instanceId) || this.stopping.has(c.instanceId)) continue
       const key = envKey(c.deploymentId, c.environment)
       if (this.busy.has(key)) continue
       const want = desired.get(key)
@@ -564,6 +566,7 @@ export class RuntimeInstances {
 
   /** Stops and forgets the instance, with an event. */
   private async remove(t: Tracked, type: Extract<InstanceEventType, 'stopped'>, why: string): Promise<void> {
+    this.stopping.add(t.record.id)
     this.tracked.delete(t.record.id)
     const same = this.byEnv.get(t.key)
     same?.delete(t)
@@ -571,6 +574,7 @@ export class RuntimeInstances {
     await this.driver()
       .stop(t.ref, STOP_GRACE_MS)
       .catch((error: unknown) => this.log.warn({ err: error, instance_id: t.record.id }, 'instances: stopping a container failed'))
+      .finally(() => this.stopping.delete(t.record.id))
     await this.deps.store.instances.delete({ organization_id: t.record.organization_id }, t.record.id)
     const deployment = await this.deploymentOf(t).catch(() => undefined)
     if (deployment !== undefined) {

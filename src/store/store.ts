@@ -219,6 +219,10 @@ export interface Store {
     /** Records the release unless it is known already (the same output twice is one release); answers the stored row. */
     put(row: ReleaseRecord): Promise<ReleaseRecord>
     get(sha256: string): Promise<ReleaseRecord | undefined>
+    /** Records where a dynamic release's OCI archive is kept (set once; a later call changes nothing). */
+    setArchive(sha256: string, archiveSha256: string): Promise<void>
+    /** Dynamic releases whose archive is not stored yet (an export a restart interrupted). */
+    findUnarchived(): Promise<ReleaseRecord[]>
   }
   readonly routeChanges: Table<RouteChangeRecord, OrgScope>
   readonly instances: Table<InstanceRecord, OrgScope> & {

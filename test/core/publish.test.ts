@@ -53,6 +53,10 @@ class FakeBuilder implements Builder {
     }
   }
 
+  async archiveRelease(): Promise<{ sha256: string; size: number }> {
+    throw new MiosaError('unavailable', 'this builder makes static releases only')
+  }
+
   async build(job: BuildJob): Promise<Release> {
     job.onLog(`building ${job.versionId}`)
     if (this.gated) await new Promise<void>((resolve) => this.gates.push(resolve))

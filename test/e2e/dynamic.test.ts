@@ -136,6 +136,11 @@ describe.sequential('dynamic deployments', () => {
     expect(logs.status).toBe(200)
     const lines = logs.text.trim().split('\n').map((l) => JSON.parse(l))
     expect(lines).toContainEqual(expect.objectContaining({ instance_id: instances.data[0].id, stream: 'stdout', line: 'listening on 8080' }))
+    // The image is also kept as an OCI archive in the blob store (exported once the version is live).
+    await t.platform.services.publish.archived()
+    const release = await t.platform.store.releases.get(v1.release_sha256)
+    expect(release?.archive_sha256).toMatch(/^[0-9a-f]{64}$/)
+    expect((await t.platform.blobs.stat(release!.archive_sha256!))?.size).toBeGreaterThan(1_000_000)
   }, 600_000)
 
   it('runs the Procfile release command before go-live; a failing one fails the version while the old one serves', async () => {

@@ -3,7 +3,8 @@ import { createWriteStream } from 'node:fs'
 import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { posix } from 'node:path'
 import { join } from 'node:path'
-import { Readable, Transform } from 'node:stream'
+import type { Readable} from 'node:stream';
+import { PassThrough, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { Parser, create } from 'tar'
 import type { ReadEntry } from 'tar'
@@ -118,8 +119,15 @@ export async function dockerArchiveToOci(input: Readable, o: OciArchiveOptions):
     const names = [...new Set([configBlob, ...layerBlobs].map((b) => b.digest)), manifestDigest].sort()
     const paths = ['oci-layout', 'blobs', 'blobs/sha256', ...names.map((d) => `blobs/sha256/${d}`), 'index.json', 'manifest.json']
     const pack = create({ cwd: dir, portable: true, noDirRecurse: true, mtime: FIXED_MTIME }, paths)
-    const stream = Readable.from(pack as unknown as AsyncIterable<Buffer>)
-    stream.once('close', () => void rm(dir, { recursive: true, force: true }))
+    // Piped rather than async-iterated: destroying a Readable.from() of the pack waits on an
+    // iterator that never settles, so an aborted export would never finish.
+    const stream = new PassThrough()
+    pack.on('error', (error: unknown) => stream.destroy(error as Error))
+    pack.pipe(stream)
+    stream.once('close', () => {
+      if (!stream.writableFinished) (pack as unknown as { destroy?: () => void }).destroy?.()
+      void rm(dir, { recursive: true, force: true })
+    })
     return { stream, digest: configBlob.digest, manifestDigest }
   } catch (error) {
     await rm(dir, { recursive: true, force: true })
@@ -150,11 +158,23 @@ async function spool(input: Readable, dir: string, signal: AbortSignal | undefin
       }
     },
   })
+  // tar's parser and entries are not node streams: destroyed midway they never close, so
+  // neither a pipeline's own abort nor the layer writes can be waited for after a failure.
+  const aborted = new Promise<never>((_resolve, reject) => {
+    if (signal === undefined) return
+    const onAbort = () => reject(signal.reason as Error)
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+  })
+  aborted.catch(() => {})
+  const parsed = pipeline(input, parser)
+  parsed.catch(() => {})
   try {
-    await pipeline(input, parser, signal === undefined ? {} : { signal })
-    await Promise.all(writes)
+    await Promise.race([parsed, aborted])
+    await Promise.race([Promise.all(writes), aborted])
   } catch (error) {
-    await Promise.allSettled(writes)
+    input.destroy()
+    for (const write of writes) write.catch(() => {})
     if (signal?.aborted === true) throw signal.reason
     throw error
   }

@@ -202,23 +202,29 @@ export class DeploymentRoutesTable implements DeploymentRoutesStore {
 }
 
 export function releasesTable(db: Kysely<AnyDatabase>): Store['releases'] {
+  const decode = (row: Record<string, unknown>): ReleaseRecord => ({
+    sha256: String(row.sha256),
+    kind: row.kind as ReleaseRecord['kind'],
+    size_bytes: Number(row.size_bytes),
+    archive_sha256: row.archive_sha256 === null || row.archive_sha256 === undefined ? null : String(row.archive_sha256),
+    created_at: String(row.created_at),
+  })
   const get = async (sha256: string): Promise<ReleaseRecord | undefined> => {
     const row = await db.selectFrom('releases').selectAll().where('sha256', '=', sha256).executeTakeFirst()
-    return row === undefined
-      ? undefined
-      : {
-          sha256: String(row.sha256),
-          kind: row.kind as ReleaseRecord['kind'],
-          size_bytes: Number(row.size_bytes),
-          archive_sha256: row.archive_sha256 === null || row.archive_sha256 === undefined ? null : String(row.archive_sha256),
-          created_at: String(row.created_at),
-        }
+    return row === undefined ? undefined : decode(row)
   }
   return {
     get,
     put: async (row) => {
       await db.insertInto('releases').values({ ...row, archive_sha256: row.archive_sha256 ?? null }).onConflict((oc) => oc.column('sha256').doNothing()).execute()
       return (await get(row.sha256)) ?? row
+    },
+    setArchive: async (sha256, archiveSha256) => {
+      await db.updateTable('releases').set({ archive_sha256: archiveSha256 }).where('sha256', '=', sha256).where('archive_sha256', 'is', null).execute()
+    },
+    findUnarchived: async () => {
+      const rows = await db.selectFrom('releases').selectAll().where('kind', '=', 'dynamic').where('archive_sha256', 'is', null).execute()
+      return rows.map(decode)
     },
   }
 }
