@@ -37,6 +37,8 @@ const BACKOFF_BASE_MS = 1000
 const BACKOFF_MAX_MS = 60_000
 /** Lines of output kept with an exit, to say why. */
 const EXIT_LOG_LINES = 20
+/** How long an instance must stay healthy before earlier crashes stop counting towards the backoff. */
+const CRASH_LOOP_RESET_MS = 30_000
 /** How long the edge may still be choosing a just-replaced instance before its drain counts requests. */
 const DRAIN_SETTLE_MS = 50
 
@@ -385,6 +387,8 @@ export class RuntimeInstances {
       if (result.ok) {
         t.failures = 0
         if (t.record.state !== 'healthy') await this.markHealthy(t)
+        // Only an instance that stays up ends a crash loop: one that passes a check and then dies keeps backing off.
+        else if (t.record.healthy_at !== null && Date.now() - Date.parse(t.record.healthy_at) > CRASH_LOOP_RESET_MS) this.crashes.delete(t.key)
         return
       }
       t.failures++
@@ -537,8 +541,6 @@ export class RuntimeInstances {
     const now = nowIso()
     t.record = { ...t.record, state: 'healthy', healthy_at: now, updated_at: now }
     t.failures = 0
-    // A healthy instance ends a crash loop.
-    this.crashes.delete(t.key)
     await this.deps.store.instances.update({ organization_id: t.record.organization_id }, t.record.id, { state: 'healthy', healthy_at: now, updated_at: now })
     const deployment = await this.deploymentOf(t)
     await this.event(deployment, t.record.environment, { type: 'healthy', instance_id: t.record.id, version_id: t.record.version_id, message: `instance ${t.record.id} is healthy and serving` })

@@ -143,6 +143,9 @@ describe('help', () => {
     rollback: [],
     promote: [],
     logs: [],
+    instances: ['list'],
+    scale: [],
+    restart: [],
   }
   /** Groups below a noun, and their subcommands. */
   const GROUPS: Record<string, string[]> = {
@@ -195,7 +198,7 @@ describe('help', () => {
       expect(commandsIn(r.stdout).toSorted(), `subcommands of ${group}`).toEqual(expected.toSorted())
       for (const sub of expected) leaves.push([...group.split(' '), sub])
     }
-    expect(leaves).toHaveLength(69)
+    expect(leaves).toHaveLength(72)
 
     // A leaf already walked (server, login, ...) has its help in hand; the rest are fetched.
     const leafHelps = await inParallel(leaves, (path) =>

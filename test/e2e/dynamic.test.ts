@@ -262,4 +262,35 @@ describe.sequential('dynamic deployments', () => {
     expect(instances.data.filter((i: any) => i.state === 'healthy')).toHaveLength(2)
     expect(instances.events.filter((e: any) => e.type === 'adopted')).toHaveLength(2)
   }, 300_000)
+
+  it('backs off a crash-looping instance exponentially and says why: exit code and last lines', async () => {
+    await write(
+      '/workspace/crash.js',
+      [
+        "const http = require('node:http')",
+        "http.createServer((req, res) => res.end('up for now')).listen(Number(process.env.PORT))",
+        "console.log('started; the database is unreachable')",
+        "setTimeout(() => { console.error('fatal: lost the database'); process.exit(3) }, 1500)",
+        '',
+      ].join('\n'),
+    )
+    await write('/workspace/Procfile', 'web: node crash.js\n')
+    const crashy = await api('POST', '/deployments', { name: 'crashy', health_check: { interval_seconds: 0.25, grace_seconds: 10 } })
+    const v = await api('POST', `/deployments/${crashy.id}/publish?wait=true`, { sandbox_id: sandbox.id })
+    expect(v, JSON.stringify(v)).toMatchObject({ status: 'ready' })
+    await expect
+      .poll(async () => (await api('GET', `/deployments/${crashy.id}/instances`)).crash_loop?.failures ?? 0, { timeout: 30_000, interval: 250 })
+      .toBeGreaterThanOrEqual(3)
+    const { crash_loop: loop, events } = await api('GET', `/deployments/${crashy.id}/instances?events=100`)
+    expect(loop.last_exit_code).toBe(3)
+    expect(loop.last_logs).toContain('fatal: lost the database')
+    const backoffs = events.filter((e: any) => e.type === 'backoff').toReversed()
+    const waits = backoffs.map((e: any) => Number(/next start in (\d+) s/.exec(e.message)?.[1]))
+    expect(waits.length).toBeGreaterThanOrEqual(2)
+    // Each wait at least as long as the one before, and longer overall: exponential, not a hot loop.
+    for (let i = 1; i < waits.length; i++) expect(waits[i]).toBeGreaterThanOrEqual(waits[i - 1])
+    expect(waits.at(-1)).toBeGreaterThan(waits[0])
+    expect(events.filter((e: any) => e.type === 'exited')[0].details).toMatchObject({ exit_code: 3 })
+    await write('/workspace/Procfile', 'web: node server.js\n')
+  }, 120_000)
 })
