@@ -118,6 +118,7 @@ function showPlan(result: PlanResult): string {
       build: argv(plan.build),
       output_dir: plan.output_dir,
       start: argv(plan.start),
+      release: argv(plan.release ?? null),
       spa_fallback: plan.spa_fallback,
       source: `${source.sha256} (${source.files} files, ${source.size_bytes} bytes)`,
     }),
