@@ -136,6 +136,15 @@ describe.sequential('dynamic deployments', () => {
     expect(logs.status).toBe(200)
     const lines = logs.text.trim().split('\n').map((l) => JSON.parse(l))
     expect(lines).toContainEqual(expect.objectContaining({ instance_id: instances.data[0].id, stream: 'stdout', line: 'listening on 8080' }))
+    // Followed (server-sent events): the earlier lines first, then the stream stays open until the client leaves.
+    const controller = new AbortController()
+    const followed = await fetch(`${t.apiUrl}/api/v1/deployments/${deployment.id}/logs?follow=true&tail=10`, { headers: { authorization: `Bearer ${key}` }, signal: controller.signal })
+    expect(followed.headers.get('content-type')).toContain('text/event-stream')
+    const reader = followed.body!.getReader()
+    let text = ''
+    while (!text.includes('listening on 8080')) text += new TextDecoder().decode((await reader.read()).value)
+    expect(text).toMatch(/event: log\ndata: \{"instance_id":"inst_[a-z0-9]+","stream":"stdout","timestamp":"[^"]+Z","line":"listening on 8080"\}/)
+    controller.abort()
     // The image is also kept as an OCI archive in the blob store (exported once the version is live).
     await t.platform.services.publish.archived()
     const release = await t.platform.store.releases.get(v1.release_sha256)
