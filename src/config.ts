@@ -3,6 +3,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { MiosaError } from './core/errors.js'
+import { parseMasterKey } from './core/secret-box.js'
 
 // Flags and environment, validated once. Everything else receives a Config and never
 // reads process.env itself.
@@ -17,6 +18,8 @@ export interface Config {
   databaseUrl: string | undefined
   /** MIOSA_ROOT_KEY: the platform root key, when the operator provides it. */
   rootKey: string | undefined
+  /** MIOSA_MASTER_KEY: the key sealing env values (base64 or hex of 32 bytes); unset: `<data-dir>/master-key`, made on first start. */
+  masterKey: string | undefined
   bodyLimitBytes: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   /** Pretty, human logs instead of JSON lines: only when stdout is a terminal, unless forced. */
@@ -74,6 +77,7 @@ const sources = {
   baseDomain: '--base-domain / MIOSA_BASE_DOMAIN',
   databaseUrl: 'MIOSA_DATABASE_URL',
   rootKey: 'MIOSA_ROOT_KEY',
+  masterKey: 'MIOSA_MASTER_KEY',
   bodyLimitBytes: 'MIOSA_BODY_LIMIT_BYTES',
   logLevel: 'MIOSA_LOG_LEVEL',
   logPretty: 'MIOSA_LOG_PRETTY',
@@ -103,6 +107,10 @@ const schema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
   rootKey: z.string().optional(),
+  masterKey: z
+    .string()
+    .refine((value) => value.split(',').every(isMasterKey), 'must be 32 bytes written as base64 or hex (64 hex digits); while a rotation is unfinished, "new,old"')
+    .optional(),
   bodyLimitBytes: z.coerce.number().int().min(1024),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   logPretty: z.boolean(),
@@ -159,6 +167,7 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     baseDomain: flags.baseDomain ?? env.MIOSA_BASE_DOMAIN ?? 'localhost',
     databaseUrl: emptyToUndefined(env.MIOSA_DATABASE_URL),
     rootKey: emptyToUndefined(env.MIOSA_ROOT_KEY),
+    masterKey: emptyToUndefined(env.MIOSA_MASTER_KEY),
     bodyLimitBytes: env.MIOSA_BODY_LIMIT_BYTES ?? 1024 * 1024,
     logLevel: env.MIOSA_LOG_LEVEL ?? 'info',
     logPretty: env.MIOSA_LOG_PRETTY === undefined ? Boolean(process.stdout.isTTY) : env.MIOSA_LOG_PRETTY === '1',
@@ -194,6 +203,15 @@ function parsePairs(value: string): Record<string, string> {
     if (name !== undefined && name !== '' && image !== undefined) out[name] = image
   }
   return out
+}
+
+function isMasterKey(text: string): boolean {
+  try {
+    parseMasterKey(text)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function emptyToUndefined(value: string | undefined): string | undefined {

@@ -18,6 +18,7 @@ export const ID_PREFIXES = {
   apiKey: 'key',
   routeChange: 'rtc',
   instanceEvent: 'ievt',
+  envVar: 'evar',
 } as const
 
 export type IdKind = keyof typeof ID_PREFIXES

@@ -98,6 +98,47 @@ export type InstanceRecord = Instance & {
 
 export type InstanceEventRecord = InstanceEvent
 
+/** When an env value is needed: while building, while running, or both. */
+export type EnvVarPhase = 'build' | 'runtime' | 'both'
+
+/** An env var or secret of a deployment environment, as stored: its value sealed (see core/secret-box.ts), never in the clear. */
+export interface EnvVarRecord {
+  id: string
+  organization_id: string
+  deployment_id: string
+  environment: string
+  key: string
+  /** base64: ChaCha20-Poly1305 ciphertext with its 16-byte tag. */
+  ciphertext: string
+  /** base64 of the 12-byte nonce. */
+  nonce: string
+  /** Which master key sealed it. */
+  key_id: string
+  phase: EnvVarPhase
+  is_secret: boolean
+  created_at: string
+  updated_at: string
+}
+
+export interface EnvVarsStore {
+  /** The deployment's vars, by environment then key; one environment's when given. */
+  list(scope: OrgScope, deploymentId: string, environment?: string): Promise<EnvVarRecord[]>
+  get(scope: OrgScope, deploymentId: string, environment: string, key: string): Promise<EnvVarRecord | undefined>
+  /**
+   * Writes every row in one transaction, replacing the row of the same (deployment_id,
+   * environment, key) if there is one (its id and created_at are kept): all land or none.
+   * Answers the stored rows.
+   */
+  upsertMany(scope: OrgScope, rows: readonly EnvVarRecord[]): Promise<EnvVarRecord[]>
+  delete(scope: OrgScope, deploymentId: string, environment: string, key: string): Promise<boolean>
+  /** Removes a deployment's vars (of one environment when given); answers how many. */
+  deleteAll(scope: OrgScope, deploymentId: string, environment?: string): Promise<number>
+  /** Up to `limit` rows not sealed under `keyId`, by id after `afterId`, across organizations: for re-encryption, never for callers. */
+  findNotUnderKey(keyId: string, afterId: string, limit: number): Promise<EnvVarRecord[]>
+  /** Replaces a row's sealed value if it is still under `fromKeyId` (a concurrent write wins); answers whether it did. */
+  reseal(id: string, fromKeyId: string, sealed: { ciphertext: string; nonce: string; key_id: string }): Promise<boolean>
+}
+
 export type RouteChangeRecord = RouteChange
 
 /** A change of an environment's route, as asked for: the store fills in `from_version_id`. */
@@ -230,6 +271,7 @@ export interface Store {
     findAllUnscoped(): Promise<InstanceRecord[]>
   }
   readonly instanceEvents: Table<InstanceEventRecord, OrgScope>
+  readonly envVars: EnvVarsStore
   readonly settings: {
     get(key: string): Promise<string | undefined>
     set(key: string, value: string): Promise<void>

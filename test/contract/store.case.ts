@@ -9,6 +9,7 @@ import { DEFAULT_RUNTIME_SETTINGS } from '../../src/schemas/deployments.js'
 import type {
   ApiKeyRecord,
   DeploymentRecord,
+  EnvVarRecord,
   OrgScope,
   PreviewTokenRecord,
   SandboxRecord,
@@ -1089,6 +1090,91 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         const found = ids(await store.versions.findInStatuses(['building']))
         expect(found).toContain(building.id)
         expect(found).not.toContain(ready.id)
+      })
+    })
+
+    describe('env vars', () => {
+      async function newDeployment(): Promise<{ scope: OrgScope; dep: DeploymentRecord }> {
+        const { org, scope } = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(org.id))
+        const dep = await store.deployments.insert(deployment(org.id, ws.id))
+        return { scope, dep }
+      }
+
+      function envVar(dep: DeploymentRecord, overrides: Partial<EnvVarRecord> = {}): EnvVarRecord {
+        return {
+          id: newId('envVar'),
+          organization_id: dep.organization_id,
+          deployment_id: dep.id,
+          environment: 'production',
+          key: 'API_URL',
+          ciphertext: 'Y2lwaGVy',
+          nonce: 'bm9uY2Vub25jZQ==',
+          key_id: 'k1',
+          phase: 'runtime',
+          is_secret: false,
+          created_at: NOW,
+          updated_at: NOW,
+          ...overrides,
+        }
+      }
+
+      it('round-trips rows; a write of an existing key replaces its value and keeps its id and created_at', async () => {
+        const { scope, dep } = await newDeployment()
+        const [a, b] = await store.envVars.upsertMany(scope, [envVar(dep), envVar(dep, { key: 'SECRET', is_secret: true, phase: 'both' })])
+        expect(a).toEqual(envVar(dep, { id: a?.id as string }))
+        expect(b).toMatchObject({ key: 'SECRET', is_secret: true, phase: 'both' })
+        const [replaced] = await store.envVars.upsertMany(scope, [envVar(dep, { ciphertext: 'bmV3', key_id: 'k2', is_secret: true, updated_at: at(9) })])
+        expect(replaced).toMatchObject({ id: a?.id, created_at: NOW, updated_at: at(9), ciphertext: 'bmV3', key_id: 'k2', is_secret: true })
+        expect((await store.envVars.list(scope, dep.id)).map((r) => r.key)).toEqual(['API_URL', 'SECRET'])
+        expect(await store.envVars.get(scope, dep.id, 'production', 'SECRET')).toEqual(b)
+        // The same key in another environment is another row.
+        await store.envVars.upsertMany(scope, [envVar(dep, { environment: 'staging' })])
+        expect(await store.envVars.list(scope, dep.id, 'staging')).toHaveLength(1)
+        expect(await store.envVars.list(scope, dep.id)).toHaveLength(3)
+      })
+
+      it('writes a batch whole or not at all', async () => {
+        const { scope, dep } = await newDeployment()
+        const bad = envVar(dep, { key: 'BAD', deployment_id: 'dep_doesnotexist00000000' })
+        await expect(store.envVars.upsertMany(scope, [envVar(dep, { key: 'FIRST' }), bad])).rejects.toBeDefined()
+        expect(await store.envVars.list(scope, dep.id)).toEqual([])
+      })
+
+      it("another organization's scope neither sees nor deletes a row", async () => {
+        const { scope, dep } = await newDeployment()
+        await store.envVars.upsertMany(scope, [envVar(dep)])
+        const other = await newOrganization()
+        expect(await store.envVars.list(other.scope, dep.id)).toEqual([])
+        expect(await store.envVars.get(other.scope, dep.id, 'production', 'API_URL')).toBeUndefined()
+        expect(await store.envVars.delete(other.scope, dep.id, 'production', 'API_URL')).toBe(false)
+        expect(await store.envVars.deleteAll(other.scope, dep.id)).toBe(0)
+        expect(await store.envVars.delete(scope, dep.id, 'production', 'API_URL')).toBe(true)
+        expect(await store.envVars.delete(scope, dep.id, 'production', 'API_URL')).toBe(false)
+      })
+
+      it('finds rows under other keys page by page, and reseals a row only while it is under the expected key', async () => {
+        const { scope, dep } = await newDeployment()
+        const rows = await store.envVars.upsertMany(scope, ['A', 'B', 'C'].map((key) => envVar(dep, { key, key_id: 'old' })))
+        await store.envVars.upsertMany(scope, [envVar(dep, { key: 'D', key_id: 'new' })])
+        const mine = new Set(rows.map((r) => r.id))
+        const seen: string[] = []
+        let after = ''
+        for (;;) {
+          const page = await store.envVars.findNotUnderKey('new', after, 2)
+          if (page.length === 0) break
+          for (const row of page) {
+            expect(row.key_id).not.toBe('new')
+            if (mine.has(row.id)) seen.push(row.id)
+          }
+          after = page.at(-1)?.id as string
+        }
+        expect(seen.sort()).toEqual([...mine].sort())
+        const first = rows[0] as EnvVarRecord
+        expect(await store.envVars.reseal(first.id, 'other', { ciphertext: 'eA==', nonce: 'eQ==', key_id: 'new' })).toBe(false)
+        expect(await store.envVars.reseal(first.id, 'old', { ciphertext: 'eA==', nonce: 'eQ==', key_id: 'new' })).toBe(true)
+        expect(await store.envVars.get(scope, dep.id, 'production', first.key)).toMatchObject({ ciphertext: 'eA==', nonce: 'eQ==', key_id: 'new' })
+        expect(await store.envVars.deleteAll(scope, dep.id)).toBe(4)
       })
     })
 

@@ -19,6 +19,7 @@ import type { Workspace } from '../../schemas/workspaces.js'
 import { migrations } from '../migrations/index.js'
 import { KyselyTable } from './table.js'
 import { TenantSettingsTable } from './tenant-settings-table.js'
+import { EnvVarsTable } from './env-vars-table.js'
 import { DeploymentRoutesTable, deploymentsTable, instanceEventsSpec, instancesTable, releasesTable, routeChangesSpec, versionsTable } from './deployment-tables.js'
 import type { AnyDatabase, Dialect, TableSpec } from './table.js'
 
@@ -110,6 +111,7 @@ export class KyselyStore implements Store {
   readonly routeChanges: KyselyTable<RouteChangeRecord, OrgScope>
   readonly instances: Store['instances']
   readonly instanceEvents: KyselyTable<InstanceEventRecord, OrgScope>
+  readonly envVars: EnvVarsTable
   readonly settings: Store['settings']
 
   constructor(
@@ -148,6 +150,7 @@ export class KyselyStore implements Store {
     this.routeChanges = new KyselyTable(db, dialect, routeChangesSpec)
     this.instances = instancesTable(db, dialect)
     this.instanceEvents = new KyselyTable(db, dialect, instanceEventsSpec)
+    this.envVars = new EnvVarsTable(db)
     this.settings = {
       get: async (key) => {
         const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst()
