@@ -28,6 +28,7 @@ import { archiveChecker } from './runtime/archive-check.js'
 import { DockerDriver } from './runtime/docker/docker-driver.js'
 import { checkHealth } from './runtime/health-check.js'
 import type { RuntimeDriver } from './runtime/runtime-driver.js'
+import { MASTER_KEY_FILE, envMasterKeySource, fileMasterKeySource } from './secrets/master-key-file.js'
 import { openStore } from './store/open-store.js'
 import type { Store } from './store/store.js'
 import { VERSION } from './version.js'
@@ -95,6 +96,8 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     instanceDriver: runtime.instances,
     checkHealth,
     inflight,
+    // The key sealing env values: MIOSA_MASTER_KEY, else <data-dir>/master-key (made on first start, mode 0600).
+    masterKeys: config.masterKey !== undefined ? envMasterKeySource(config.masterKey) : fileMasterKeySource(join(config.dataDir, MASTER_KEY_FILE)),
     ensureImage: async (release, onLog) => {
       if (await runtime.images.has(release.sha256)) return
       // A host that never built this release (or lost its image) loads it from the blob store.
@@ -158,6 +161,8 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
       await store.migrate()
       await ensurePreviewSigningKey(store)
+      // A missing or malformed master key fails the start, not the first env var.
+      await services.envVars.loadKeys()
       platformId = await store.settings.get(PLATFORM_ID_SETTING)
       if (platformId === undefined) {
         platformId = `plt_${randomBase32(20)}`

@@ -46,7 +46,8 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
       done(null, sjson.parse(body as string, { protoAction: 'error', constructorAction: 'error' }))
     } catch (error) {
       done(
-        new MiosaError('invalid', `body: malformed JSON (${(error as Error).message})`, {
+        // V8 quotes the start of the text it could not parse: dropped, since a body may carry a secret.
+        new MiosaError('invalid', `body: malformed JSON (${(error as Error).message.replace(/, ".*" is not valid JSON$/s, ' is not valid JSON')})`, {
           details: { field: 'body' },
         }),
       )

@@ -4,6 +4,7 @@ import type { RuntimeDriver } from '../runtime/runtime-driver.js'
 import type { ReleaseRecord, Store } from '../store/store.js'
 import { ApiKeyService } from './api-keys.js'
 import { DeploymentService } from './deployments.js'
+import { EnvVarService } from './env-vars.js'
 import type { InflightRequests } from './inflight.js'
 import type { Log } from './log.js'
 import { OrganizationService } from './organizations.js'
@@ -12,6 +13,8 @@ import { PreviewSigner } from './preview-signing.js'
 import { PreviewSites } from './preview-sites.js'
 import { PreviewTokenService } from './preview-tokens.js'
 import { PreviewUrls } from './preview-urls.js'
+import { memoryMasterKeySource } from './secret-box.js'
+import type { MasterKeySource } from './secret-box.js'
 import { ProjectService } from './projects.js'
 import { PublishService } from './publish.js'
 import { RuntimeInstances } from './runtime-instances.js'
@@ -31,6 +34,8 @@ export interface Services {
   apiKeys: ApiKeyService
   workspaces: WorkspaceService
   projects: ProjectService
+  /** Env vars and secrets of deployment environments (sealed at rest); its `resolve` (EnvironmentValues) decrypts them for builds, instances and sandboxes. */
+  envVars: EnvVarService
   sandboxes: SandboxService
   sandboxOps: SandboxOperations
   templates: TemplateService
@@ -91,6 +96,8 @@ export interface ServiceDeps {
   checkHealth?: HealthChecker | undefined
   /** Requests in flight per instance address, shared with the edge. */
   inflight?: InflightRequests | undefined
+  /** Where the master key sealing env values lives (src/secrets/master-key-file.ts); default: a key in memory only. */
+  masterKeys?: MasterKeySource | undefined
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -115,6 +122,8 @@ export function createServices(deps: ServiceDeps): Services {
     inflight: deps.inflight,
     log: deps.log,
   })
+  // Hook: EnvironmentService.ensure is passed as `environments` once it exists.
+  const envVars = new EnvVarService({ store: deps.store, keys: deps.masterKeys ?? memoryMasterKeySource() })
   const deployments = new DeploymentService({ store: deps.store, workspaces, urls: sandboxes.previewUrls, instances })
   const publish = new PublishService({
     store: deps.store,
@@ -130,6 +139,7 @@ export function createServices(deps: ServiceDeps): Services {
     apiKeys: new ApiKeyService(deps.store),
     workspaces,
     projects: new ProjectService(deps.store),
+    envVars,
     sandboxes,
     sandboxOps: new SandboxOperations({ sandboxes, runtime: deps.runtime, checkArchive: deps.checkArchive }),
     templates: new TemplateService(deps.runtime),

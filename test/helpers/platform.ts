@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
+import type { Logger } from 'pino'
 import { loadConfig } from '../../src/config.js'
 import type { Config } from '../../src/config.js'
 import { createPlatform } from '../../src/platform.js'
@@ -27,7 +28,7 @@ export interface TestPlatform {
   close(opts?: { keep?: boolean }): Promise<void>
 }
 
-export async function startTestPlatform(overrides: Partial<Config> = {}): Promise<TestPlatform> {
+export async function startTestPlatform(overrides: Partial<Config> = {}, opts: { logger?: Logger } = {}): Promise<TestPlatform> {
   // A given dataDir restarts a platform on the state an earlier one left (see close({ keep: true })).
   const dataDir = overrides.dataDir ?? (await mkdtemp(join(tmpdir(), 'miosa-test-')))
   // No warm pool unless a test asks for one: spare containers would only compete for two cores.
@@ -38,7 +39,7 @@ export async function startTestPlatform(overrides: Partial<Config> = {}): Promis
     sandboxWarmPool: 0,
     ...overrides,
   }
-  const platform = createPlatform(config, { logger: pino({ level: 'silent' }) })
+  const platform = createPlatform(config, { logger: opts.logger ?? pino({ level: 'silent' }) })
   const started = await platform.start()
   const rootKey = config.rootKey ?? (await readFile(join(dataDir, 'root-key'), 'utf8')).trim()
   const platformId = (await platform.store.settings.get('platform_id')) as string

@@ -1,6 +1,7 @@
 import type { AnyRoute } from '../route.js'
 import { apiKeyRoutes } from './api-keys.js'
 import { deploymentRoutes } from './deployments.js'
+import { envVarRoutes } from './env-vars.js'
 import { organizationRoutes } from './organizations.js'
 import { previewRoutes } from './previews.js'
 import { projectRoutes } from './projects.js'
@@ -26,4 +27,5 @@ export const routes: readonly AnyRoute[] = [
   ...previewRoutes,
   ...tenantRoutes,
   ...deploymentRoutes,
+  ...envVarRoutes,
 ]
