@@ -2,15 +2,16 @@ import type { Page } from '../schemas/common.js'
 import type { Deployment, InstancesResult, RouteChange, RuntimeLogEvent, Version, VersionStatus } from '../schemas/deployments.js'
 import { DEFAULT_ENVIRONMENT, DEFAULT_RUNTIME_SETTINGS } from '../schemas/deployments.js'
 import type { HealthCheck } from '../schemas/deployments.js'
-import type { DeploymentRecord, OrgScope, Store, VersionRecord } from '../store/store.js'
+import type { DeploymentRecord, DeploymentRouteRecord, OrgScope, Store, VersionRecord } from '../store/store.js'
 import { attributionOf, listQueryOf } from './attribution.js'
 import type { AttributionInput, ListInput } from './attribution.js'
 import type { OrganizationCaller } from './caller.js'
 import { nowIso } from './clock.js'
+import type { EnvironmentService } from './environments.js'
 import { MiosaError, notFound } from './errors.js'
 import { newId } from './ids.js'
 import type { PreviewUrls } from './preview-urls.js'
-import { insertWithSlug, slugify } from './slugs.js'
+import { environmentSlugOf, insertWithSlug, slugify } from './slugs.js'
 import type { RuntimeInstances } from './runtime-instances.js'
 import type { WorkspaceService } from './workspaces.js'
 
@@ -69,13 +70,18 @@ export interface RouteChangeResult {
   change: RouteChange
 }
 
-/** A published app's managed hostname: `<deployment-slug>.<workspace-slug>.<base-domain>`. */
+/**
+ * A published app's managed hostname: `<deployment-slug>.<workspace-slug>.<base-domain>`
+ * (production), or `<deployment-slug>--<environment-slug>.<workspace-slug>.<base-domain>`.
+ */
 export interface AppRoute {
   deploymentSlug: string
   workspaceSlug: string
+  /** The environment's slug (`preview-pr-42`); undefined for production. */
+  environmentSlug?: string | undefined
 }
 
-/** What a managed hostname serves now: the active version of the deployment's production environment. */
+/** What a managed hostname serves now: the active version of the environment it names. */
 export interface AppSite {
   deploymentId: string
   workspaceId: string
@@ -101,6 +107,8 @@ export class DeploymentService {
       store: Store
       workspaces: WorkspaceService
       urls: PreviewUrls
+      /** Which environments a deployment has; publish, rollback and promote check theirs. */
+      environments: EnvironmentService
       /** Dynamic versions go live through a rollout of their instances. */
       instances?: RuntimeInstances | undefined
     },
@@ -161,6 +169,17 @@ export class DeploymentService {
   }
 
   /**
+   * The deployment a publish by name would use, without creating it: the existing one, or
+   * what would be created (id empty). For checks made before anything is written.
+   */
+  async findOrPlan(organizationId: string, input: CreateDeployment): Promise<Pick<DeploymentRecord, 'id' | 'slug' | 'project_id'>> {
+    const workspaceId = await this.workspaceOf(organizationId, input.workspace_id)
+    const slug = input.slug ?? slugify(input.name, 'app')
+    const [existing] = await this.deps.store.deployments.find({ organization_id: organizationId }, { workspace_id: workspaceId, slug }, 1)
+    return existing ?? { id: '', slug, project_id: input.project_id ?? null }
+  }
+
+  /**
    * The deployment a publish by name names: found by slug (the given one, else made from
    * the name) in the workspace, or created. Two first publishes at once find one deployment.
    */
@@ -186,8 +205,12 @@ export class DeploymentService {
     return record
   }
 
-  /** The managed URL of a deployment. */
-  async urlOf(record: DeploymentRecord, slugs?: Map<string, Promise<string>>): Promise<string> {
+  /** The managed URL of a deployment's environment (default production). */
+  async urlOf(record: DeploymentRecord, slugs?: Map<string, Promise<string>>, environment: string = DEFAULT_ENVIRONMENT): Promise<string> {
+    return this.deps.urls.appUrl(record.slug, await this.workspaceSlugOf(record, slugs), environment === DEFAULT_ENVIRONMENT ? undefined : environmentSlugOf(environment))
+  }
+
+  private async workspaceSlugOf(record: DeploymentRecord, slugs?: Map<string, Promise<string>>): Promise<string> {
     let slug = slugs?.get(record.workspace_id)
     if (slug === undefined) {
       slug = this.deps.store.workspaces.get({ organization_id: record.organization_id }, record.workspace_id).then((w) => {
@@ -196,20 +219,39 @@ export class DeploymentService {
       })
       slugs?.set(record.workspace_id, slug)
     }
-    return this.deps.urls.appUrl(record.slug, await slug)
+    return slug
   }
 
+  /**
+   * The deployment as answered: its production URL, and in `routes` every environment it has
+   * (its project's, or the defaults) with its URL and active version (null where nothing is
+   * published), then any route left to an environment that no longer exists (url null).
+   */
   async toWire(record: DeploymentRecord, slugs?: Map<string, Promise<string>>): Promise<Deployment> {
-    const [url, routes] = await Promise.all([
-      this.urlOf(record, slugs),
-      this.deps.store.deploymentRoutes.list({ organization_id: record.organization_id }, record.id),
+    const scope = { organization_id: record.organization_id }
+    const [workspaceSlug, routes, environments] = await Promise.all([
+      this.workspaceSlugOf(record, slugs),
+      this.deps.store.deploymentRoutes.list(scope, record.id),
+      this.deps.environments.ofDeployment(scope, record),
     ])
-    const production = routes.find((r) => r.environment === DEFAULT_ENVIRONMENT)
+    const byName = new Map<string, DeploymentRouteRecord>(routes.map((r) => [r.environment, r]))
+    const urlIn = (name: string) => this.deps.urls.appUrl(record.slug, workspaceSlug, name === DEFAULT_ENVIRONMENT ? undefined : environmentSlugOf(name))
+    const known = new Set(environments.map((e) => e.name))
     return {
       ...record,
-      url,
-      active_version_id: production?.active_version_id ?? null,
-      routes: routes.map(({ environment, active_version_id, updated_at }) => ({ environment, active_version_id, updated_at })),
+      url: urlIn(DEFAULT_ENVIRONMENT),
+      active_version_id: byName.get(DEFAULT_ENVIRONMENT)?.active_version_id ?? null,
+      routes: [
+        ...environments.map(({ name }) => ({
+          environment: name,
+          url: urlIn(name),
+          active_version_id: byName.get(name)?.active_version_id ?? null,
+          updated_at: byName.get(name)?.updated_at ?? null,
+        })),
+        ...routes
+          .filter((r) => !known.has(r.environment))
+          .map(({ environment, active_version_id, updated_at }) => ({ environment, url: null, active_version_id, updated_at })),
+      ],
     }
   }
 
@@ -225,8 +267,9 @@ export class DeploymentService {
     const shown = showArchived ? page.data : page.data.filter((v) => v.status !== 'archived')
     // Versions made in the same millisecond still read newest first.
     const data = shown.toSorted((a, b) => b.version_number - a.version_number)
-    const url = await this.urlOf(deployment)
-    return { data: data.map((v) => versionWire(v, url)), next_cursor: page.next_cursor }
+    const slugs = new Map<string, Promise<string>>()
+    const wire = await Promise.all(data.map(async (v) => versionWire(v, await this.urlOf(deployment, slugs, v.environment))))
+    return { data: wire, next_cursor: page.next_cursor }
   }
 
   async getVersion(organizationId: string, id: string): Promise<Version> {
@@ -242,7 +285,7 @@ export class DeploymentService {
 
   async versionToWire(record: VersionRecord): Promise<Version> {
     const deployment = await this.record({ organization_id: record.organization_id }, record.deployment_id)
-    return versionWire(record, await this.urlOf(deployment))
+    return versionWire(record, await this.urlOf(deployment, undefined, record.environment))
   }
 
   /**
@@ -297,13 +340,15 @@ export class DeploymentService {
   ): Promise<RouteChangeResult> {
     const scope = { organization_id: organizationId }
     const deployment = await this.record(scope, deploymentId)
+    const environment = input.environment ?? DEFAULT_ENVIRONMENT
+    // An environment the deployment does not have is a 4xx before anything moves.
+    await this.deps.environments.ensure(scope, deployment, environment)
     const version = await this.versionOf(scope, deployment, input)
     if (version.status !== 'ready') {
       throw new MiosaError('conflict', `version ${version.version_number} (${version.id}) is ${version.status}: only a ready version can be served`, {
         details: { field: input.version_id === undefined ? 'version_number' : 'version_id', status: version.status },
       })
     }
-    const environment = input.environment ?? DEFAULT_ENVIRONMENT
     let change: RouteChange | undefined
     const flip = async () => {
       change = await this.deps.store.deploymentRoutes.repoint(scope, {
@@ -325,7 +370,7 @@ export class DeploymentService {
     else await flip()
     if (change === undefined) throw new MiosaError('internal', 'the route change was not recorded')
     const wire = await this.toWire(await this.record(scope, deployment.id))
-    return { deployment: wire, version: versionWire(version, wire.url), change }
+    return { deployment: wire, version: versionWire(version, await this.urlOf(deployment, undefined, version.environment)), change }
   }
 
   private async versionOf(scope: OrgScope, deployment: DeploymentRecord, ref: VersionRef): Promise<VersionRecord> {
@@ -372,18 +417,28 @@ export class DeploymentService {
 
   // ── the edge ────────────────────────────────────────────────────────────────
 
-  /** The app a managed hostname names, from its production route; undefined when unknown or nothing is published yet. */
+  /**
+   * The app a managed hostname names, from the route of its environment (production when the
+   * host names none); undefined when unknown, the environment does not exist, or nothing is published there yet.
+   */
   async resolveApp(route: AppRoute): Promise<AppSite | undefined> {
     const deployment = await this.deps.store.deployments.findByHost(route.workspaceSlug, route.deploymentSlug)
     if (deployment === undefined) return undefined
-    const active = await this.deps.store.deploymentRoutes.findUnscoped(deployment.id, DEFAULT_ENVIRONMENT)
+    let environment = DEFAULT_ENVIRONMENT
+    if (route.environmentSlug !== undefined) {
+      const found = await this.deps.environments.bySlugUnscoped(deployment, route.environmentSlug)
+      // production is reached at the plain hostname only: one URL per environment.
+      if (found === undefined || found.name === DEFAULT_ENVIRONMENT) return undefined
+      environment = found.name
+    }
+    const active = await this.deps.store.deploymentRoutes.findUnscoped(deployment.id, environment)
     if (active === undefined || active.active_version_id === null) return undefined
     const version = await this.deps.store.versions.findById(active.active_version_id)
     if (version === undefined || version.release_sha256 === null || version.release_kind === null) return undefined
     return {
       deploymentId: deployment.id,
       workspaceId: deployment.workspace_id,
-      environment: DEFAULT_ENVIRONMENT,
+      environment,
       versionId: version.id,
       release: { sha256: version.release_sha256, kind: version.release_kind },
       spaFallback: version.plan?.spa_fallback ?? deployment.spa_fallback,

@@ -38,9 +38,14 @@ export class PreviewUrls {
     return this.origin(`${port}-${slug}.${domain}`)
   }
 
-  /** A published app's managed URL: `<deployment-slug>.<workspace-slug>.<base-domain>` on the edge. */
-  appUrl(deploymentSlug: string, workspaceSlug: string): string {
-    return this.origin(`${deploymentSlug}.${workspaceSlug}.${this.options.baseDomain}`)
+  /**
+   * A published app's managed URL on the edge: `<deployment-slug>.<workspace-slug>.<base-domain>`
+   * for production, `<deployment-slug>--<environment-slug>.<workspace-slug>.<base-domain>` for
+   * any other environment (one DNS label: one wildcard certificate per workspace covers them all).
+   */
+  appUrl(deploymentSlug: string, workspaceSlug: string, environmentSlug?: string): string {
+    const label = environmentSlug === undefined ? deploymentSlug : `${deploymentSlug}--${environmentSlug}`
+    return this.origin(`${label}.${workspaceSlug}.${this.options.baseDomain}`)
   }
 
   /** The URL with `?token=` appended: what a browser opens to exchange the token for a cookie. */

@@ -4,6 +4,7 @@ import type { Page } from '../schemas/common.js'
 import { attributionOf, attributionPatchOf, listQueryOf } from './attribution.js'
 import type { AttributionInput, AttributionPatchInput, ListInput } from './attribution.js'
 import { nowIso } from './clock.js'
+import { EnvironmentService } from './environments.js'
 import { notFound } from './errors.js'
 import { newId } from './ids.js'
 import { insertWithSlug, slugify } from './slugs.js'
@@ -37,8 +38,13 @@ export class ProjectService {
       created_at: now,
       updated_at: now,
     }
+    // The project and its default environments (production, staging) land together or not at all.
     return insertWithSlug(input.slug, slugify(input.name, 'project'), (slug) =>
-      this.store.projects.insert({ ...base, slug }),
+      this.store.transaction(async (tx) => {
+        const project = await tx.projects.insert({ ...base, slug })
+        await EnvironmentService.createDefaults(tx, organizationId, project.id, now)
+        return project
+      }),
     )
   }
 
@@ -67,7 +73,13 @@ export class ProjectService {
     return updated
   }
 
+  /** Deletes the project with its environments (a project that still has deployments is a 409). */
   async delete(organizationId: string, id: string): Promise<void> {
-    if (!(await this.store.projects.delete({ organization_id: organizationId }, id))) throw notFound('project', id)
+    const scope = { organization_id: organizationId }
+    const deleted = await this.store.transaction(async (tx) => {
+      await tx.environments.deleteByProject(scope, id)
+      return tx.projects.delete(scope, id)
+    })
+    if (!deleted) throw notFound('project', id)
   }
 }

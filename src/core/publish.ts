@@ -9,6 +9,7 @@ import type { OrganizationCaller } from './caller.js'
 import { nowIso } from './clock.js'
 import type { CreateDeployment, DeploymentService } from './deployments.js'
 import { versionWire } from './deployments.js'
+import type { EnvironmentService } from './environments.js'
 import { MiosaError } from './errors.js'
 import { newId } from './ids.js'
 import type { Log } from './log.js'
@@ -112,6 +113,8 @@ export class PublishService {
     private readonly deps: {
       store: Store
       deployments: DeploymentService
+      /** The environment a publish names must exist (checked before anything is written). */
+      environments: EnvironmentService
       sandboxes: SandboxService
       /** Dynamic versions go live through a rollout of their instances. */
       instances?: RuntimeInstances | undefined
@@ -132,6 +135,7 @@ export class PublishService {
   async publish(organizationId: string, caller: OrganizationCaller, deploymentId: string, input: PublishInput, opts: { wait?: boolean } = {}): Promise<Version> {
     const scope = { organization_id: organizationId }
     const deployment = await this.deps.deployments.record(scope, deploymentId)
+    await this.deps.environments.ensure(scope, deployment, input.environment ?? DEFAULT_ENVIRONMENT)
     const source = await this.sourceOf(scope, requireSandbox(input))
     return this.publishSource(deployment, caller, input, source, opts)
   }
@@ -140,6 +144,7 @@ export class PublishService {
   async publishByName(organizationId: string, caller: OrganizationCaller, input: PublishByName, opts: { wait?: boolean } = {}): Promise<Version> {
     const scope = { organization_id: organizationId }
     // Everything the request names is checked before anything is created.
+    await this.deps.environments.ensure(scope, await this.deps.deployments.findOrPlan(organizationId, deploymentInput(input)), input.environment ?? DEFAULT_ENVIRONMENT)
     const source = await this.sourceOf(scope, requireSandbox(input))
     const deployment = await this.deps.deployments.findOrCreate(organizationId, deploymentInput(input))
     return this.publishSource(deployment, caller, input, source, opts)
@@ -156,6 +161,7 @@ export class PublishService {
   ): Promise<Version> {
     const scope = { organization_id: organizationId }
     const deployment = await this.deps.deployments.record(scope, deploymentId)
+    await this.deps.environments.ensure(scope, deployment, input.environment ?? DEFAULT_ENVIRONMENT)
     const builder = this.builder()
     const source = await builder.captureUpload(tar)
     return this.publishSource(deployment, caller, { ...input, sandbox_id: undefined }, source, opts)
@@ -256,7 +262,7 @@ export class PublishService {
       })
     if (opts.wait === true) await build.done
     const current = opts.wait === true ? ((await this.deps.store.versions.get(scope, version.id)) ?? version) : version
-    return versionWire(current, await this.deps.deployments.urlOf(deployment))
+    return versionWire(current, await this.deps.deployments.urlOf(deployment, undefined, current.environment))
   }
 
   private async runBuild(

@@ -66,3 +66,28 @@ function isSlugConflict(error: unknown): boolean {
     (error.details as { field?: string } | undefined)?.field === 'slug'
   )
 }
+
+// Deployment environment names and their slugs. A name is one or two lowercase segments
+// joined by `/` (`production`, `qa`, `preview/pr-42`); each segment is letters, digits and
+// hyphens, starting and ending with a letter or digit. Its slug, the name with `/` → `-`, is
+// the DNS-label part of its URL: `<deployment-slug>--<environment-slug>.<workspace-slug>.<base-domain>`.
+
+export const ENVIRONMENT_NAME_MAX_LENGTH = 40
+export const PRODUCTION = 'production'
+export const STAGING = 'staging'
+/** Every project has these from its creation; a deployment outside a project has only these. */
+export const DEFAULT_ENVIRONMENTS = [PRODUCTION, STAGING] as const
+
+const SEGMENT = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?'
+export const ENVIRONMENT_NAME_PATTERN = new RegExp(`^${SEGMENT}(?:/${SEGMENT})?$`)
+export const ENVIRONMENT_NAME_RULE =
+  'lowercase letters, digits and hyphens (not at either end), in at most two segments joined by one "/" (e.g. "qa", "preview/pr-42"), at most 40 characters'
+
+export function isEnvironmentName(value: string): boolean {
+  return value.length <= ENVIRONMENT_NAME_MAX_LENGTH && ENVIRONMENT_NAME_PATTERN.test(value)
+}
+
+/** The DNS-label form of a (valid) environment name: `preview/pr-42` → `preview-pr-42`. */
+export function environmentSlugOf(name: string): string {
+  return name.replace('/', '-')
+}

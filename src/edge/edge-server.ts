@@ -365,7 +365,7 @@ class Edge {
     const route = this.route(host)
     let site: PreviewSite | undefined
     let app: AppSite | undefined
-    if (route?.kind === 'app') app = await this.backend.resolveApp({ deploymentSlug: route.deploymentSlug, workspaceSlug: route.workspaceSlug })
+    if (route?.kind === 'app') app = await this.backend.resolveApp({ deploymentSlug: route.deploymentSlug, workspaceSlug: route.workspaceSlug, environmentSlug: route.environmentSlug })
     else if (route !== undefined) {
       site = await this.backend.resolve(route.tenantDomain === undefined ? { slug: route.slug, port: route.port } : { slug: route.slug, port: route.port, tenantDomain: route.tenantDomain })
     }

@@ -9,8 +9,11 @@ import type { AppRoute, HostRoute } from './edge-backend.js'
 //   <port>-<slug>.<tenant-domain>         the same under a tenant preview domain
 //   <slug>.<tenant-domain>                (at least three labels; the backend checks the
 //                                          domain is a verified tenant preview domain)
-//   <deployment>.<workspace>.<base-domain> a published app (exactly two labels before the
-//                                          base domain, the second not `sandbox`)
+//   <deployment>.<workspace>.<base-domain> a published app's production environment (exactly
+//                                          two labels before the base domain, the second not `sandbox`)
+//   <deployment>--<environment>.<workspace>.<base-domain>
+//                                          another environment of it: the first label split at
+//                                          its first `--` (deployment slugs never contain `--`)
 
 const MAX_HOST_LENGTH = 253
 const MAX_LABEL_LENGTH = 63
@@ -58,7 +61,12 @@ function appRoute(host: string, baseSuffix: string): EdgeRoute | undefined {
   if (host.indexOf('.', dot + 1) < end) return undefined
   const workspaceSlug = host.slice(dot + 1, end)
   if (workspaceSlug === 'sandbox') return undefined
-  return { kind: 'app', deploymentSlug: host.slice(0, dot), workspaceSlug }
+  const separator = host.indexOf('--')
+  if (separator === -1 || separator > dot) return { kind: 'app', deploymentSlug: host.slice(0, dot), workspaceSlug }
+  // `<deployment>--<environment>`: both parts non-empty (the label's ends are never `-`).
+  const environmentSlug = host.slice(separator + 2, dot)
+  if (separator === 0 || environmentSlug.length === 0 || environmentSlug.charCodeAt(0) === 45) return undefined
+  return { kind: 'app', deploymentSlug: host.slice(0, separator), workspaceSlug, environmentSlug }
 }
 
 function previewRoute(host: string, sandboxSuffix: string): PreviewRoute | undefined {

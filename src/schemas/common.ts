@@ -28,7 +28,7 @@ export const nameSchema = z.string().trim().min(1).max(NAME_MAX_LENGTH)
 export const slugSchema = z
   .string()
   .max(SLUG_MAX_LENGTH)
-  .regex(SLUG_PATTERN, 'must be lowercase letters, digits and single hyphens, starting and ending with a letter or digit')
+  .regex(SLUG_PATTERN, 'must be lowercase letters, digits and single hyphens (`--` is reserved: it separates a deployment from its environment in URLs), starting and ending with a letter or digit')
   .meta({ description: 'DNS-label-safe name used in hostnames' })
 
 export const metadataSchema = z

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { attributionInput, attributionOutput, idOf, listQuery, nameSchema, slugSchema, timestamp } from './common.js'
+import { environmentNameSchema } from './environments.js'
 import { queryFlag } from './sandboxes.js'
 
 // Publishing: a deployment (the stable app with its managed URL), its versions (one per
@@ -11,7 +12,8 @@ export const VERSION_STATUSES = ['building', 'ready', 'failed', 'archived'] as c
 export const ROUTE_CHANGE_REASONS = ['publish', 'rollback', 'promote'] as const
 export const DEFAULT_ENVIRONMENT = 'production'
 
-export const environmentSchema = slugSchema.meta({ description: `An environment name (default "${DEFAULT_ENVIRONMENT}")` })
+/** An environment name: `production`, `staging`, `qa`, `preview/pr-42` (see schemas/environments.ts). */
+export const environmentSchema = environmentNameSchema
 
 const shaSchema = z.string().nullable()
 
@@ -69,8 +71,12 @@ export const DEFAULT_RUNTIME_SETTINGS = {
 export const deploymentRouteSchema = z
   .object({
     environment: z.string(),
-    active_version_id: z.string().nullable(),
-    updated_at: timestamp,
+    url: z
+      .string()
+      .nullable()
+      .meta({ description: "The environment's managed URL (production: `<deployment>.<workspace>.<base-domain>`, others: `<deployment>--<environment-slug>.<workspace>.<base-domain>`); null for a route left to an environment that no longer exists" }),
+    active_version_id: z.string().nullable().meta({ description: 'null until a version is published or promoted there' }),
+    updated_at: timestamp.nullable().meta({ description: 'When the route last changed; null if it never has' }),
   })
   .meta({ id: 'DeploymentRoute' })
 
@@ -85,7 +91,7 @@ export const deploymentSchema = z
     spa_fallback: z.boolean(),
     url: z.string().meta({ description: 'The managed URL (`<deployment-slug>.<workspace-slug>.<base-domain>`): stable across publishes' }),
     active_version_id: z.string().nullable().meta({ description: 'The version the production environment serves; null until a publish is ready' }),
-    routes: z.array(deploymentRouteSchema).meta({ description: 'Every environment and its active version' }),
+    routes: z.array(deploymentRouteSchema).meta({ description: "Every environment of the deployment (its project's, or production and staging outside a project), production first, with its URL and active version" }),
     instances: z.number().int().meta({ description: 'Desired runtime instances per environment (dynamic versions)' }),
     health_check: healthCheckSchema,
     deploy_timeout_seconds: z.number().int().meta({ description: "How long a new version's instances may take to become healthy before the version fails" }),
@@ -113,7 +119,7 @@ export const versionSchema = z
     release_kind: z.enum(['static', 'dynamic']).nullable(),
     sandbox_id: z.string().nullable(),
     created_by: z.string().meta({ description: 'The API key id that published it' }),
-    url: z.string().meta({ description: "The deployment's managed URL" }),
+    url: z.string().meta({ description: 'The managed URL of the environment it was published to' }),
     ...attributionOutput,
     created_at: timestamp,
     updated_at: timestamp,

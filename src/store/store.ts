@@ -6,6 +6,7 @@ import type { Workspace } from '../schemas/workspaces.js'
 import type { Sandbox, Snapshot } from '../schemas/sandboxes.js'
 import type { PreviewToken, ShareToken } from '../schemas/previews.js'
 import type { Deployment, Instance, InstanceEvent, RouteChange, Version } from '../schemas/deployments.js'
+import type { Environment } from '../schemas/environments.js'
 
 // The store as core sees it: typed tables of plain records, every organization-owned
 // table reached only through a scope that names the organization. Dialects (SQLite,
@@ -65,6 +66,9 @@ export type TenantSettingsPatch = Partial<Omit<TenantSettingsRecord, 'workspace_
 }
 
 export type DeploymentRecord = Omit<Deployment, 'url' | 'active_version_id' | 'routes'>
+
+/** A deployment environment of a project: its name and its slug (unique in the project). */
+export type EnvironmentRecord = Environment
 
 /** Which version an environment of a deployment serves. */
 export interface DeploymentRouteRecord {
@@ -159,6 +163,8 @@ export interface DeploymentRoutesStore {
    * higher number: a slow publish never replaces a later one.
    */
   repoint(scope: OrgScope, change: RouteChangeRequest, opts?: { onlyIfNewer?: boolean }): Promise<RouteChangeRecord | undefined>
+  /** Removes the environment's route of every deployment of the project (the environment is deleted); answers how many. */
+  deleteForEnvironment(scope: OrgScope, projectId: string, environment: string): Promise<number>
 }
 
 /** Scope of a query on an organization's table: the caller's organization, always. */
@@ -217,6 +223,12 @@ export interface Store {
   }
   readonly workspaces: Table<Workspace, OrgScope>
   readonly projects: Table<Project, OrgScope>
+  readonly environments: Table<EnvironmentRecord, OrgScope> & {
+    /** A project's environment by slug, across organizations: for the edge, never for callers. */
+    findBySlugUnscoped(projectId: string, slug: string): Promise<EnvironmentRecord | undefined>
+    /** Removes every environment of the project (the project is being deleted); answers how many. */
+    deleteByProject(scope: OrgScope, projectId: string): Promise<number>
+  }
   readonly sandboxes: Table<SandboxRecord, OrgScope> & {
     /** Sandboxes of every organization in these states: for the reaper and re-adoption, never for callers. */
     findInStates(states: readonly SandboxRecord['state'][]): Promise<SandboxRecord[]>

@@ -85,7 +85,10 @@ describe('deployments', () => {
     expect(dep.slug).toBe('smile-dental')
     expect(dep.url).toMatch(new RegExp(`^http://smile-dental\\.${workspace.slug}\\.localhost:\\d+$`))
     expect(dep.active_version_id).toBeNull()
-    expect(dep.routes).toEqual([])
+    expect(dep.routes).toEqual([
+      { environment: 'production', url: dep.url, active_version_id: null, updated_at: null },
+      { environment: 'staging', url: dep.url.replace('smile-dental.', 'smile-dental--staging.'), active_version_id: null, updated_at: null },
+    ])
 
     const got = await t.call('GET', `/api/v1/deployments/${dep.id}`, { key: org.key })
     expect(got.json).toEqual(dep)
@@ -187,8 +190,8 @@ describe('rollback and promote', () => {
     expect(staging.status).toBe(200)
     expect(staging.json.deployment.active_version_id).toBe(v2.id)
     expect(staging.json.deployment.routes).toEqual([
-      { environment: 'production', active_version_id: v2.id, updated_at: expect.any(String) },
-      { environment: 'staging', active_version_id: v1.id, updated_at: expect.any(String) },
+      { environment: 'production', url: dep.url, active_version_id: v2.id, updated_at: expect.any(String) },
+      { environment: 'staging', url: expect.stringContaining('--staging.'), active_version_id: v1.id, updated_at: expect.any(String) },
     ])
 
     // Not ready: 409, and the route is untouched.

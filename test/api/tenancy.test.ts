@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { z } from 'zod'
+import { z } from 'zod'
 import { API_PREFIXES } from '../../src/api/api-server.js'
 import type { AnyRoute } from '../../src/api/route.js'
 import { routes } from '../../src/api/routes/index.js'
@@ -263,6 +263,12 @@ function probesFor(route: AnyRoute, prefix: string): Probe[] {
   const sent: string[] = []
   for (const [name, schema] of Object.entries(shapeOf(route.params))) {
     const idPrefix = innerIdPrefix(schema)
+    // A param that is no id (an environment's name) takes its schema's example.
+    const example = (z.globalRegistry.get(schema) as { example?: unknown } | undefined)?.example
+    if (idPrefix === undefined && typeof example === 'string') {
+      path = path.replace(`:${name}`, encodeURIComponent(example))
+      continue
+    }
     const id = idPrefix === undefined ? undefined : victimIds[idPrefix]
     if (id === undefined) throw new Error(`${route.method} ${route.path}: no victim id for :${name} (prefix ${idPrefix}); extend this test`)
     path = path.replace(`:${name}`, id)

@@ -79,6 +79,31 @@ describe('host router', () => {
     expect(r('site.team.other.example.net')).toEqual({ kind: 'preview', slug: 'site', port: undefined, tenantDomain: 'team.other.example.net' })
   })
 
+  it('reads <deployment>--<environment>.<workspace>.<base-domain> as another environment of an app, split at the first --', () => {
+    expect(route('smile-dental--staging.acme.localhost')).toEqual({ kind: 'app', deploymentSlug: 'smile-dental', workspaceSlug: 'acme', environmentSlug: 'staging' })
+    expect(route('Smile-Dental--Preview-PR-42.acme.localhost:8081')).toEqual({
+      kind: 'app',
+      deploymentSlug: 'smile-dental',
+      workspaceSlug: 'acme',
+      environmentSlug: 'preview-pr-42',
+    })
+    // Deployment slugs never contain `--`, so the first one is the separator; the rest is the environment's.
+    expect(route('app--qa--x.acme.localhost')).toEqual({ kind: 'app', deploymentSlug: 'app', workspaceSlug: 'acme', environmentSlug: 'qa--x' })
+    // Production has no suffix: a plain label has no environmentSlug at all.
+    expect(route('app.acme.localhost')).not.toHaveProperty('environmentSlug')
+    // `--` in the workspace label is not an environment separator.
+    expect(route('app.ac--me.localhost')).toEqual({ kind: 'app', deploymentSlug: 'app', workspaceSlug: 'ac--me' })
+    const r = createHostRouter('apps.example.net')
+    expect(r('site--canary.team.apps.example.net')).toEqual({ kind: 'app', deploymentSlug: 'site', workspaceSlug: 'team', environmentSlug: 'canary' })
+  })
+
+  it('names no app for an empty or malformed environment part', () => {
+    // A label never starts or ends with `-`; a third hyphen leaves an environment starting with one.
+    for (const host of ['app--.acme.localhost', '--qa.acme.localhost', 'app---qa.acme.localhost']) {
+      expect(route(host)?.kind, host).not.toBe('app')
+    }
+  })
+
   it('works for other base domains', () => {
     const r = createHostRouter('Miosa.Example.NET')
     expect(r('8080-xyz.sandbox.miosa.example.net')).toEqual({ kind: 'preview', slug: 'xyz', port: 8080 })

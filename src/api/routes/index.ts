@@ -1,7 +1,7 @@
 import type { AnyRoute } from '../route.js'
 import { apiKeyRoutes } from './api-keys.js'
 import { deploymentRoutes } from './deployments.js'
-import { envVarRoutes } from './env-vars.js'
+import { environmentRoutes } from './environments.js'
 import { organizationRoutes } from './organizations.js'
 import { previewRoutes } from './previews.js'
 import { projectRoutes } from './projects.js'
@@ -20,6 +20,7 @@ export const routes: readonly AnyRoute[] = [
   ...apiKeyRoutes,
   ...workspaceRoutes,
   ...projectRoutes,
+  ...environmentRoutes,
   ...sandboxRoutes,
   ...sandboxExecRoutes,
   ...sandboxFileRoutes,
@@ -27,5 +28,4 @@ export const routes: readonly AnyRoute[] = [
   ...previewRoutes,
   ...tenantRoutes,
   ...deploymentRoutes,
-  ...envVarRoutes,
 ]

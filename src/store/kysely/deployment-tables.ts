@@ -199,6 +199,16 @@ export class DeploymentRoutesTable implements DeploymentRoutesStore {
       return record
     })
   }
+
+  async deleteForEnvironment(scope: OrgScope, projectId: string, environment: string): Promise<number> {
+    const result = await this.db
+      .deleteFrom('deployment_routes')
+      .where('organization_id', '=', scope.organization_id)
+      .where('environment', '=', environment)
+      .where('deployment_id', 'in', this.db.selectFrom('deployments').select('id').where('project_id', '=', projectId).where('organization_id', '=', scope.organization_id))
+      .executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
 }
 
 export function releasesTable(db: Kysely<AnyDatabase>): Store['releases'] {

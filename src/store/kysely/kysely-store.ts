@@ -20,6 +20,7 @@ import { migrations } from '../migrations/index.js'
 import { KyselyTable } from './table.js'
 import { TenantSettingsTable } from './tenant-settings-table.js'
 import { EnvVarsTable } from './env-vars-table.js'
+import { environmentsTable } from './environments-table.js'
 import { DeploymentRoutesTable, deploymentsTable, instanceEventsSpec, instancesTable, releasesTable, routeChangesSpec, versionsTable } from './deployment-tables.js'
 import type { AnyDatabase, Dialect, TableSpec } from './table.js'
 
@@ -99,6 +100,7 @@ export class KyselyStore implements Store {
   readonly apiKeys: KyselyTable<ApiKeyRecord, OrgScope> & { findByHash(hash: string): Promise<ApiKeyRecord | undefined> }
   readonly workspaces: KyselyTable<Workspace, OrgScope>
   readonly projects: KyselyTable<Project, OrgScope>
+  readonly environments: Store['environments']
   readonly sandboxes: KyselyTable<SandboxRecord, OrgScope> & Pick<Store['sandboxes'], 'findInStates' | 'findByIds' | 'findBySlug'>
   readonly snapshots: KyselyTable<SnapshotRecord, OrgScope>
   readonly previewTokens: KyselyTable<PreviewTokenRecord, OrgScope> & Pick<Store['previewTokens'], 'findById'>
@@ -124,6 +126,7 @@ export class KyselyStore implements Store {
     this.apiKeys = Object.assign(keys, { findByHash: (hash: string) => keys.findUnscoped('hash', hash) })
     this.workspaces = new KyselyTable(db, dialect, workspaces)
     this.projects = new KyselyTable(db, dialect, projects)
+    this.environments = environmentsTable(db, dialect)
     const sandboxTable = new KyselyTable<SandboxRecord, OrgScope>(db, dialect, sandboxes)
     this.sandboxes = Object.assign(sandboxTable, {
       findInStates: (states: readonly SandboxRecord['state'][]) => sandboxTable.findInUnscoped('state', states),

@@ -4,6 +4,7 @@ import * as sandboxes from './0002-sandboxes.js'
 import * as previews from './0003-previews.js'
 import * as deployments from './0004-deployments.js'
 import * as runtimeInstances from './0005-runtime-instances.js'
+import * as environments from './0006-environments.js'
 import * as envVars from './0007-env-vars.js'
 
 // Listed here rather than read from disk, so the compiled package needs no file lookup.
@@ -14,5 +15,6 @@ export const migrations: Record<string, Migration> = {
   '0003-previews': previews,
   '0004-deployments': deployments,
   '0005-runtime-instances': runtimeInstances,
+  '0006-environments': environments,
   '0007-env-vars': envVars,
 }
