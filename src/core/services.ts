@@ -4,6 +4,7 @@ import type { RuntimeDriver } from '../runtime/runtime-driver.js'
 import type { ReleaseRecord, Store } from '../store/store.js'
 import { ApiKeyService } from './api-keys.js'
 import { DeploymentService } from './deployments.js'
+import { EnvVarService } from './env-vars.js'
 import { EnvironmentService } from './environments.js'
 import type { InflightRequests } from './inflight.js'
 import type { Log } from './log.js'
@@ -13,6 +14,8 @@ import { PreviewSigner } from './preview-signing.js'
 import { PreviewSites } from './preview-sites.js'
 import { PreviewTokenService } from './preview-tokens.js'
 import { PreviewUrls } from './preview-urls.js'
+import { memoryMasterKeySource } from './secret-box.js'
+import type { MasterKeySource } from './secret-box.js'
 import { ProjectService } from './projects.js'
 import { PublishService } from './publish.js'
 import { RuntimeInstances } from './runtime-instances.js'
@@ -34,6 +37,8 @@ export interface Services {
   projects: ProjectService
   /** Deployment environments per project; `ensure` checks the one a request names. */
   environments: EnvironmentService
+  /** Env vars and secrets of deployment environments (sealed at rest); its `resolve` (EnvironmentValues) decrypts them for builds, instances and sandboxes. */
+  envVars: EnvVarService
   sandboxes: SandboxService
   sandboxOps: SandboxOperations
   templates: TemplateService
@@ -94,6 +99,8 @@ export interface ServiceDeps {
   checkHealth?: HealthChecker | undefined
   /** Requests in flight per instance address, shared with the edge. */
   inflight?: InflightRequests | undefined
+  /** Where the master key sealing env values lives (src/secrets/master-key-file.ts); default: a key in memory only. */
+  masterKeys?: MasterKeySource | undefined
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -124,6 +131,7 @@ export function createServices(deps: ServiceDeps): Services {
       for (const deploymentId of ids) deployments.routeChanged({ deploymentId, staticReleaseSha256: null })
     },
   })
+  const envVars = new EnvVarService({ store: deps.store, keys: deps.masterKeys ?? memoryMasterKeySource(), environments })
   const deployments = new DeploymentService({ store: deps.store, workspaces, urls: sandboxes.previewUrls, environments, instances })
   const publish = new PublishService({
     store: deps.store,
@@ -141,6 +149,7 @@ export function createServices(deps: ServiceDeps): Services {
     workspaces,
     projects: new ProjectService(deps.store),
     environments,
+    envVars,
     sandboxes,
     sandboxOps: new SandboxOperations({ sandboxes, runtime: deps.runtime, checkArchive: deps.checkArchive }),
     templates: new TemplateService(deps.runtime),

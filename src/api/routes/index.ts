@@ -1,6 +1,7 @@
 import type { AnyRoute } from '../route.js'
 import { apiKeyRoutes } from './api-keys.js'
 import { deploymentRoutes } from './deployments.js'
+import { envVarRoutes } from './env-vars.js'
 import { environmentRoutes } from './environments.js'
 import { organizationRoutes } from './organizations.js'
 import { previewRoutes } from './previews.js'
@@ -28,4 +29,5 @@ export const routes: readonly AnyRoute[] = [
   ...previewRoutes,
   ...tenantRoutes,
   ...deploymentRoutes,
+  ...envVarRoutes,
 ]
