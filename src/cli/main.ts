@@ -26,6 +26,7 @@ import { registerLogs } from './commands/logs/run.js'
 import { registerInstances } from './commands/instances/index.js'
 import { registerScale } from './commands/scale/run.js'
 import { registerRestart } from './commands/restart/run.js'
+import { registerEnvironments } from './commands/environments/index.js'
 
 // `miosa … | head` closes stdout early: that is the reader's choice, not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
@@ -87,6 +88,7 @@ registerLogs(program)
 registerInstances(program)
 registerScale(program)
 registerRestart(program)
+registerEnvironments(program)
 
 // The program's --version only when no command is named: `miosa promote <deployment> --version 18`
 // is the command's own option (the program would otherwise take it wherever it appears).

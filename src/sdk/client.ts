@@ -5,6 +5,7 @@ import type { Whoami } from '../schemas/system.js'
 import type { CreateWorkspaceInput, UpdateWorkspaceInput, Workspace } from '../schemas/workspaces.js'
 import { CrudResource, Resource } from './resource.js'
 import { Deployments, Versions } from './deployments.js'
+import { Environments } from './environments.js'
 import { PreviewTokens, ShareTokens } from './previews.js'
 import { Sandboxes } from './sandboxes.js'
 import { Templates } from './templates.js'
@@ -54,6 +55,8 @@ export class MiosaClient {
   readonly apiKeys: ApiKeys
   readonly workspaces: CrudResource<Workspace, CreateWorkspaceInput, UpdateWorkspaceInput>
   readonly projects: CrudResource<Project, CreateProjectInput, UpdateProjectInput, ProjectListParams>
+  /** Deployment environments of a project. */
+  readonly environments: Environments
   readonly sandboxes: Sandboxes
   readonly templates: Templates
   readonly previewTokens: PreviewTokens
@@ -69,6 +72,7 @@ export class MiosaClient {
     this.apiKeys = new ApiKeys(this.transport, `${API}/api-keys`)
     this.workspaces = new CrudResource(this.transport, `${API}/workspaces`)
     this.projects = new CrudResource(this.transport, `${API}/projects`)
+    this.environments = new Environments(this.transport, API)
     this.sandboxes = new Sandboxes(this.transport, API)
     this.templates = new Templates(this.transport, `${API}/templates`)
     this.previewTokens = new PreviewTokens(this.transport, `${API}/preview-tokens`)

@@ -146,6 +146,7 @@ describe('help', () => {
     instances: ['list'],
     scale: [],
     restart: [],
+    environments: ['list', 'create', 'delete'],
   }
   /** Groups below a noun, and their subcommands. */
   const GROUPS: Record<string, string[]> = {
@@ -198,7 +199,7 @@ describe('help', () => {
       expect(commandsIn(r.stdout).toSorted(), `subcommands of ${group}`).toEqual(expected.toSorted())
       for (const sub of expected) leaves.push([...group.split(' '), sub])
     }
-    expect(leaves).toHaveLength(72)
+    expect(leaves).toHaveLength(75)
 
     // A leaf already walked (server, login, ...) has its help in hand; the rest are fetched.
     const leafHelps = await inParallel(leaves, (path) =>

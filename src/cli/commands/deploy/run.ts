@@ -6,6 +6,7 @@ import { create as createTar } from 'tar'
 import { MiosaError } from '../../../core/errors.js'
 import type { Deployment, MiosaClient, PlanResult, Version } from '../../../sdk/index.js'
 import { command, run } from '../../command.js'
+import { resolveProject } from '../environments/resolve.js'
 import { renderRecord } from '../../output.js'
 
 // `miosa deploy`: publish a sandbox's /workspace, or a local directory, to the deployment
@@ -26,6 +27,7 @@ interface DeployOptions {
   outputDir?: string
   spa?: boolean
   workspace?: string
+  project?: string
 }
 
 export function registerDeploy(program: Command): void {
@@ -40,13 +42,15 @@ export function registerDeploy(program: Command): void {
     .option('--output-dir <dir>', 'the directory the release is made of, relative to /workspace (e.g. dist)')
     .option('--spa', 'serve index.html for paths that match no file (single-page apps)')
     .option('--workspace <workspace-id>', "the deployment's workspace (default: the organization's first)")
+    .option('--project <project>', "a new deployment's project (id or slug): environments other than production and staging are a project's (miosa environments)")
     .addHelpText(
       'after',
       `
 Examples:
   miosa deploy --sandbox <sandbox-id> --name smile-dental
   miosa deploy ./dist --name smile-dental --kind static --json
-  miosa deploy --sandbox <sandbox-id> --name smile-dental --plan`,
+  miosa deploy --sandbox <sandbox-id> --name smile-dental --plan
+  miosa deploy --sandbox <sandbox-id> --name smile-dental --project shop --env preview/pr-42`,
     )
   run(cmd, async ({ client, json, stderr }, [dir], raw) => {
     const opts = raw as unknown as DeployOptions
@@ -65,16 +69,17 @@ Examples:
     }
     const onLog = json ? undefined : (line: string) => void stderr.write(`${line}\n`)
     const environment = opts.env === undefined ? {} : { environment: opts.env }
+    const project = opts.project === undefined ? {} : { project_id: (await resolveProject(c, opts.project)).id }
     let version: Version
     if (opts.sandbox !== undefined) {
       version = await c.deployments.publishByName(
-        { name: opts.name, sandbox_id: opts.sandbox, kind, settings, ...environment, ...(opts.workspace === undefined ? {} : { workspace_id: opts.workspace }) },
+        { name: opts.name, sandbox_id: opts.sandbox, kind, settings, ...environment, ...project, ...(opts.workspace === undefined ? {} : { workspace_id: opts.workspace }) },
         { wait: true, ...(onLog === undefined ? {} : { onLog }) },
       )
     } else {
       const info = await stat(dir as string).catch(() => undefined)
       if (info === undefined || !info.isDirectory()) throw new Error(`${dir} is not a local directory`)
-      const deployment = await deploymentNamed(c, opts.name, opts.workspace, opts.spa === true)
+      const deployment = await deploymentNamed(c, opts.name, opts.workspace, opts.spa === true, project.project_id)
       // tar's streams are minipass, not node streams: Readable.from adapts its async iterator.
       const tar = createTar({ gzip: true, cwd: dir as string, portable: true, filter: (path) => !IGNORED.test(path.replace(/^\.\//, '')) }, ['.'])
       const body = Readable.toWeb(Readable.from(tar)) as ReadableStream<Uint8Array>
@@ -97,14 +102,14 @@ Examples:
 }
 
 /** The deployment of that name (by slug, then by name), created when there is none. */
-async function deploymentNamed(c: MiosaClient, name: string, workspaceId: string | undefined, spa: boolean): Promise<Deployment> {
+async function deploymentNamed(c: MiosaClient, name: string, workspaceId: string | undefined, spa: boolean, projectId?: string): Promise<Deployment> {
   const scope = workspaceId === undefined ? {} : { workspace_id: workspaceId }
   for (const filter of [{ slug: name }, { name }]) {
     const { data } = await c.deployments.list({ ...scope, ...filter, limit: 2 })
     if (data.length === 1) return data[0] as Deployment
     if (data.length > 1) throw new MiosaError('invalid', `several deployments are named ${name}: name the workspace with --workspace`)
   }
-  return c.deployments.create({ name, ...scope, ...(spa ? { spa_fallback: true } : {}) })
+  return c.deployments.create({ name, ...scope, ...(projectId === undefined ? {} : { project_id: projectId }), ...(spa ? { spa_fallback: true } : {}) })
 }
 
 function showPlan(result: PlanResult): string {

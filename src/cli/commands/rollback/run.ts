@@ -16,7 +16,7 @@ export function registerRollback(program: Command): void {
     })
     return {
       data: result,
-      human: `${result.change.environment} of ${result.deployment.slug} now serves version ${result.version.version_number}: ${result.deployment.url}`,
+      human: `${result.change.environment} of ${result.deployment.slug} now serves version ${result.version.version_number}: ${result.deployment.routes.find((r) => r.environment === result.change.environment)?.url ?? result.deployment.url}`,
     }
   })
 }
