@@ -26,6 +26,8 @@ import { registerLogs } from './commands/logs/run.js'
 import { registerInstances } from './commands/instances/index.js'
 import { registerScale } from './commands/scale/run.js'
 import { registerRestart } from './commands/restart/run.js'
+import { registerEnv } from './commands/env/index.js'
+import { registerAdmin } from './commands/admin/index.js'
 import { registerEnvironments } from './commands/environments/index.js'
 
 // `miosa … | head` closes stdout early: that is the reader's choice, not an error.
@@ -88,6 +90,8 @@ registerLogs(program)
 registerInstances(program)
 registerScale(program)
 registerRestart(program)
+registerEnv(program)
+registerAdmin(program)
 registerEnvironments(program)
 
 // The program's --version only when no command is named: `miosa promote <deployment> --version 18`

@@ -5,6 +5,7 @@ import type { Whoami } from '../schemas/system.js'
 import type { CreateWorkspaceInput, UpdateWorkspaceInput, Workspace } from '../schemas/workspaces.js'
 import { CrudResource, Resource } from './resource.js'
 import { Deployments, Versions } from './deployments.js'
+import { Admin, EnvVars } from './env-vars.js'
 import { Environments } from './environments.js'
 import { PreviewTokens, ShareTokens } from './previews.js'
 import { Sandboxes } from './sandboxes.js'
@@ -64,6 +65,10 @@ export class MiosaClient {
   readonly tenant: Tenant
   readonly deployments: Deployments
   readonly versions: Versions
+  /** Env vars and secrets of deployment environments. */
+  readonly env: EnvVars
+  /** Platform administration (root key). */
+  readonly admin: Admin
   private readonly transport: Transport
 
   constructor(options: ClientOptions = {}) {
@@ -80,6 +85,8 @@ export class MiosaClient {
     this.tenant = new Tenant(this.transport, API)
     this.versions = new Versions(this.transport, API)
     this.deployments = new Deployments(this.transport, API, this.versions)
+    this.env = new EnvVars(this.transport, API)
+    this.admin = new Admin(this.transport, API)
   }
 
   get apiUrl(): string {

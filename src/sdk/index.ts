@@ -9,6 +9,8 @@ export { Templates } from './templates.js'
 export { Deployments, Versions } from './deployments.js'
 export { Environments } from './environments.js'
 export type { Environment, CreateEnvironmentInput, DeletedEnvironment } from '../schemas/environments.js'
+export { EnvVars, Admin } from './env-vars.js'
+export type { EnvListParams } from './env-vars.js'
 export type { DeploymentListParams, VersionListParams, PublishOptions, UploadPublishParams, RouteChangeResult } from './deployments.js'
 export { PreviewTokens, ShareTokens } from './previews.js'
 export type { TokenListParams } from './previews.js'
@@ -57,6 +59,17 @@ export type {
   TenantPreviewDomain,
   SetPreviewDomainInput,
 } from '../schemas/tenant.js'
+export type {
+  EnvVar,
+  EnvVarList,
+  EnvVarsSetResult,
+  EnvVarDeleted,
+  EnvPhaseInput,
+  SetEnvVarInput,
+  SetEnvVarsInput,
+  RotateMasterKeyInput,
+  RotateMasterKeyResult,
+} from '../schemas/env-vars.js'
 export type {
   Deployment,
   DeploymentRoute,

@@ -146,6 +146,8 @@ describe('help', () => {
     instances: ['list'],
     scale: [],
     restart: [],
+    env: ['set', 'list', 'unset'],
+    admin: ['rotate-master-key'],
     environments: ['list', 'create', 'delete'],
   }
   /** Groups below a noun, and their subcommands. */
@@ -199,7 +201,7 @@ describe('help', () => {
       expect(commandsIn(r.stdout).toSorted(), `subcommands of ${group}`).toEqual(expected.toSorted())
       for (const sub of expected) leaves.push([...group.split(' '), sub])
     }
-    expect(leaves).toHaveLength(75)
+    expect(leaves).toHaveLength(79)
 
     // A leaf already walked (server, login, ...) has its help in hand; the rest are fetched.
     const leafHelps = await inParallel(leaves, (path) =>
