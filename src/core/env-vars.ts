@@ -181,7 +181,8 @@ export class EnvVarService implements EnvironmentValues {
       if (failed.length > 0) {
         throw new MiosaError(
           'conflict',
-          `${failed.length} value(s) cannot be decrypted with any key this platform holds, so the old key is kept: set them again or unset them, then rotate again`,
+          `${failed.length} value(s) cannot be decrypted with any key this platform holds, so the old key is kept: set them again or unset them, then rotate again` +
+            (this.deps.keys.kind === 'env' ? ' (until then, MIOSA_MASTER_KEY must hold the new key and the old one: "new,old")' : ''),
           { details: { env_var_ids: failed } },
         )
       }
