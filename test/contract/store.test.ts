@@ -31,8 +31,11 @@ storeContract('postgres', async () => {
     store,
     async close() {
       await store.close()
+      // Taken before the drop: DROP … WITH (FORCE) terminates any connection the pool is
+      // still closing, and that "administrator command" is ours, not the store's error.
+      const errors = [...poolErrors]
       await database.drop()
-      expect(poolErrors).toEqual([])
+      expect(errors).toEqual([])
     },
   }
 })
