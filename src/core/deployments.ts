@@ -397,6 +397,7 @@ export class DeploymentService {
   /** New instances of the active version replace the running ones, the zero-downtime way. */
   async restart(organizationId: string, deploymentId: string, environment: string): Promise<InstancesResult> {
     const deployment = await this.record({ organization_id: organizationId }, deploymentId)
+    await this.deps.environments.ensure({ organization_id: organizationId }, deployment, environment)
     await this.instances().restart(deployment, environment)
     return this.instances().list(deployment, environment, 20)
   }

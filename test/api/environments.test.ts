@@ -229,6 +229,7 @@ describe('environments of a deployment', () => {
       // The environment is checked before the sandbox is even looked at.
       ['publish', `/api/v1/deployments/${dep.id}/publish`, { sandbox_id: 'sbx_nosuchsandbox', environment: 'qa' }],
       ['publish by name', '/api/v1/publish', { name: 'Careful App', workspace_id: workspace.id, sandbox_id: 'sbx_nosuchsandbox', environment: 'canary' }],
+      ['restart', `/api/v1/deployments/${dep.id}/restart`, { environment: 'qa' }],
     ]
     for (const [what, path, body] of cases) {
       const res = await t.call('POST', path, { key: org.key, body })

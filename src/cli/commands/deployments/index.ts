@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { command, run } from '../../command.js'
-import { renderRecord } from '../../output.js'
+import { renderRecord, renderTable } from '../../output.js'
 import { listVerb } from '../../verbs.js'
 import { DEPLOYMENT_COLUMNS, resolveDeployment } from './resolve.js'
 
@@ -20,6 +20,7 @@ export function registerDeployments(program: Command): void {
   })
   run(command(noun, 'get <deployment>', 'show one deployment (by id or slug): its URL and the version each environment serves'), async ({ client }, [ref]) => {
     const deployment = await resolveDeployment(await client(), ref as string)
-    return { data: deployment, human: renderRecord(deployment) }
+    const { routes, ...rest } = deployment
+    return { data: deployment, human: `${renderRecord(rest)}\n\n${renderTable(routes, ['environment', 'active_version_id', 'url'])}` }
   })
 }
