@@ -74,6 +74,13 @@ export interface BuildJob {
   plan: BuildPlan
   /** The whole build (install and build) is killed after this long. */
   timeoutMs: number
+  /**
+   * The deployment environment's build-time values: the environment of install and build
+   * steps (static builds) or build args of the image build, declared as ARGs in generated
+   * Dockerfiles (a build arg shows in the image's history: values needed at build time are
+   * baked into the build).
+   */
+  env?: Record<string, string> | undefined
   /** Each line of build output as it comes (stdout and stderr). */
   onLog(line: string): void
   signal?: AbortSignal | undefined

@@ -203,7 +203,7 @@ export class ContainerBuilder implements Builder {
         const stdout = lineSplitter(job.onLog)
         const stderr = lineSplitter(job.onLog)
         const result = await abortable(
-          this.runtime.exec(container, { argv: step, cwd: WORKSPACE, env: BUILD_ENV, timeoutMs: remaining }, { onStdout: stdout.push, onStderr: stderr.push, signal }),
+          this.runtime.exec(container, { argv: step, cwd: WORKSPACE, env: { ...job.env, ...BUILD_ENV }, timeoutMs: remaining }, { onStdout: stdout.push, onStderr: stderr.push, signal }),
           signal,
         )
         stdout.end()

@@ -23,6 +23,8 @@ export interface DockerfileSpec {
   user: string
   /** The source's files (relative paths), to know which manifests exist. */
   files: readonly string[]
+  /** Build-time env var names: declared as ARGs, so install and build steps see them. */
+  buildArgs?: readonly string[] | undefined
 }
 
 /**
@@ -64,6 +66,8 @@ export function generatedDockerfile(spec: DockerfileSpec): string {
   }
   if (spec.user !== 'root') lines.push(`USER ${spec.user}`)
   lines.push('WORKDIR /workspace')
+  // Names only: the values come as build args and never appear in this file.
+  for (const name of spec.buildArgs ?? []) lines.push(`ARG ${name}`)
   // A custom install command may need any file: then everything is copied first.
   if (plan.install !== null && manifests.length > 0) {
     lines.push(`COPY ${chown}${json([...manifests.map((f) => `${APP_DIR}/${f}`), './'])}`, run(plan.install))

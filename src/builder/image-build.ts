@@ -89,7 +89,7 @@ async function fromGeneratedDockerfile(ctx: ImageBuildContext, job: BuildJob, si
     await mkdir(app)
     await extractInto(app, await ctx.blobs.get(job.source.sha256), () => true, ctx.logger)
     const files = (await listTree(app)).paths
-    const dockerfile = generatedDockerfile({ plan, image: template.image, user: template.user, files })
+    const dockerfile = generatedDockerfile({ plan, image: template.image, user: template.user, files, buildArgs: Object.keys(job.env ?? {}) })
     await writeFile(join(dir, 'Dockerfile'), dockerfile)
     await writeFile(join(dir, CA_FILE), (await ctx.images.caBundle()) ?? '')
     job.onLog(`$ docker build (generated, FROM the ${name} template)`)
@@ -107,6 +107,7 @@ function buildSpec(ctx: ImageBuildContext, job: BuildJob, signal: AbortSignal) {
     // Nothing per version here: an unchanged source rebuilds (from cache) into the same digest.
     labels: { 'miosa.organization_id': job.organizationId, 'miosa.workspace_id': job.workspaceId },
     workspaceId: job.workspaceId,
+    buildArgs: job.env,
     cpu: ctx.limits.cpu,
     memoryMb: ctx.limits.memoryMb,
     signal,

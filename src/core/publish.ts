@@ -14,7 +14,9 @@ import { MiosaError } from './errors.js'
 import { newId } from './ids.js'
 import type { Log } from './log.js'
 import { silentLog } from './log.js'
+import type { EnvironmentValues } from './environment-values.js'
 import type { RuntimeInstances } from './runtime-instances.js'
+import { secretMasker } from './secret-masker.js'
 import type { SandboxService } from './sandboxes.js'
 
 // Publishing: a frozen copy of a workspace (or an uploaded directory) built into an
@@ -66,10 +68,13 @@ class RunningBuild {
   private readonly followers = new Set<(line: string | undefined) => void>()
   readonly controller = new AbortController()
   done: Promise<void> = Promise.resolve()
+  /** Hides the environment's secret values in every line kept or shown (set once they are known). */
+  mask: (line: string) => string = (line) => line
 
   constructor(private readonly write: (text: string) => Promise<void>) {}
 
-  append(line: string): void {
+  append(raw: string): void {
+    const line = this.mask(raw)
     this.text += `${line}\n`
     if (this.text.length > VERSION_LOG_LIMIT_CHARS) {
       const cut = this.text.slice(-VERSION_LOG_LIMIT_CHARS)
@@ -118,6 +123,8 @@ export class PublishService {
       sandboxes: SandboxService
       /** Dynamic versions go live through a rollout of their instances. */
       instances?: RuntimeInstances | undefined
+      /** The env vars of deployment environments: build-time ones go to the builder, secrets are masked in logs. */
+      environmentValues?: EnvironmentValues | undefined
       /** Undefined: publishing answers unavailable. */
       builder?: Builder | undefined
       log?: Log | undefined
@@ -284,6 +291,13 @@ export class PublishService {
       const plan = await builder.plan(source, version.kind, settingsFor(deployment, input.settings))
       for (const reason of plan.reasons) build.append(`miosa: plan: ${reason}`)
       await update({ plan })
+      // Build-time values go to the builder; any secret of the environment (a release command
+      // runs with the runtime ones) is masked in what the build prints.
+      const values = this.deps.environmentValues
+      const buildEnv = await values?.resolve(scope, deployment.id, version.environment, 'build')
+      const runtimeEnv = await values?.resolve(scope, deployment.id, version.environment, 'runtime')
+      build.mask = secretMasker([...(buildEnv?.secrets ?? []), ...(runtimeEnv?.secrets ?? [])])
+      if (buildEnv !== undefined && Object.keys(buildEnv.env).length > 0) build.append(`miosa: build-time env vars: ${Object.keys(buildEnv.env).sort().join(', ')}`)
       if (build.controller.signal.aborted) throw new MiosaError('unavailable', SHUTDOWN_BUILD_ERROR)
       const release = await builder.build({
         organizationId: version.organization_id,
@@ -292,6 +306,7 @@ export class PublishService {
         source,
         plan,
         timeoutMs: this.deps.buildTimeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
+        env: buildEnv?.env,
         onLog: (line) => build.append(line),
         signal: build.controller.signal,
       })
@@ -350,7 +365,7 @@ export class PublishService {
       const reason = build.controller.signal.aborted ? SHUTDOWN_BUILD_ERROR : reasonOf(error)
       build.append(`miosa: build failed: ${reason}`)
       await build.flush().catch(() => {})
-      await update({ status: 'failed', error: reason, finished_at: nowIso() })
+      await update({ status: 'failed', error: build.mask(reason), finished_at: nowIso() })
       this.log.warn({ deployment_id: deployment.id, version_id: version.id, err: error }, 'publish failed')
     }
   }

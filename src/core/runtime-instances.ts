@@ -3,12 +3,14 @@ import type { RuntimeRef } from '../runtime/runtime-driver.js'
 import type { HealthCheck, InstanceEventType, InstanceState, InstancesResult, RuntimeLogEvent } from '../schemas/deployments.js'
 import type { DeploymentRecord, InstanceRecord, ReleaseRecord, Store, VersionRecord } from '../store/store.js'
 import { nowIso } from './clock.js'
+import type { EnvironmentValues } from './environment-values.js'
 import { MiosaError } from './errors.js'
 import { newId } from './ids.js'
 import { InflightRequests } from './inflight.js'
 import { KeyedMutex } from './keyed-mutex.js'
 import type { Log } from './log.js'
 import { silentLog } from './log.js'
+import { secretMasker } from './secret-masker.js'
 
 // Runtime instances of dynamic deployments: containers from a version's release image,
 // health-checked, and kept at each environment's desired count by a level-triggered
@@ -47,6 +49,8 @@ export interface RuntimeInstancesDeps {
   driver?: InstanceDriver | undefined
   /** Makes the release's image present on this host (loading its OCI archive from the blob store when missing). */
   ensureImage(release: ReleaseRecord, onLog?: (line: string) => void): Promise<void>
+  /** The env vars of deployment environments, injected at every boot; without it, instances get none. */
+  environmentValues?: EnvironmentValues | undefined
   /** Checks one instance's health (src/runtime/health-check.ts). */
   checkHealth: HealthChecker
   inflight?: InflightRequests | undefined
@@ -217,7 +221,7 @@ export class RuntimeInstances {
       versionId: version.id,
       image: release.sha256,
       cmd,
-      env: this.envOf(deployment, environment, version),
+      env: await this.envOf(deployment, environment, version),
       ...this.limits(),
       timeoutMs: deployment.deploy_timeout_seconds * 1000,
       onLog: (line) => onLog(`release: ${line}`),
@@ -425,7 +429,7 @@ export class RuntimeInstances {
       versionId: version.id,
       image: release.sha256,
       cmd: version.plan?.start ?? undefined,
-      env: this.envOf(deployment, environment, version),
+      env: await this.envOf(deployment, environment, version),
       ...this.limits(),
     })
     const now = nowIso()
@@ -629,6 +633,9 @@ export class RuntimeInstances {
   async *logs(deployment: DeploymentRecord, environment: string, o: { tail: number; follow: boolean; signal?: AbortSignal | undefined }): AsyncGenerator<RuntimeLogEvent> {
     const driver = this.driver()
     const key = envKey(deployment.id, environment)
+    // An app that prints a secret does not show it to whoever reads its logs.
+    const secrets = (await this.deps.environmentValues?.resolve({ organization_id: deployment.organization_id }, deployment.id, environment, 'runtime'))?.secrets ?? []
+    const mask = secretMasker(secrets)
     const queue: RuntimeLogEvent[] = []
     let wake: (() => void) | undefined
     let open = 0
@@ -637,7 +644,7 @@ export class RuntimeInstances {
       void (async () => {
         try {
           for await (const entry of driver.logs(ref, { tail, follow: o.follow, signal: o.signal })) {
-            queue.push({ instance_id: id, stream: entry.stream, timestamp: entry.timestamp, line: entry.line })
+            queue.push({ instance_id: id, stream: entry.stream, timestamp: entry.timestamp, line: mask(entry.line) })
             wake?.()
           }
         } catch (error) {
@@ -686,13 +693,18 @@ export class RuntimeInstances {
     return this.deps.limits ?? DEFAULT_INSTANCE_LIMITS
   }
 
-  /** What every instance is told about itself (environment variables and data bindings arrive with their issues). */
-  private envOf(deployment: DeploymentRecord, environment: string, version: VersionRecord): Record<string, string> {
+  /**
+   * An instance's environment, read at each boot: the deployment environment's runtime env
+   * vars, then what every instance is told about itself (those names are reserved).
+   */
+  private async envOf(deployment: DeploymentRecord, environment: string, version: VersionRecord): Promise<Record<string, string>> {
+    const values = await this.deps.environmentValues?.resolve({ organization_id: deployment.organization_id }, deployment.id, environment, 'runtime')
     return {
+      NODE_ENV: 'production',
+      ...values?.env,
       MIOSA_DEPLOYMENT: deployment.slug,
       MIOSA_ENVIRONMENT: environment,
       MIOSA_VERSION: String(version.version_number),
-      NODE_ENV: 'production',
     }
   }
 

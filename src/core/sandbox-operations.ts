@@ -2,6 +2,8 @@ import type { Readable } from 'node:stream'
 import type { FileStat } from '../runtime/agent/protocol.js'
 import type { ExecResult, ExecStreams, RuntimeDriver, Terminal } from '../runtime/runtime-driver.js'
 import type { OrgScope, SandboxRecord } from '../store/store.js'
+import type { EnvironmentValues } from './environment-values.js'
+import { scopeOf } from './sandboxes.js'
 import type { SandboxService } from './sandboxes.js'
 
 // What agents and developers do inside a sandbox: exec, files, archives, terminals.
@@ -29,13 +31,24 @@ export interface CheckedArchive {
 export type ArchiveChecker = (tar: Readable) => Promise<CheckedArchive>
 
 export class SandboxOperations {
+  /**
+   * The deployment environment's runtime values of sandboxes that develop against one, read
+   * when the sandbox is created or resumed (any state change drops them) and kept only here,
+   * in memory: never with the sandbox's record.
+   */
+  private readonly environmentEnv = new Map<string, Promise<Record<string, string>>>()
+
   constructor(
     private readonly deps: {
       sandboxes: SandboxService
       runtime: RuntimeDriver
       checkArchive: ArchiveChecker
+      /** Where a deployment environment's env vars come from; without it, sandboxes get none. */
+      environmentValues?: EnvironmentValues | undefined
     },
-  ) {}
+  ) {
+    deps.sandboxes.onChange((sandboxId) => this.environmentEnv.delete(sandboxId))
+  }
 
   async exec(organizationId: string, id: string, input: ExecInput, io?: Omit<ExecStreams, 'stdin'> & { stdin?: AsyncIterable<Buffer> }): Promise<ExecResult> {
     const record = await this.attach(organizationId, id)
@@ -46,7 +59,7 @@ export class SandboxOperations {
         {
           argv: typeof input.cmd === 'string' ? ['sh', '-lc', input.cmd] : input.cmd,
           cwd: input.cwd,
-          env: { ...record.env, ...input.env },
+          env: { ...(await this.envOf(record)), ...record.env, ...input.env },
           timeoutMs: (input.timeout ?? DEFAULT_EXEC_TIMEOUT_S) * 1000,
           maxOutputBytes: MAX_OUTPUT_BYTES,
           stdin: input.stdin === undefined ? undefined : Buffer.from(input.stdin),
@@ -105,12 +118,26 @@ export class SandboxOperations {
   /** An interactive shell; the sandbox stays awake (and its input counts as activity) until it closes. */
   async terminal(organizationId: string, id: string, size: { cols: number; rows: number }): Promise<Terminal> {
     const record = await this.attach(organizationId, id)
-    const terminal = await this.deps.runtime.openTerminal(this.deps.sandboxes.refOf(record), { ...size, env: record.env })
+    const terminal = await this.deps.runtime.openTerminal(this.deps.sandboxes.refOf(record), { ...size, env: { ...(await this.envOf(record)), ...record.env } })
     const release = this.deps.sandboxes.activity.hold(id)
     terminal.stream.on('data', () => this.deps.sandboxes.activity.touch(id))
     terminal.stream.once('close', release)
     terminal.stream.once('error', release)
     return terminal
+  }
+
+  /** The environment's runtime values for a sandbox that develops against one ({} otherwise). */
+  private envOf(record: SandboxRecord): Promise<Record<string, string>> {
+    const values = this.deps.environmentValues
+    if (record.deployment_id === null || record.environment === null || values === undefined) return Promise.resolve({})
+    let env = this.environmentEnv.get(record.id)
+    if (env === undefined) {
+      env = values.resolve(scopeOf(record), record.deployment_id, record.environment, 'runtime').then((r) => r.env)
+      // A failed read is not kept: the next exec tries again.
+      env.catch(() => this.environmentEnv.delete(record.id))
+      this.environmentEnv.set(record.id, env)
+    }
+    return env
   }
 
   private async attach(organizationId: string, id: string): Promise<SandboxRecord> {

@@ -1,7 +1,8 @@
 import type { RuntimeDriver, RuntimeRef, TemplateProgress } from '../runtime/runtime-driver.js'
 import type { Page } from '../schemas/common.js'
 import type { PreviewUrl, Sandbox, SandboxState, Snapshot } from '../schemas/sandboxes.js'
-import type { OrgScope, SandboxRecord, SnapshotRecord, Store } from '../store/store.js'
+import { DEFAULT_ENVIRONMENT } from '../schemas/deployments.js'
+import type { DeploymentRecord, OrgScope, SandboxRecord, SnapshotRecord, Store } from '../store/store.js'
 import { attributionOf, attributionPatchOf, listQueryOf } from './attribution.js'
 import type { AttributionInput, AttributionPatchInput, ListInput } from './attribution.js'
 import { nowIso } from './clock.js'
@@ -37,6 +38,9 @@ export interface CreateSandbox extends AttributionInput {
   persistent: boolean
   snapshot_id?: string | undefined
   env?: Record<string, string> | undefined
+  /** Develop against this deployment's environment: its runtime env vars are injected. */
+  deployment_id?: string | undefined
+  environment?: string | undefined
   cpu?: number | undefined
   memory_mb?: number | undefined
 }
@@ -76,6 +80,8 @@ export class SandboxService {
       defaults?: SandboxDefaults
       log?: Log
       previewUrls?: PreviewUrls
+      /** Throws when the deployment has no such environment (environments.ts). */
+      ensureEnvironment?: ((scope: OrgScope, deployment: DeploymentRecord, environment: string) => Promise<void>) | undefined
     },
   ) {
     this.previewUrls = deps.previewUrls ?? new PreviewUrls()
@@ -117,6 +123,7 @@ export class SandboxService {
     }
     const template = snapshot?.template ?? input.template
     if (snapshot === undefined) await this.checkTemplate(template)
+    const develop = await this.developmentEnvironment(scope, workspaceId, input)
 
     const now = nowIso()
     // A warm pool's container already carries its sandbox id: take that id when one is ready.
@@ -136,6 +143,8 @@ export class SandboxService {
       cpu: input.cpu ?? this.defaults.cpu,
       memory_mb: input.memory_mb ?? this.defaults.memoryMb,
       env: input.env ?? {},
+      deployment_id: develop?.deploymentId ?? null,
+      environment: develop?.environment ?? null,
       snapshot_id: snapshot?.id ?? null,
       forked_from: null,
       runtime_ref: null,
@@ -151,6 +160,24 @@ export class SandboxService {
     const provisioned = this.provision(record, snapshot?.runtime_ref?.id, opts.onProgress)
     if (opts.wait === true) await provisioned
     return this.get(organizationId, record.id)
+  }
+
+  /** The deployment environment a new sandbox develops against, checked; undefined when none is named. */
+  private async developmentEnvironment(scope: OrgScope, workspaceId: string, input: CreateSandbox): Promise<{ deploymentId: string; environment: string } | undefined> {
+    if (input.deployment_id === undefined) {
+      if (input.environment === undefined) return undefined
+      throw new MiosaError('invalid', 'environment: name the deployment too (deployment_id): env vars belong to a deployment environment', {
+        details: { field: 'deployment_id' },
+      })
+    }
+    const deployment = await this.deps.store.deployments.get(scope, input.deployment_id)
+    if (deployment === undefined) throw notFound('deployment', input.deployment_id)
+    if (deployment.workspace_id !== workspaceId) {
+      throw new MiosaError('invalid', `deployment_id: deployment ${deployment.id} is in another workspace`, { details: { field: 'deployment_id' } })
+    }
+    const environment = input.environment ?? DEFAULT_ENVIRONMENT
+    await this.deps.ensureEnvironment?.(scope, deployment, environment)
+    return { deploymentId: deployment.id, environment }
   }
 
   async get(organizationId: string, id: string): Promise<Sandbox> {

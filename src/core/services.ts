@@ -113,6 +113,9 @@ export function createServices(deps: ServiceDeps): Services {
     log: deps.log,
     previewUrls: new PreviewUrls({ edgePublicUrl: previews.edgePublicUrl, edgePort: previews.edgePort, baseDomain: previews.baseDomain }),
     ...(deps.sandboxDefaults === undefined ? {} : { defaults: deps.sandboxDefaults }),
+    ensureEnvironment: async (scope, deployment, environment) => {
+      await environments.ensure(scope, deployment, environment)
+    },
   })
   const signer = new PreviewSigner(deps.store)
   const previewAccess = new PreviewAccess({ store: deps.store, signer })
@@ -124,6 +127,7 @@ export function createServices(deps: ServiceDeps): Services {
     checkHealth: deps.checkHealth ?? (async () => ({ ok: false, reason: 'no health checker configured' })),
     inflight: deps.inflight,
     log: deps.log,
+    environmentValues: { resolve: (...args) => envVars.resolve(...args) },
   })
   const environments = new EnvironmentService({
     store: deps.store,
@@ -138,6 +142,7 @@ export function createServices(deps: ServiceDeps): Services {
     deployments,
     environments,
     instances,
+    environmentValues: envVars,
     sandboxes,
     builder: deps.builder,
     log: deps.log,
@@ -151,7 +156,7 @@ export function createServices(deps: ServiceDeps): Services {
     environments,
     envVars,
     sandboxes,
-    sandboxOps: new SandboxOperations({ sandboxes, runtime: deps.runtime, checkArchive: deps.checkArchive }),
+    sandboxOps: new SandboxOperations({ sandboxes, runtime: deps.runtime, checkArchive: deps.checkArchive, environmentValues: envVars }),
     templates: new TemplateService(deps.runtime),
     previewTokens: new PreviewTokenService({ store: deps.store, sandboxes, signer, onRevoked: (id) => previewAccess.forget(id) }),
     shareTokens: new ShareTokenService({ store: deps.store, sandboxes, onRevoked: (id) => previewAccess.forget(id) }),

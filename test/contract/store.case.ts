@@ -111,6 +111,8 @@ function sandbox(organizationId: string, workspaceId: string, overrides: Partial
     cpu: 1,
     memory_mb: 512,
     env: {},
+    deployment_id: null,
+    environment: null,
     snapshot_id: null,
     forked_from: null,
     runtime_ref: null,

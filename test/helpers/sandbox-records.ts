@@ -26,6 +26,8 @@ export function insertSandboxRecord(
     cpu: 1,
     memory_mb: 512,
     env: {},
+    deployment_id: null,
+    environment: null,
     snapshot_id: null,
     forked_from: null,
     runtime_ref: { driver: 'docker', id: 'no-such-container' },

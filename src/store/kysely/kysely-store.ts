@@ -19,8 +19,8 @@ import type { Workspace } from '../../schemas/workspaces.js'
 import { migrations } from '../migrations/index.js'
 import { KyselyTable } from './table.js'
 import { TenantSettingsTable } from './tenant-settings-table.js'
-import { EnvVarsTable } from './env-vars-table.js'
 import { environmentsTable } from './environments-table.js'
+import { EnvVarsTable } from './env-vars-table.js'
 import { DeploymentRoutesTable, deploymentsTable, instanceEventsSpec, instancesTable, releasesTable, routeChangesSpec, versionsTable } from './deployment-tables.js'
 import type { AnyDatabase, Dialect, TableSpec } from './table.js'
 
@@ -60,7 +60,7 @@ const sandboxes: TableSpec<SandboxRecord> = {
   columns: [
     'id', 'organization_id', 'workspace_id', 'project_id', 'name', 'slug', 'template', 'state', 'error', 'persistent',
     'timeout_seconds', 'cpu', 'memory_mb', 'env', 'snapshot_id', 'forked_from', 'runtime_ref', 'base_ref',
-    'last_activity_at', 'preview_public', ...ATTRIBUTION, 'created_at', 'updated_at', 'destroyed_at',
+    'last_activity_at', 'preview_public', 'deployment_id', 'environment', ...ATTRIBUTION, 'created_at', 'updated_at', 'destroyed_at',
   ],
   jsonColumns: ['metadata', 'env', 'runtime_ref', 'base_ref'],
   booleanColumns: ['persistent', 'preview_public'],
