@@ -175,8 +175,11 @@ export class DeploymentService {
   async findOrPlan(organizationId: string, input: CreateDeployment): Promise<Pick<DeploymentRecord, 'id' | 'slug' | 'project_id'>> {
     const workspaceId = await this.workspaceOf(organizationId, input.workspace_id)
     const slug = input.slug ?? slugify(input.name, 'app')
-    const [existing] = await this.deps.store.deployments.find({ organization_id: organizationId }, { workspace_id: workspaceId, slug }, 1)
-    return existing ?? { id: '', slug, project_id: input.project_id ?? null }
+    const scope = { organization_id: organizationId }
+    const [existing] = await this.deps.store.deployments.find(scope, { workspace_id: workspaceId, slug }, 1)
+    if (existing !== undefined) return existing
+    if (input.project_id !== undefined && (await this.deps.store.projects.get(scope, input.project_id)) === undefined) throw notFound('project', input.project_id)
+    return { id: '', slug, project_id: input.project_id ?? null }
   }
 
   /**

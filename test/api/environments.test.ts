@@ -248,6 +248,12 @@ describe('environments of a deployment', () => {
     })
     expect(fresh.status).toBe(404)
     expect((await t.call('GET', '/api/v1/deployments?slug=never-made', { key: org.key })).json.data).toEqual([])
+    const noProject = await t.call('POST', '/api/v1/publish', {
+      key: org.key,
+      body: { name: 'Never Made', workspace_id: workspace.id, project_id: 'prj_nosuchproject', sandbox_id: 'sbx_nosuchsandbox' },
+    })
+    expect(noProject.status).toBe(404)
+    expect(noProject.json.error.message).toBe('project prj_nosuchproject not found')
 
     // A malformed name is a 400 naming the field.
     const bad = await t.call('POST', `/api/v1/deployments/${dep.id}/promote`, { key: org.key, body: { version_id: v1.id, environment: 'Pre View' } })
