@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { resolveDeployment } from '../deployments/resolve.js'
 import { Option } from 'commander'
 import type { CreateSandboxInput, Sandbox } from '../../../sdk/index.js'
 import { attributionFrom, attributionOptions, collect, command, parsePairs, run } from '../../command.js'
@@ -17,6 +18,8 @@ export function registerCreate(parent: Command): void {
       .option('--timeout <duration>', 'idle time before it is stopped (or destroyed when non-persistent): 10m, 1h, or seconds (default 10m)')
       .option('--non-persistent', 'discard it when the timeout passes, instead of stopping it with its files kept')
       .option('--env <KEY=VALUE>', 'an environment variable for every command in it (repeatable)', collect)
+      .option('--deployment <deployment>', "develop against this deployment (id or slug): its environment's env vars are injected")
+      .option('--environment <name>', 'the deployment environment whose env vars it gets (default production; needs --deployment)')
       .addOption(new Option('--cpu <cores>', 'CPU cores (fractions allowed)').argParser(numberFlag('--cpu')))
       .addOption(new Option('--memory-mb <mb>', 'memory limit in MiB').argParser(numberFlag('--memory-mb')))
       .option('--wait', 'wait until it is running, showing progress on stderr (the first use of a template builds its image)')
@@ -27,7 +30,8 @@ export function registerCreate(parent: Command): void {
 Examples:
   miosa sandbox create --template nextjs --name my-agent-workspace --timeout 1h --wait --json
   miosa sandbox create --template node --name one-off-test --timeout 10m --non-persistent --json
-  miosa sandbox create --snapshot <snapshot-id> --name restored --timeout 1h --wait --json`,
+  miosa sandbox create --snapshot <snapshot-id> --name restored --timeout 1h --wait --json
+  miosa sandbox create --template node --deployment smile-dental --environment staging --wait --json`,
   )
   run(cmd, async ({ client, progress }, _args, opts) => {
     const input = {
@@ -44,6 +48,8 @@ Examples:
       ...attributionFrom(opts),
     } as CreateSandboxInput
     const c = await client()
+    if (opts.deployment !== undefined) input.deployment_id = (await resolveDeployment(c, opts.deployment as string)).id
+    if (opts.environment !== undefined) input.environment = opts.environment as string
     let sandbox = await c.sandboxes.create(input)
     if (opts.wait === true && sandbox.state !== 'running') {
       // Polls rather than holding one request open: an image build can take minutes.
