@@ -132,6 +132,8 @@ export class EnvironmentService {
     if (found === undefined) throw notFound('environment', `${name} (project ${projectId})`)
     const removed = await this.deps.store.transaction(async (tx) => {
       const routes = await tx.deploymentRoutes.deleteForEnvironment(scope, projectId, name)
+      // Its env vars and secrets go too: an environment made again later under the same name starts empty.
+      for (const deployment of await tx.deployments.find(scope, { project_id: projectId })) await tx.envVars.deleteAll(scope, deployment.id, name)
       await tx.environments.delete(scope, found.id)
       return routes
     })

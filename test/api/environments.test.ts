@@ -130,6 +130,21 @@ describe('environments of a project', () => {
     expect(noProject.status).toBe(404)
   })
 
+  it('an environment is deleted with its env vars: made again under the same name, it starts empty', async () => {
+    const project = await createProject('Env Var Cleanup')
+    const dep = await createDeployment({ name: 'cleanup-app', project_id: project.id })
+    await t.call('POST', `/api/v1/projects/${project.id}/environments`, { key: org.key, body: { name: 'qa' } })
+    const set = await t.call('POST', `/api/v1/deployments/${dep.id}/env`, { key: org.key, body: { environment: 'qa', key: 'TOKEN', value: 'qa-only-value', is_secret: true } })
+    expect(set.status, set.text).toBe(200)
+    await t.call('POST', `/api/v1/deployments/${dep.id}/env`, { key: org.key, body: { environment: 'staging', key: 'TOKEN', value: 'staging-value', is_secret: true } })
+    expect((await t.call('DELETE', `/api/v1/projects/${project.id}/environments/qa`, { key: org.key })).status).toBe(200)
+    await t.call('POST', `/api/v1/projects/${project.id}/environments`, { key: org.key, body: { name: 'qa' } })
+    const qa = await t.call('GET', `/api/v1/deployments/${dep.id}/env?environment=qa`, { key: org.key })
+    expect(qa.json.data).toEqual([])
+    const staging = await t.call('GET', `/api/v1/deployments/${dep.id}/env?environment=staging`, { key: org.key })
+    expect(staging.json.data.map((v: { key: string }) => v.key)).toEqual(['TOKEN'])
+  })
+
   it('a project is deleted with its environments', async () => {
     const project = await createProject('Short Lived')
     const res = await t.call('DELETE', `/api/v1/projects/${project.id}`, { key: org.key })
