@@ -1,4 +1,4 @@
-import type { HealthChecker, InstanceAddress, InstanceDriver, RuntimeInstance } from '../runtime/instance-driver.js'
+import type { HealthChecker, InstanceAddress, InstanceDriver, InstanceSpec, RuntimeInstance } from '../runtime/instance-driver.js'
 import type { RuntimeRef } from '../runtime/runtime-driver.js'
 import type { HealthCheck, InstanceEventType, InstanceState, InstancesResult, RuntimeLogEvent } from '../schemas/deployments.js'
 import type { DeploymentRecord, InstanceRecord, ReleaseRecord, Store, VersionRecord } from '../store/store.js'
@@ -214,15 +214,8 @@ export class RuntimeInstances {
     const release = await this.releaseOf(version)
     onLog(`miosa: release command: ${cmd.at(-1) ?? cmd.join(' ')}`)
     const { exitCode } = await driver.runOnce({
-      organizationId: deployment.organization_id,
-      workspaceId: deployment.workspace_id,
-      deploymentId: deployment.id,
-      environment,
-      versionId: version.id,
-      image: release.sha256,
+      ...(await this.specOf(deployment, environment, version, release)),
       cmd,
-      env: await this.envOf(deployment, environment, version),
-      ...this.limits(),
       timeoutMs: deployment.deploy_timeout_seconds * 1000,
       onLog: (line) => onLog(`release: ${line}`),
     })
@@ -421,16 +414,9 @@ export class RuntimeInstances {
     const driver = this.driver()
     const id = newId('instance')
     const { ref, address } = await driver.start({
+      ...(await this.specOf(deployment, environment, version, release)),
       instanceId: id,
-      organizationId: deployment.organization_id,
-      workspaceId: deployment.workspace_id,
-      deploymentId: deployment.id,
-      environment,
-      versionId: version.id,
-      image: release.sha256,
       cmd: version.plan?.start ?? undefined,
-      env: await this.envOf(deployment, environment, version),
-      ...this.limits(),
     })
     const now = nowIso()
     const record: InstanceRecord = {
@@ -691,6 +677,20 @@ export class RuntimeInstances {
 
   private limits(): InstanceLimits {
     return this.deps.limits ?? DEFAULT_INSTANCE_LIMITS
+  }
+
+  /** What every container of the version runs with: its image, labels, env (read now) and limits. */
+  private async specOf(deployment: DeploymentRecord, environment: string, version: VersionRecord, release: ReleaseRecord): Promise<Omit<InstanceSpec, 'instanceId' | 'cmd'>> {
+    return {
+      organizationId: deployment.organization_id,
+      workspaceId: deployment.workspace_id,
+      deploymentId: deployment.id,
+      environment,
+      versionId: version.id,
+      image: release.sha256,
+      env: await this.envOf(deployment, environment, version),
+      ...this.limits(),
+    }
   }
 
   /**

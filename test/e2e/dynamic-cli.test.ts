@@ -1,10 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises'
-import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runCli } from '../helpers/cli.js'
 import type { CliResult } from '../helpers/cli.js'
+import { getViaEdge, writeWorkspace } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
@@ -16,7 +16,6 @@ import type { TestPlatform } from '../helpers/platform.js'
 let t: TestPlatform
 let tmp: string
 let key: string
-let edgePort: number
 
 function miosa(args: string[]): Promise<CliResult> {
   return runCli(args, { env: { MIOSA_CONFIG: join(tmp, 'config.json'), MIOSA_API_URL: t.apiUrl, MIOSA_API_KEY: key, XDG_CONFIG_HOME: tmp } })
@@ -29,33 +28,11 @@ async function json(args: string[]): Promise<any> {
   return JSON.parse(result.stdout)
 }
 
-function fetchLive(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: edgePort, path: '/', headers: { host: new URL(url).host } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (body += c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
-
-async function writeFiles(sandboxId: string, files: Record<string, string>): Promise<void> {
-  for (const [path, content] of Object.entries(files)) {
-    const res = await t.call('PUT', `/api/v1/sandboxes/${sandboxId}/files?path=${encodeURIComponent(`/workspace/${path}`)}`, {
-      key,
-      rawBody: content,
-      headers: { 'content-type': 'application/octet-stream' },
-    })
-    expect(res.status, res.text).toBe(200)
-  }
-}
+const fetchLive = (url: string) => getViaEdge(t, url)
+const writeFiles = (sandboxId: string, files: Record<string, string>) => writeWorkspace(t, key, sandboxId, files)
 
 beforeAll(async () => {
   t = await startTestPlatform({ instanceReconcileIntervalMs: 250 })
-  edgePort = Number(new URL(t.edgeUrl).port)
   key = (await t.newOrganization('Dynamic CLI Org')).key
   tmp = await mkdtemp(join(tmpdir(), 'miosa-cli-dynamic-'))
 }, 60_000)
@@ -89,7 +66,7 @@ describe.sequential('dynamic apps through the CLI', () => {
     const deployed = await json(['deploy', '--sandbox', sandbox.id, '--name', 'flask-app'])
     expect(deployed, JSON.stringify(deployed)).toMatchObject({ status: 'ready', release_kind: 'dynamic' })
     flask = await json(['deployments', 'get', 'flask-app'])
-    expect(await fetchLive(flask.url)).toEqual({ status: 200, body: 'flask v1 on 8080' })
+    expect(await fetchLive(flask.url)).toMatchObject({ status: 200, body: 'flask v1 on 8080' })
   }, 400_000)
 
   it('publishes a Dockerfile app from a node sandbox, built FROM a local template image', async () => {
@@ -102,7 +79,7 @@ describe.sequential('dynamic apps through the CLI', () => {
     expect(deployed, JSON.stringify(deployed)).toMatchObject({ status: 'ready', release_kind: 'dynamic' })
     expect(deployed.plan).toMatchObject({ detected: 'dockerfile' })
     const app = await json(['deployments', 'get', 'docker-app'])
-    expect(await fetchLive(app.url)).toEqual({ status: 200, body: 'built from a Dockerfile' })
+    expect(await fetchLive(app.url)).toMatchObject({ status: 200, body: 'built from a Dockerfile' })
   }, 400_000)
 
   it('lists instances, scales, restarts with fresh instances, and shows runtime logs', async () => {
@@ -119,7 +96,7 @@ describe.sequential('dynamic apps through the CLI', () => {
     const healthy = restarted.data.filter((i: any) => i.state === 'healthy').map((i: any) => i.id)
     expect(healthy).toHaveLength(2)
     expect(healthy).not.toContain(first)
-    expect(await fetchLive(flask.url)).toEqual({ status: 200, body: 'flask v1 on 8080' })
+    expect(await fetchLive(flask.url)).toMatchObject({ status: 200, body: 'flask v1 on 8080' })
 
     // gunicorn says where it listens on stderr, with the instance and a timestamp.
     const logs = await json(['logs', 'flask-app', '--tail', '50'])

@@ -1,6 +1,7 @@
-import { Agent, request } from 'node:http'
+import { Agent } from 'node:http'
 import Docker from 'dockerode'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { callApi, getViaEdge, writeWorkspace } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
@@ -14,39 +15,11 @@ const docker = new Docker()
 let t: TestPlatform
 let key: string
 let sandbox: any
-let edgePort: number
 
-async function api(method: string, path: string, body?: unknown): Promise<any> {
-  const res = await t.call(method, `/api/v1${path}`, { key, body })
-  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${res.text}`)
-  return res.json
-}
-
-async function write(path: string, content: string): Promise<void> {
-  const res = await t.call('PUT', `/api/v1/sandboxes/${sandbox.id}/files?path=${encodeURIComponent(path)}`, {
-    key,
-    rawBody: content,
-    headers: { 'content-type': 'application/octet-stream' },
-  })
-  expect(res.status, res.text).toBe(200)
-}
-
+const api = (method: string, path: string, body?: unknown) => callApi(t, key, method, path, body)
+const write = (path: string, content: string) => writeWorkspace(t, key, sandbox.id, { [path.replace(/^\/workspace\//, '')]: content })
 const agent = new Agent({ keepAlive: true, maxSockets: 16 })
-
-function fetchLive(url: string, path = '/'): Promise<{ status: number; body: string }> {
-  const u = new URL(url)
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: edgePort, path, agent, headers: { host: u.host } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (body += c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    })
-    req.setTimeout(10_000, () => req.destroy(new Error('request timed out')))
-    req.on('error', reject)
-    req.end()
-  })
-}
+const fetchLive = (url: string) => getViaEdge(t, url, { agent })
 
 /**
  * Requests from `workers` loops until stop() (bounded: at most `max` in all); every
@@ -99,7 +72,6 @@ async function instanceContainers(deploymentId: string) {
 
 beforeAll(async () => {
   t = await startTestPlatform({ instanceReconcileIntervalMs: 250 })
-  edgePort = Number(new URL(t.edgeUrl).port)
   key = (await t.newOrganization('Dynamic Org')).key
   sandbox = await api('POST', '/sandboxes?wait=true', { template: 'node', name: 'clinic-api-dev', timeout: '1h' })
   for (const [path, content] of Object.entries(EXPRESS_APP)) await write(`/workspace/${path}`, content)
@@ -126,7 +98,7 @@ describe.sequential('dynamic deployments', () => {
     expect(v1.plan).toMatchObject({ kind: 'dynamic', detected: 'node', start: ['npm', 'start'] })
     expect(v1.release_sha256).toMatch(/^[0-9a-f]{64}$/)
     const live = await fetchLive(deployment.url)
-    expect(live).toEqual({ status: 200, body: 'clinic v1 plain' })
+    expect(live).toMatchObject({ status: 200, body: 'clinic v1 plain' })
     const instances = await api('GET', `/deployments/${deployment.id}/instances`)
     expect(instances).toMatchObject({ desired: 1, active_version_id: v1.id })
     expect(instances.data).toHaveLength(1)
@@ -259,8 +231,7 @@ describe.sequential('dynamic deployments', () => {
     const dataDir = t.dataDir
     await t.close({ keep: true })
     t = await startTestPlatform({ dataDir, instanceReconcileIntervalMs: 250 })
-    edgePort = Number(new URL(t.edgeUrl).port)
-    const current = await api('GET', `/deployments/${deployment.id}`)
+      const current = await api('GET', `/deployments/${deployment.id}`)
     await expect.poll(async () => (await fetchLive(current.url)).body, { timeout: 15_000, interval: 200 }).toBe('clinic v1 plain')
     // A few passes of the reconciler later, still exactly the same two containers.
     await new Promise((resolve) => setTimeout(resolve, 2000))

@@ -1,5 +1,5 @@
-import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { callApi, getViaEdge, writeWorkspace } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
@@ -11,30 +11,17 @@ import type { TestPlatform } from '../helpers/platform.js'
 
 let t: TestPlatform
 let key: string
-let edgePort: number
 const answers: string[] = []
 
 const API_TOKEN = 'tok_live_9f8e7d6c5b4a3f2e'
 const BUILD_SECRET = 'bs_ultra_secret_77a1b2'
 
-async function api(method: string, path: string, body?: unknown): Promise<any> {
-  const res = await t.call(method, `/api/v1${path}`, { key, body })
-  answers.push(res.text)
-  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${res.text}`)
-  return res.json
-}
+const api = (method: string, path: string, body?: unknown) => callApi(t, key, method, path, body, answers)
 
-function appEnv(url: string): Promise<Record<string, string>> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: edgePort, path: '/env', headers: { host: new URL(url).host } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (body += c))
-      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body)) : reject(new Error(`${res.statusCode}: ${body}`))))
-    })
-    req.on('error', reject)
-    req.end()
-  })
+async function appEnv(url: string): Promise<Record<string, string>> {
+  const res = await getViaEdge(t, url, { path: '/env' })
+  if (res.status !== 200) throw new Error(`${res.status}: ${res.body}`)
+  return JSON.parse(res.body) as Record<string, string>
 }
 
 const APP: Record<string, string> = {
@@ -57,7 +44,6 @@ const APP: Record<string, string> = {
 
 beforeAll(async () => {
   t = await startTestPlatform({ instanceReconcileIntervalMs: 250 })
-  edgePort = Number(new URL(t.edgeUrl).port)
   key = (await t.newOrganization('Env Org')).key
 }, 60_000)
 
@@ -83,14 +69,7 @@ describe.sequential('env vars and secrets where they are used', () => {
     await api('POST', `/deployments/${deployment.id}/env`, { environment: 'staging', key: 'GREETING', value: 'hello staging', is_secret: false })
 
     sandbox = await api('POST', '/sandboxes?wait=true', { template: 'node', name: 'env-app-dev', timeout: '1h' })
-    for (const [path, content] of Object.entries(APP)) {
-      const res = await t.call('PUT', `/api/v1/sandboxes/${sandbox.id}/files?path=${encodeURIComponent(`/workspace/${path}`)}`, {
-        key,
-        rawBody: content,
-        headers: { 'content-type': 'application/octet-stream' },
-      })
-      expect(res.status, res.text).toBe(200)
-    }
+    await writeWorkspace(t, key, sandbox.id, APP)
     const version = await api('POST', `/deployments/${deployment.id}/publish?wait=true`, { sandbox_id: sandbox.id })
     expect(version, JSON.stringify(version)).toMatchObject({ status: 'ready', release_kind: 'dynamic' })
 

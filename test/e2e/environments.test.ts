@@ -1,6 +1,6 @@
-import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { ContainerBuilder } from '../../src/builder/container-builder.js'
+import { callApi, getViaEdge, writeWorkspace } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
@@ -13,7 +13,6 @@ import type { TestPlatform } from '../helpers/platform.js'
 let t: TestPlatform
 let key: string
 let sandbox: any
-let edgePort: number
 const builderCalls = {
   build: vi.spyOn(ContainerBuilder.prototype, 'build'),
   plan: vi.spyOn(ContainerBuilder.prototype, 'plan'),
@@ -24,41 +23,14 @@ function builderRuns(): Record<string, number> {
   return Object.fromEntries(Object.entries(builderCalls).map(([name, spy]) => [name, spy.mock.calls.length]))
 }
 
-async function api(method: string, path: string, body?: unknown): Promise<any> {
-  const res = await t.call(method, `/api/v1${path}`, { key, body })
-  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${res.text}`)
-  return res.json
-}
-
-async function write(path: string, content: string): Promise<void> {
-  const res = await t.call('PUT', `/api/v1/sandboxes/${sandbox.id}/files?path=${encodeURIComponent(path)}`, {
-    key,
-    rawBody: content,
-    headers: { 'content-type': 'application/octet-stream' },
-  })
-  expect(res.status, res.text).toBe(200)
-}
-
-/** GET through the edge with the hostname of a URL the API handed out. */
-function fetchLive(url: string, path = '/'): Promise<{ status: number; body: string }> {
-  const u = new URL(url)
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: edgePort, path, headers: { host: u.host } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (body += c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
+const api = (method: string, path: string, body?: unknown) => callApi(t, key, method, path, body)
+const write = (path: string, content: string) => writeWorkspace(t, key, sandbox.id, { [path.replace(/^\/workspace\//, '')]: content })
+const fetchLive = (url: string, path = '/') => getViaEdge(t, url, { path })
 
 const page = (n: number) => `<!doctype html><html><head><title>Shop</title></head><body><h1 id="v">shop version ${n}</h1></body></html>\n`
 
 beforeAll(async () => {
   t = await startTestPlatform()
-  edgePort = Number(new URL(t.edgeUrl).port)
   key = (await t.newOrganization('Environments Org')).key
   sandbox = await api('POST', '/sandboxes?wait=true', { template: 'static', name: 'shop-dev', timeout: '1h' })
 }, 180_000)

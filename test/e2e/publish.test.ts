@@ -1,6 +1,6 @@
-import { request } from 'node:http'
 import { chromium } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { callApi, getViaEdge, writeWorkspace } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
@@ -12,37 +12,10 @@ import type { TestPlatform } from '../helpers/platform.js'
 let t: TestPlatform
 let key: string
 let sandbox: any
-let edgePort: number
 
-async function api(method: string, path: string, body?: unknown): Promise<any> {
-  const res = await t.call(method, `/api/v1${path}`, { key, body })
-  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${res.text}`)
-  return res.json
-}
-
-async function write(path: string, content: string): Promise<void> {
-  const res = await t.call('PUT', `/api/v1/sandboxes/${sandbox.id}/files?path=${encodeURIComponent(path)}`, {
-    key,
-    rawBody: content,
-    headers: { 'content-type': 'application/octet-stream' },
-  })
-  expect(res.status, res.text).toBe(200)
-}
-
-/** GET through the edge with the managed hostname of a deployment URL. */
-function fetchLive(url: string, path = '/'): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
-  const u = new URL(url)
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: edgePort, path, headers: { host: u.host } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (body += c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }))
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
+const api = (method: string, path: string, body?: unknown) => callApi(t, key, method, path, body)
+const write = (path: string, content: string) => writeWorkspace(t, key, sandbox.id, { [path.replace(/^\/workspace\//, '')]: content })
+const fetchLive = (url: string, path = '/') => getViaEdge(t, url, { path })
 
 const REACT_APP: Record<string, string> = {
   'package.json': JSON.stringify({
@@ -62,7 +35,6 @@ const REACT_APP: Record<string, string> = {
 
 beforeAll(async () => {
   t = await startTestPlatform()
-  edgePort = Number(new URL(t.edgeUrl).port)
   key = (await t.newOrganization('Publish Org')).key
   sandbox = await api('POST', '/sandboxes?wait=true', { template: 'node', name: 'smile-dental-dev', timeout: '1h' })
   for (const [path, content] of Object.entries(REACT_APP)) await write(`/workspace/${path}`, content)
