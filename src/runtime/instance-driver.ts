@@ -8,13 +8,17 @@ import type { RuntimeRef } from './runtime-driver.js'
 /** The port every instance's server listens on inside its container (also given as PORT). */
 export const INSTANCE_PORT = 8080
 
-export interface InstanceSpec {
-  instanceId: string
+/** Whose an instance is: what its labels say, and what re-adoption reads back. */
+export interface InstanceOwner {
   organizationId: string
   workspaceId: string
   deploymentId: string
   environment: string
   versionId: string
+}
+
+export interface InstanceSpec extends InstanceOwner {
+  instanceId: string
   /** The release image digest (64 hex). */
   image: string
   /** The start command, or undefined for the image's own CMD. */
@@ -51,14 +55,9 @@ export interface InstanceStatus {
 }
 
 /** An instance the driver knows, from its labels (for re-adoption after a restart). */
-export interface RuntimeInstance extends InstanceStatus {
+export interface RuntimeInstance extends InstanceStatus, InstanceOwner {
   ref: RuntimeRef
   instanceId: string
-  organizationId: string
-  workspaceId: string
-  deploymentId: string
-  environment: string
-  versionId: string
 }
 
 export interface InstanceLogLine {
