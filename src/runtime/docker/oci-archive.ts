@@ -148,7 +148,11 @@ async function spool(input: Readable, dir: string, signal: AbortSignal | undefin
         links.set(path, posix.join(posix.dirname(path), entry.linkpath ?? ''))
         entry.resume()
       } else if (entry.type === 'File' && path.endsWith('/layer.tar')) {
-        writes.push(spoolLayer(entry, dir).then((blob) => void layers.set(path, blob)))
+        const write = spoolLayer(entry, dir).then((blob) => void layers.set(path, blob))
+        // Handled now: after a failure the parser may still hand over entries whose writes
+        // then fail (their directory is gone), and nobody awaits those.
+        write.catch(() => {})
+        writes.push(write)
       } else if (entry.type === 'File' && !path.includes('/') && path.endsWith('.json') && entry.size <= MAX_JSON_BYTES) {
         const chunks: Buffer[] = []
         entry.on('data', (chunk: Buffer) => chunks.push(chunk))
@@ -174,7 +178,6 @@ async function spool(input: Readable, dir: string, signal: AbortSignal | undefin
     await Promise.race([Promise.all(writes), aborted])
   } catch (error) {
     input.destroy()
-    for (const write of writes) write.catch(() => {})
     if (signal?.aborted === true) throw signal.reason
     throw error
   }
