@@ -3,6 +3,7 @@ import { newId } from '../../src/core/ids.js'
 import { INTERRUPTED_BUILD_ERROR } from '../../src/core/publish.js'
 import type { DeploymentRecord, VersionRecord } from '../../src/store/store.js'
 import { startTestPlatform } from '../helpers/platform.js'
+import { insertVersionRecord } from '../helpers/version-records.js'
 import type { TestPlatform } from '../helpers/platform.js'
 import { insertSandboxRecord } from '../helpers/sandbox-records.js'
 
@@ -33,35 +34,8 @@ async function createDeployment(body: Record<string, unknown> = {}): Promise<{ i
 }
 
 /** A version written into the store, numbered by the store like a publish's. */
-async function insertVersion(dep: { id: string }, overrides: Partial<VersionRecord> = {}): Promise<VersionRecord> {
-  const now = new Date().toISOString()
-  const record = (await t.platform.store.deployments.get({ organization_id: org.id }, dep.id)) as DeploymentRecord
-  const ready = (overrides.status ?? 'ready') === 'ready'
-  return t.platform.store.versions.insertNext({
-    id: newId('version'),
-    organization_id: org.id,
-    workspace_id: record.workspace_id,
-    deployment_id: record.id,
-    environment: 'production',
-    status: 'ready',
-    error: null,
-    kind: 'static',
-    plan: null,
-    source_sha256: 'a'.repeat(64),
-    release_sha256: ready ? newId('release').padEnd(64, '0') : null,
-    release_kind: ready ? 'static' : null,
-    sandbox_id: null,
-    logs: 'line one\nline two\n',
-    created_by: 'key_test',
-    external_user_id: null,
-    external_project_id: null,
-    external_workspace_id: null,
-    metadata: {},
-    created_at: now,
-    updated_at: now,
-    finished_at: ready ? now : null,
-    ...overrides,
-  })
+function insertVersion(dep: { id: string } & Record<string, any>, overrides: Partial<VersionRecord> = {}): Promise<VersionRecord> {
+  return insertVersionRecord(t.platform.store, dep as DeploymentRecord, { logs: 'line one\nline two\n', ...overrides })
 }
 
 /** Points production at the version, as a publish that went live does. */

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newId } from '../../src/core/ids.js'
 import type { DeploymentRecord, VersionRecord } from '../../src/store/store.js'
 import { startTestPlatform } from '../helpers/platform.js'
+import { insertVersionRecord } from '../helpers/version-records.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
 // Deployment environments through the API: the defaults every project gets, names, create
@@ -37,33 +37,8 @@ async function createDeployment(body: Record<string, unknown>): Promise<{ id: st
   return res.json
 }
 
-async function insertVersion(dep: { id: string }, environment = 'production'): Promise<VersionRecord> {
-  const now = new Date().toISOString()
-  const record = (await t.platform.store.deployments.get({ organization_id: org.id }, dep.id)) as DeploymentRecord
-  return t.platform.store.versions.insertNext({
-    id: newId('version'),
-    organization_id: org.id,
-    workspace_id: record.workspace_id,
-    deployment_id: dep.id,
-    environment,
-    status: 'ready',
-    error: null,
-    kind: 'static',
-    plan: null,
-    source_sha256: 'a'.repeat(64),
-    release_sha256: newId('release').padEnd(64, '0').slice(0, 64),
-    release_kind: 'static',
-    sandbox_id: null,
-    logs: '',
-    created_by: 'key_test',
-    external_user_id: null,
-    external_project_id: null,
-    external_workspace_id: null,
-    metadata: {},
-    created_at: now,
-    updated_at: now,
-    finished_at: now,
-  })
+function insertVersion(dep: { id: string } & Record<string, any>, environment = 'production'): Promise<VersionRecord> {
+  return insertVersionRecord(t.platform.store, dep as DeploymentRecord, { environment })
 }
 
 async function writes(depId: string): Promise<{ versions: number; changes: number }> {

@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLI, runCli } from '../helpers/cli.js'
 import type { CliResult } from '../helpers/cli.js'
 import { startTestPlatform } from '../helpers/platform.js'
+import { insertVersionRecord } from '../helpers/version-records.js'
 import type { TestPlatform } from '../helpers/platform.js'
 import { insertSandboxRecord } from '../helpers/sandbox-records.js'
-import { newId } from '../../src/core/ids.js'
 
 // The real `miosa` bin (dist/cli/main.js) against a real listening platform.
 // Every run gets MIOSA_CONFIG pointing into a temp dir: the user's own config is never read or written.
@@ -496,15 +496,9 @@ describe('--json: deployments, versions, rollback, promote, logs', () => {
 
     // Versions written straight into the store stand in for builds.
     const dep = await tp.platform.services.deployments.create(org.id, { name: 'CLI App', workspace_id: ws.id })
-    const now = new Date().toISOString()
-    const base = {
-      organization_id: org.id, workspace_id: ws.id, deployment_id: dep.id, environment: 'production', error: null, kind: 'static' as const,
-      plan: null, source_sha256: null, release_sha256: 'f'.repeat(64), release_kind: 'static' as const, sandbox_id: null, logs: 'built fine\n',
-      created_by: 'key_cli', external_user_id: null, external_project_id: null, external_workspace_id: null, metadata: {},
-      created_at: now, updated_at: now, finished_at: now,
-    }
-    const v1 = await tp.platform.store.versions.insertNext({ ...base, id: newId('version'), status: 'ready' })
-    const v2 = await tp.platform.store.versions.insertNext({ ...base, id: newId('version'), status: 'ready' })
+    const built = { source_sha256: null, release_sha256: 'f'.repeat(64), logs: 'built fine\n', created_by: 'key_cli' }
+    const v1 = await insertVersionRecord(tp.platform.store, dep, built)
+    const v2 = await insertVersionRecord(tp.platform.store, dep, built)
 
     const [listed, bySlug, byId] = await Promise.all([
       json(['deployments', 'list', '--workspace', ws.id], { key: org.key }),

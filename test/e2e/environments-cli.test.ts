@@ -2,10 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newId } from '../../src/core/ids.js'
 import { runCli } from '../helpers/cli.js'
 import type { CliResult } from '../helpers/cli.js'
 import { startTestPlatform } from '../helpers/platform.js'
+import { insertVersionRecord } from '../helpers/version-records.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
 // `miosa environments list|create|delete <project>` and `promote --env` through the real bin
@@ -68,14 +68,7 @@ describe('miosa environments', () => {
   it('promote --env and rollback --env take a project’s environments and refuse others with the way to create them', async () => {
     const project = (await t.call('POST', '/api/v1/projects', { key: org.key, body: { workspace_id: workspace.id, name: 'Clinic' } })).json
     const dep = (await t.call('POST', '/api/v1/deployments', { key: org.key, body: { name: 'clinic-site', project_id: project.id, workspace_id: workspace.id } })).json
-    const now = new Date().toISOString()
-    for (let i = 0; i < 2; i++) {
-      await t.platform.store.versions.insertNext({
-        id: newId('version'), organization_id: org.id, workspace_id: workspace.id, deployment_id: dep.id, environment: 'production', status: 'ready', error: null,
-        kind: 'static', plan: null, source_sha256: null, release_sha256: 'b'.repeat(64), release_kind: 'static', sandbox_id: null, logs: '', created_by: 'key_test',
-        external_user_id: null, external_project_id: null, external_workspace_id: null, metadata: {}, created_at: now, updated_at: now, finished_at: now,
-      })
-    }
+    for (let i = 0; i < 2; i++) await insertVersionRecord(t.platform.store, dep, { source_sha256: null, release_sha256: 'b'.repeat(64) })
     await json(['environments', 'create', 'clinic', 'qa'])
     const promoted = await json(['promote', 'clinic-site', '--version', '2', '--env', 'qa'])
     expect(promoted.change).toMatchObject({ environment: 'qa', reason: 'promote' })
