@@ -48,6 +48,18 @@ export class EventStream extends ProgressiveStream {
   send(event: string, data: unknown): void {
     this.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
   }
+
+  /**
+   * Runs `work` (which sends the events) in the background, then ends the stream; a failure
+   * becomes one `error` event ({error: describe(error)}) while the client is still there.
+   */
+  pump(work: () => Promise<void>, describe: (error: unknown) => unknown): void {
+    work()
+      .catch((error: unknown) => {
+        if (this.open) this.send('error', { error: describe(error) })
+      })
+      .finally(() => this.end())
+  }
 }
 
 /** application/x-ndjson: one JSON document per line. */

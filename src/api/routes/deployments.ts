@@ -155,15 +155,12 @@ export const deploymentRoutes = [
       }
       const events = new EventStream()
       const lines = await services.deployments.runtimeLogs(organizationId, params.id, { environment: query.environment, tail: query.tail, follow: true, signal: events.closed })
-      void (async () => {
-        try {
+      events.pump(
+        async () => {
           for await (const line of lines) events.send('log', line)
-        } catch (error) {
-          if (events.open) events.send('error', { error: streamError(error, request.id, request.log) })
-        } finally {
-          events.end()
-        }
-      })()
+        },
+        (error) => streamError(error, request.id, request.log),
+      )
       return { kind: 'stream', contentType: EventStream.contentType, stream: events.stream, headers: EventStream.headers }
     },
   }),
@@ -302,16 +299,13 @@ export const deploymentRoutes = [
       }
       const events = new EventStream()
       const followed = await services.publish.follow(organizationId, params.id, events.closed)
-      void (async () => {
-        try {
+      events.pump(
+        async () => {
           for await (const line of followed.lines) events.send('line', { line })
           if (events.open) events.send('end', await followed.end())
-        } catch (error) {
-          if (events.open) events.send('error', { error: streamError(error, request.id, request.log) })
-        } finally {
-          events.end()
-        }
-      })()
+        },
+        (error) => streamError(error, request.id, request.log),
+      )
       return { kind: 'stream', contentType: EventStream.contentType, stream: events.stream, headers: EventStream.headers }
     },
   }),

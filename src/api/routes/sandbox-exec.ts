@@ -51,22 +51,17 @@ export const sandboxExecRoutes = [
       await services.sandboxes.ensureRunning({ organization_id: organizationId }, params.id)
       const events = new EventStream()
       const base64 = (chunk: Buffer) => ({ data: chunk.toString('base64') })
-      services.sandboxOps
-        .exec(organizationId, params.id, body, {
-          onStdout: (chunk) => events.send('stdout', base64(chunk)),
-          onStderr: (chunk) => events.send('stderr', base64(chunk)),
-          signal: events.closed,
-        })
-        .then(
-          (result) => {
-            const { exit_code, duration_ms, truncated, timed_out } = result
-            events.send('exit', { exit_code, duration_ms, truncated, timed_out })
-          },
-          (error: unknown) => {
-            if (events.open) events.send('error', { error: streamError(error, request.id, request.log) })
-          },
-        )
-        .finally(() => events.end())
+      events.pump(
+        async () => {
+          const { exit_code, duration_ms, truncated, timed_out } = await services.sandboxOps.exec(organizationId, params.id, body, {
+            onStdout: (chunk) => events.send('stdout', base64(chunk)),
+            onStderr: (chunk) => events.send('stderr', base64(chunk)),
+            signal: events.closed,
+          })
+          events.send('exit', { exit_code, duration_ms, truncated, timed_out })
+        },
+        (error) => streamError(error, request.id, request.log),
+      )
       return { kind: 'stream', contentType: EventStream.contentType, stream: events.stream, headers: EventStream.headers }
     },
   }),
