@@ -167,7 +167,7 @@ export class RuntimeInstances {
         const release = await this.releaseOf(version)
         await this.deps.ensureImage(release, onLog)
         const plan = version.plan
-        if (input.runReleaseCommand && plan?.release !== undefined && plan.release !== null) await this.runReleaseCommand(deployment, environment, version, plan.release, onLog)
+        if (input.runReleaseCommand && plan?.release !== undefined && plan.release !== null) await this.runReleaseCommand(deployment, environment, version, release, plan.release, onLog)
         const count = deployment.instances
         const deadline = Date.now() + deployment.deploy_timeout_seconds * 1000
         onLog(`miosa: starting ${count} instance${count === 1 ? '' : 's'} of version ${version.version_number}`)
@@ -176,18 +176,18 @@ export class RuntimeInstances {
         const live = await input.flip()
         if (!live) {
           onLog('miosa: a newer version went live meanwhile: these instances stop again')
-          await Promise.all(started.map((t) => this.remove(t, 'stopped', 'a newer version went live during the rollout')))
+          await Promise.all(started.map((t) => this.remove(t, 'a newer version went live during the rollout')))
           return false
         }
         onLog(`miosa: version ${version.version_number} is live on ${count} healthy instance${count === 1 ? '' : 's'}`)
         const fresh = new Set(started.map((t) => t.record.id))
-        for (const t of this.tracked.values()) {
-          if (t.key === key && !t.draining && !fresh.has(t.record.id)) this.drain(t, deployment.drain_timeout_seconds, `replaced by version ${version.version_number}`)
+        for (const t of this.inEnv(key)) {
+          if (!t.draining && !fresh.has(t.record.id)) this.drain(t, deployment.drain_timeout_seconds, `replaced by version ${version.version_number}`)
         }
         this.crashes.delete(key)
         return true
       } catch (error) {
-        await Promise.all(started.map((t) => this.remove(t, 'stopped', 'the rollout failed')))
+        await Promise.all(started.map((t) => this.remove(t, 'the rollout failed')))
         const reason = error instanceof MiosaError ? error.message : String(error)
         await this.event(deployment, environment, { type: 'rollout_failed', version_id: version.id, message: `version ${version.version_number} did not go live: ${reason}` })
         throw error
@@ -209,9 +209,15 @@ export class RuntimeInstances {
     await this.rollout({ deployment, environment, version, runReleaseCommand: false, onLog, flip: async () => true })
   }
 
-  private async runReleaseCommand(deployment: DeploymentRecord, environment: string, version: VersionRecord, cmd: string[], onLog: (line: string) => void): Promise<void> {
+  private async runReleaseCommand(
+    deployment: DeploymentRecord,
+    environment: string,
+    version: VersionRecord,
+    release: ReleaseRecord,
+    cmd: string[],
+    onLog: (line: string) => void,
+  ): Promise<void> {
     const driver = this.driver()
-    const release = await this.releaseOf(version)
     onLog(`miosa: release command: ${cmd.at(-1) ?? cmd.join(' ')}`)
     const { exitCode } = await driver.runOnce({
       ...(await this.specOf(deployment, environment, version, release)),
@@ -318,7 +324,7 @@ export class RuntimeInstances {
 
     await this.checkDue()
 
-    const keys = new Set([...desired.keys(), ...[...this.tracked.values()].map((t) => t.key)])
+    const keys = new Set([...desired.keys(), ...this.byEnv.keys()])
     for (const key of keys) {
       if (this.busy.has(key)) continue
       await this.converge(key, desired.get(key))
@@ -327,7 +333,7 @@ export class RuntimeInstances {
   }
 
   private async converge(key: string, want: Desired | undefined): Promise<void> {
-    const alive = [...this.tracked.values()].filter((t) => t.key === key && !t.draining)
+    const alive = this.inEnv(key).filter((t) => !t.draining)
     if (want === undefined) {
       for (const t of alive) this.drain(t, 30, 'the environment no longer serves a dynamic version')
       return
@@ -402,7 +408,7 @@ export class RuntimeInstances {
       })
       const lines = await this.lastLines(t.ref)
       this.noteFailure(t.key, null, lines)
-      await this.remove(t, 'stopped', 'unhealthy')
+      await this.remove(t, 'unhealthy')
     } finally {
       t.checking = false
     }
@@ -513,7 +519,7 @@ export class RuntimeInstances {
       details: { exit_code: code, last_logs: lines },
     })
     this.noteFailure(t.key, code, lines)
-    await this.remove(t, 'stopped', 'exited')
+    await this.remove(t, 'exited')
   }
 
   private noteFailure(key: string, exitCode: number | null, lines: string[]): void {
@@ -552,12 +558,12 @@ export class RuntimeInstances {
       await this.event(deployment, t.record.environment, { type: 'draining', instance_id: t.record.id, version_id: t.record.version_id, message: `draining instance ${t.record.id}: ${why}` })
       await sleep(DRAIN_SETTLE_MS)
       const idle = await this.inflight.idle(InflightRequests.key(t.address.host, t.address.port), timeoutSeconds * 1000)
-      await this.remove(t, 'stopped', idle ? 'drained' : `drain timeout (${timeoutSeconds} s) with requests in flight`)
+      await this.remove(t, idle ? 'drained' : `drain timeout (${timeoutSeconds} s) with requests in flight`)
     })().catch((error: unknown) => this.log.warn({ err: error, instance_id: t.record.id }, 'instances: draining failed'))
   }
 
   /** Stops and forgets the instance, with an event. */
-  private async remove(t: Tracked, type: Extract<InstanceEventType, 'stopped'>, why: string): Promise<void> {
+  private async remove(t: Tracked, why: string): Promise<void> {
     this.stopping.add(t.record.id)
     this.tracked.delete(t.record.id)
     const same = this.byEnv.get(t.key)
@@ -570,7 +576,7 @@ export class RuntimeInstances {
     await this.deps.store.instances.delete({ organization_id: t.record.organization_id }, t.record.id)
     const deployment = await this.deploymentOf(t).catch(() => undefined)
     if (deployment !== undefined) {
-      await this.event(deployment, t.record.environment, { type, instance_id: t.record.id, version_id: t.record.version_id, message: `stopped instance ${t.record.id} (${why})` })
+      await this.event(deployment, t.record.environment, { type: 'stopped', instance_id: t.record.id, version_id: t.record.version_id, message: `stopped instance ${t.record.id} (${why})` })
     }
   }
 
@@ -669,6 +675,11 @@ export class RuntimeInstances {
   }
 
   // ── helpers ─────────────────────────────────────────────────────────────────
+
+  /** The environment's tracked instances, as a copy (callers start and stop some while going through them). */
+  private inEnv(key: string): Tracked[] {
+    return [...(this.byEnv.get(key) ?? [])]
+  }
 
   private driver(): InstanceDriver {
     if (this.deps.driver === undefined) throw new MiosaError('unavailable', 'no runtime for dynamic apps is configured')
