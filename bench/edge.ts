@@ -9,14 +9,13 @@
 //   npx tsx bench/edge.ts        (needs wrk and caddy: `apt-get install wrk caddy`; scripts/bench installs them)
 //   BENCH_EDGE_SECONDS=10 BENCH_EDGE_ROUNDS=5 BENCH_EDGE_CONNECTIONS=128 npx tsx bench/edge.ts
 
-import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startTestPlatform } from '../test/helpers/platform.js'
 import type { TestPlatform } from '../test/helpers/platform.js'
-import { cpus, freePort, median, onPath, waitForPort, wrk } from './lib/load.js'
+import { cpus, freePort, median, onPath, startPeer, wrk } from './lib/load.js'
 
 const SECONDS = Number(process.env.BENCH_EDGE_SECONDS ?? 5)
 /** Rounds of direct, edge, caddy in turn; medians are reported (a 2-core VM is noisy). */
@@ -106,19 +105,7 @@ async function startCaddy(upstream: { host: string; port: number }, dir: string)
   }
   const file = join(dir, 'caddy.json')
   writeFileSync(file, JSON.stringify(config))
-  const child = spawn('caddy', ['run', '--config', file], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
-  })
-  let stderr = ''
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  try {
-    await waitForPort(port)
-  } catch (error) {
-    child.kill()
-    throw new Error(`caddy did not start: ${stderr.slice(-2000)}`, { cause: error })
-  }
-  return { child, port }
+  return startPeer('caddy', 'caddy', ['run', '--config', file], port, { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir })
 }
 
 async function measure(name: string, url: string, host?: string): Promise<Result> {

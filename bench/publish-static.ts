@@ -26,7 +26,7 @@ import { MiosaError } from '../src/core/errors.js'
 import type { AppSite, EdgeBackend } from '../src/edge/edge-backend.js'
 import { createEdgeServer } from '../src/edge/edge-server.js'
 import { createReleaseFiles } from '../src/edge/release-files.js'
-import { cpus, freePort, median, onPath, waitForPort, wrk } from './lib/load.js'
+import { cpus, freePort, median, onPath, startPeer, wrk } from './lib/load.js'
 
 const SECONDS = Number(process.env.BENCH_STATIC_SECONDS ?? 5)
 const ROUNDS = Number(process.env.BENCH_STATIC_ROUNDS ?? 3)
@@ -104,16 +104,7 @@ http {
 `
   const file = join(prefix, 'nginx.conf')
   await writeFile(file, config)
-  const child = spawn('nginx', ['-p', prefix, '-c', file, '-e', join(prefix, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  try {
-    await waitForPort(port)
-  } catch (error) {
-    child.kill()
-    throw new Error(`nginx did not start: ${stderr.slice(-2000)}`, { cause: error })
-  }
-  return { child, port }
+  return startPeer('nginx', 'nginx', ['-p', prefix, '-c', file, '-e', join(prefix, 'error.log')], port)
 }
 
 async function measure(url: string): Promise<Result> {

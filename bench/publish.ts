@@ -10,9 +10,9 @@
 // Budgets (issue 5): publish ≤ 3 s, rollback answer ≤ 50 ms, zero failed requests.
 // Static serving against nginx is bench/publish-static.ts.
 
-import { spawn } from 'node:child_process'
 import { request } from 'node:http'
 import { startTestPlatform } from '../test/helpers/platform.js'
+import { wrk } from './lib/load.js'
 
 const FILES = 1000
 const RUNS = 5
@@ -100,19 +100,14 @@ async function main(): Promise<void> {
     line('rollback: first request served by it', servedMs)
 
     // Load while the route flips back and forth.
-    const wrk = spawn('wrk', ['-t2', '-c32', '-d12s', '-H', `Host: ${host}`, `http://127.0.0.1:${edgePort}/`], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    wrk.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    const loaded = wrk({ url: `http://127.0.0.1:${edgePort}/`, host, seconds: 12, threads: 2, connections: 32 })
     await sleep(1000)
     for (let i = 0; i < ROLLBACKS; i++) {
       await api('POST', `/deployments/${deploymentId}/rollback`, { version_id: versions[i % 2 === 0 ? 0 : RUNS - 1].id })
       await sleep(400)
     }
-    await new Promise((resolve) => wrk.on('close', resolve))
-    const requests = /(\d+) requests in/.exec(out)?.[1] ?? '?'
-    const errors = /Socket errors: (.*)/.exec(out)?.[1] ?? 'none'
-    const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? '0'
-    console.log(`under load (wrk -c32, 12 s) with ${ROLLBACKS} rollbacks: ${requests} requests, non-2xx ${non2xx}, socket errors ${errors}`)
+    const load = await loaded
+    console.log(`under load (wrk -c32, 12 s) with ${ROLLBACKS} rollbacks: ${load.requests} requests, ${load.errors} failed (non-2xx and socket errors)`)
     console.log('\nBudgets: publish ≤ 3 s, rollback answer ≤ 50 ms, zero failed requests.')
   } finally {
     await t.close()

@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
@@ -10,6 +11,8 @@ import { delimiter, join } from 'node:path'
 // chores around starting peers on loopback ports.
 
 export interface WrkResult {
+  /** Requests completed in the run. */
+  requests: number
   rps: number
   p50: number
   p99: number
@@ -71,7 +74,22 @@ export async function wrk(o: { url: string; seconds: number; threads: number; co
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
   const errors = non2xx + (socketErrors === null ? 0 : socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0))
   if (Number.isNaN(rps)) throw new Error(`could not read wrk's output for ${o.url}:\n${out}`)
-  return { rps, p50, p99, errors, raw: out }
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? Number.NaN)
+  return { requests, rps, p50, p99, errors, raw: out }
+}
+
+/** Starts a peer server (Caddy, nginx) and answers once it listens on `port`; if it never does, it is killed and its stderr says why. */
+export async function startPeer(name: string, command: string, args: string[], port: number, env?: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(env === undefined ? {} : { env }) })
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  try {
+    await waitForPort(port)
+  } catch (error) {
+    child.kill()
+    throw new Error(`${name} did not start: ${stderr.slice(-2000)}`, { cause: error })
+  }
+  return { child, port }
 }
 
 export function median(values: number[]): number {
