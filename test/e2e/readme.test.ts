@@ -46,6 +46,7 @@ const PLACEHOLDERS: Record<string, { prefix: string; pick: 'first' | 'last'; sco
   'org_…': { prefix: 'org_', pick: 'first', scope: 'readme' },
   'ws_…': { prefix: 'ws_', pick: 'first', scope: 'readme' },
   'msk_…': { prefix: 'msk_', pick: 'first', scope: 'readme' },
+  'sbx_…': { prefix: 'sbx_', pick: 'first', scope: 'section' },
   '<sandbox-id>': { prefix: 'sbx_', pick: 'first', scope: 'section', fixture: 'sandbox' },
   '<snapshot-id>': { prefix: 'snap_', pick: 'first', scope: 'section' },
   '<version-id>': { prefix: 'ver_', pick: 'first', scope: 'section' },
@@ -130,7 +131,8 @@ class Runner {
 
   /** The command with its placeholders filled in and the README's local addresses pointed at the test's server. */
   async fill(command: string): Promise<string> {
-    let out = command.replaceAll('http://127.0.0.1:8080', this.t.apiUrl)
+    const edgePort = new URL(this.t.edgeUrl).port
+    let out = command.replaceAll('http://127.0.0.1:8080', this.t.apiUrl).replace(/(\blocalhost):8081\b/g, `$1:${edgePort}`)
     for (const [placeholder, rule] of Object.entries(PLACEHOLDERS)) {
       if (!out.includes(placeholder)) continue
       let value: string
@@ -234,9 +236,9 @@ afterAll(async () => {
 
 describe('README examples', () => {
   it('splits sh blocks into the commands a reader pastes', () => {
-    const blocks = codeBlocks('## One\n\n```sh\nmiosa a --x \\\n  --y  # why\n# a comment\n\nmiosa b \'#keep\' "# too"\n```\n### Two\n```ts\nconst x = 1\n```\n')
+    const blocks = codeBlocks('## One\n\n```sh\nmiosa a --x \\\n  --y  # → done\n# a comment\n\nmiosa b \'#keep\' "# too"\n```\n### Two\n```ts\nconst x = 1\n```\n')
     expect(shellCommands(blocks)).toEqual([
-      { section: 'One', line: 4, command: 'miosa a --x --y' },
+      { section: 'One', line: 4, command: 'miosa a --x --y', prints: 'done' },
       { section: 'One', line: 8, command: `miosa b '#keep' "# too"` },
     ])
     expect(blocks.map((b) => [b.section, b.lang])).toEqual([['One', 'sh'], ['Two', 'ts']])
@@ -294,6 +296,7 @@ async function runOne(c: ShellCommand): Promise<void> {
     return
   }
   expect(result.code, said).toBe(0)
-  if (/^curl\b/.test(command)) expect(JSON.parse(result.stdout), said).not.toHaveProperty('error')
+  if (c.prints !== undefined) expect(result.stdout, said).toContain(c.prints)
+  if (/^curl\b/.test(command) && result.stdout.startsWith('{')) expect(JSON.parse(result.stdout), said).not.toHaveProperty('error')
   else if (/\s--json\b/.test(command) && !command.includes('&&')) expect(() => JSON.parse(result.stdout), said).not.toThrow()
 }

@@ -1,7 +1,8 @@
 // The README's code examples, read as a user would copy them: each fenced block with its
 // language and the heading it sits under, and each `sh` block split into commands (lines
 // joined at a trailing `\`, comments and blank lines dropped, a trailing `# …` comment
-// cut where the `#` stands outside quotes).
+// cut where the `#` stands outside quotes). A trailing `# → text` comment says what the
+// command prints: the text is kept as the command's expected output.
 
 export interface CodeBlock {
   /** The nearest `##` or `###` heading above the block. */
@@ -17,6 +18,8 @@ export interface ShellCommand {
   /** 1-based line the command starts on. */
   line: number
   command: string
+  /** From a trailing `# → text` comment: text the command prints. */
+  prints?: string
 }
 
 export function codeBlocks(markdown: string): CodeBlock[] {
@@ -43,10 +46,15 @@ export function shellCommands(blocks: readonly CodeBlock[]): ShellCommand[] {
     const lines = block.text.split('\n')
     for (let i = 0; i < lines.length; i++) {
       const line = block.line + 1 + i
-      let text = stripComment(lines[i] as string)
-      while (text.endsWith('\\') && i + 1 < lines.length) text = `${text.slice(0, -1).trimEnd()} ${stripComment((lines[++i] as string).trim())}`
+      let raw = lines[i] as string
+      let text = stripComment(raw)
+      while (text.endsWith('\\') && i + 1 < lines.length) {
+        raw = (lines[++i] as string).trim()
+        text = `${text.slice(0, -1).trimEnd()} ${stripComment(raw)}`
+      }
       text = text.trim()
-      if (text !== '') commands.push({ section: block.section, line, command: text })
+      const prints = /#\s*→\s*(.+)$/.exec(raw.slice(stripComment(raw).length))?.[1]?.trim()
+      if (text !== '') commands.push({ section: block.section, line, command: text, ...(prints === undefined ? {} : { prints }) })
     }
   }
   return commands
