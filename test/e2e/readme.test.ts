@@ -51,6 +51,7 @@ const PLACEHOLDERS: Record<string, { prefix: string; pick: 'first' | 'last'; sco
   '<snapshot-id>': { prefix: 'snap_', pick: 'first', scope: 'section' },
   '<version-id>': { prefix: 'ver_', pick: 'first', scope: 'section' },
   '<token-id>': { prefix: 'tok_', pick: 'last', scope: 'section' },
+  '<service-id>': { prefix: 'proc_', pick: 'last', scope: 'section' },
 }
 
 /** What sections assume exists before their first command. */
@@ -176,7 +177,7 @@ class Runner {
   }
 
   private remember(stdout: string): void {
-    for (const match of stdout.matchAll(/\b(?:org|ws|prj|sbx|snap|dep|ver|tok|key)_[a-z2-7]{20}\b|\bmsk_[A-Za-z0-9_-]{20,}/g)) {
+    for (const match of stdout.matchAll(/\b(?:org|ws|prj|sbx|snap|dep|ver|tok|key|proc)_[a-z2-7]{20}\b|\bmsk_[A-Za-z0-9_-]{20,}/g)) {
       this.printed.push({ section: this.section, id: match[0] })
     }
   }
