@@ -1,20 +1,16 @@
 import { stat } from 'node:fs/promises'
-import { Readable } from 'node:stream'
 import type { Command } from 'commander'
 import { Option } from 'commander'
-import { create as createTar } from 'tar'
 import { MiosaError } from '../../../core/errors.js'
 import type { Deployment, MiosaClient, PlanResult, Version } from '../../../sdk/index.js'
 import { command, run } from '../../command.js'
 import { resolveProject } from '../environments/resolve.js'
+import { localSourceTar } from './local-source.js'
 import { renderRecord } from '../../output.js'
 
 // `miosa deploy`: publish a sandbox's /workspace, or a local directory, to the deployment
 // of that name (created on first publish), wait for the build while its output streams to
 // stderr, and print the URL. --plan prints what the build would do instead.
-
-/** Never uploaded from a local directory: the builder installs dependencies itself. */
-const IGNORED = /(^|\/)(node_modules|\.git|\.next\/cache)(\/|$)/
 
 interface DeployOptions {
   sandbox?: string
@@ -80,9 +76,7 @@ Examples:
       const info = await stat(dir as string).catch(() => undefined)
       if (info === undefined || !info.isDirectory()) throw new Error(`${dir} is not a local directory`)
       const deployment = await deploymentNamed(c, opts.name, opts.workspace, opts.spa === true, project.project_id)
-      // tar's streams are minipass, not node streams: Readable.from adapts its async iterator.
-      const tar = createTar({ gzip: true, cwd: dir as string, portable: true, filter: (path) => !IGNORED.test(path.replace(/^\.\//, '')) }, ['.'])
-      const body = Readable.toWeb(Readable.from(tar)) as ReadableStream<Uint8Array>
+      const body = await localSourceTar(dir as string)
       if (opts.plan === true) {
         const result = await c.deployments.planUpload(deployment.id, body, { kind, gzip: true, ...settings })
         return { data: result, human: showPlan(result) }
