@@ -313,7 +313,7 @@ describe('access', () => {
       expect(r.headers['content-security-policy'], `${h}${path}`).toContain(framable)
       expect(r.headers['referrer-policy']).toBe('no-referrer')
     }
-    for (const h of [`localhost:${edge.port}`, 'garbage!!', `nothing-here.example.org`]) {
+    for (const h of [`localhost:${edge.port}`, 'garbage!!', `no-app.no-workspace.localhost:${edge.port}`]) {
       const r = await call(edge.port, h, '/')
       expect(r.status, h).toBe(404)
       expect(r.headers['content-security-policy'], h).toContain("frame-ancestors 'none'")
