@@ -11,7 +11,8 @@ const restrict = (paths, patterns) => ({
 })
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/'] },
+  // templates/*/workspace/: the starter apps users get, written as a user writes them (CommonJS, console).
+  { ignores: ['dist/', 'node_modules/', 'coverage/', 'templates/*/workspace/'] },
   ...tseslint.configs.recommended,
   {
     plugins: { unicorn },

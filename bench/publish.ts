@@ -53,9 +53,9 @@ async function main(): Promise<void> {
       })
 
     const sandbox = await api('POST', '/sandboxes?wait=true', { template: 'node', name: 'publish-bench', timeout: '1h' })
-    // 1,000 files: an index.html, 999 small assets in 10 folders.
+    // 1,000 files: an index.html, 999 small assets in 10 folders, in place of the template's starter app.
     const made = await api('POST', `/sandboxes/${sandbox.id}/exec`, {
-      cmd: `cd /workspace && for d in $(seq 0 9); do mkdir -p assets/$d; done && for i in $(seq 1 ${FILES - 1}); do printf 'body { --n: %d }\\n' $i > assets/$((i % 10))/style-$i.css; done && echo '<!doctype html><h1>version RUN</h1>' > index.html && find . -type f | wc -l`,
+      cmd: `cd /workspace && find . -mindepth 1 -delete && for d in $(seq 0 9); do mkdir -p assets/$d; done && for i in $(seq 1 ${FILES - 1}); do printf 'body { --n: %d }\\n' $i > assets/$((i % 10))/style-$i.css; done && echo '<!doctype html><h1>version RUN</h1>' > index.html && find . -type f | wc -l`,
       timeout: 120,
     })
     console.log(`site: ${made.stdout.trim()} files in the sandbox's /workspace`)

@@ -10,6 +10,7 @@ import { InflightRequests } from './inflight.js'
 import { KeyedMutex } from './keyed-mutex.js'
 import type { Log } from './log.js'
 import { silentLog } from './log.js'
+import { PortDiscovery, routedMessage } from './port-discovery.js'
 import { secretMasker } from './secret-masker.js'
 
 // Runtime instances of dynamic deployments: containers from a version's release image,
@@ -111,6 +112,7 @@ export class RuntimeInstances {
   private readonly rollouts = new KeyedMutex()
   private readonly crashes = new Map<string, CrashLoop>()
   private readonly startListeners = new Set<(t: { id: string; key: string; ref: RuntimeRef }) => void>()
+  private readonly ports = new PortDiscovery(() => this.driver())
   private reconciling: Promise<void> | undefined
   private timer: NodeJS.Timeout | undefined
   private stopped = false
@@ -243,7 +245,7 @@ export class RuntimeInstances {
         if (result.ok) {
           await this.markHealthy(t)
           onLog(`miosa: instance ${t.record.id} is healthy`)
-        }
+        } else await this.followListeningPort(t, onLog)
       }
       if (Date.now() - lastInspect > 500) {
         lastInspect = Date.now()
@@ -395,6 +397,7 @@ export class RuntimeInstances {
         return
       }
       t.failures++
+      if (t.record.state === 'starting' && (await this.followListeningPort(t))) return
       const inGrace = t.record.state === 'starting' && Date.now() - t.startedAt < t.health.grace_seconds * 1000
       if (inGrace || (t.record.state === 'healthy' && t.failures < UNHEALTHY_AFTER)) return
       await this.setState(t, 'unhealthy')
@@ -530,6 +533,23 @@ export class RuntimeInstances {
     if (lines.length > 0) crash.lastLogs = lines
     crash.announced = false
     this.crashes.set(key, crash)
+  }
+
+  /** An app listening elsewhere than PORT gets its traffic there (port-discovery.ts); true when it was re-pointed. */
+  private async followListeningPort(t: Tracked, onLog?: (line: string) => void): Promise<boolean> {
+    const port = await this.ports.elsewhere(t.ref, t.address.port).catch((error: unknown) => {
+      this.log.warn({ err: error, instance_id: t.record.id }, 'instances: could not read the listening sockets')
+      return undefined
+    })
+    if (port === undefined) return false
+    const message = routedMessage(port, t.address.port)
+    t.address = { host: t.address.host, port }
+    const now = nowIso()
+    t.record = { ...t.record, address: t.address, updated_at: now }
+    await this.deps.store.instances.update({ organization_id: t.record.organization_id }, t.record.id, { address: t.address, updated_at: now })
+    onLog?.(`miosa: ${message}`)
+    this.log.info({ instance_id: t.record.id, port }, `instances: ${message}`)
+    return true
   }
 
   private async markHealthy(t: Tracked): Promise<void> {

@@ -9,7 +9,10 @@ import { clientIpOf } from './proxy.js'
 //   1. a public site: anyone;
 //   2. `?token=…` in the URL: exchanged with the backend for the access cookie, then a
 //      redirect to the same URL without the token (a share token with a password first
-//      shows the password page, whose form posts back to the same URL);
+//      shows the password page, whose form posts back to the same URL). Previews are
+//      embedded in other sites' frames, where browsers keep only a cookie marked
+//      `SameSite=None; Secure; Partitioned` (stored for that embedding site alone): the
+//      cookie is so wherever the browser takes Secure, over HTTPS and on *.localhost;
 //   3. the access cookie, when the backend still admits it;
 //   4. otherwise a 401 page.
 // Authorization headers are never read here: they belong to the app behind the preview,
@@ -64,11 +67,12 @@ async function exchangeToken(req: IncomingMessage, res: ServerResponse, site: Pr
   }
   const outcome = await ctx.backend.exchange(site, link.token, { password, clientIp: clientIpOf(req) })
   if (outcome.ok) {
-    const secure = (req.socket as Socket & { encrypted?: boolean }).encrypted === true
     const maxAge = Math.max(0, Math.floor(outcome.maxAgeSeconds))
+    // Host-only (no Domain): no other preview shares it.
+    const sameSite = securable(req) ? 'SameSite=None; Secure; Partitioned' : 'SameSite=Lax'
     res.writeHead(303, {
       location: link.location,
-      'set-cookie': `${COOKIE_PREFIX}${outcome.cookie}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure ? '; Secure' : ''}`,
+      'set-cookie': `${COOKIE_PREFIX}${outcome.cookie}; Path=/; HttpOnly; ${sameSite}; Max-Age=${maxAge}`,
       'cache-control': 'no-store',
       'referrer-policy': 'no-referrer',
       'content-length': 0,
@@ -82,6 +86,17 @@ async function exchangeToken(req: IncomingMessage, res: ServerResponse, site: Pr
     return
   }
   sendPage(req, res, { status: outcome.status, title: REFUSAL_TITLES[outcome.status], message: outcome.message, branding })
+}
+
+/**
+ * Whether the browser keeps a Secure cookie from this request: over HTTPS, and on
+ * localhost names (potentially trustworthy even over plain HTTP). A plain HTTP preview
+ * on another name gets a Lax cookie instead: it works top-level, not in a cross-site frame.
+ */
+function securable(req: IncomingMessage): boolean {
+  if ((req.socket as Socket & { encrypted?: boolean }).encrypted === true) return true
+  const host = (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '')
+  return host === 'localhost' || host.endsWith('.localhost')
 }
 
 const REFUSAL_TITLES = { 401: 'Link expired', 403: 'Not allowed', 429: 'Too many attempts' } as const

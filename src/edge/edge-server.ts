@@ -9,7 +9,7 @@ import type { AccessContext } from './access.js'
 import type { AppSite, EdgeBackend, PreviewSite } from './edge-backend.js'
 import { createHostRouter } from './host-router.js'
 import type { EdgeRoute, HostRouter } from './host-router.js'
-import { brandingOf, sendPage } from './pages.js'
+import { allowFraming, brandingOf, sendPage } from './pages.js'
 import { EdgeProxy } from './proxy.js'
 import type { ProxyTarget, UpstreamError } from './proxy.js'
 import { StaticServer } from './static-server.js'
@@ -156,6 +156,8 @@ class Edge {
       if (serving !== undefined) await serving
       return
     }
+    // Previews are embedded in other sites: their pages (refusals, errors) must show there.
+    if (resolved.route?.kind === 'preview') allowFraming(req)
     const site = resolved.site
     if (site === undefined) {
       await this.notFound(req, res, host, resolved.route)

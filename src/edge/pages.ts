@@ -7,12 +7,26 @@ import type { Branding, ErrorPage, PasswordPage } from './error-page.js'
 // Answers the edge gives itself: HTML pages for browsers, JSON for clients that ask for it.
 // Pages carry a strict content security policy (no script, images over https only, forms
 // post to the page's own origin) and no referrer, so a token in the URL never leaks.
+// No site may frame them, except the pages of a sandbox's preview: customers embed
+// previews in their own product, and a visitor there must see why one does not show.
+
+const PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; base-uri 'none'"
 
 const PAGE_HEADERS = {
   'cache-control': 'no-store',
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
-  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'content-security-policy': `${PAGE_POLICY}; frame-ancestors 'none'`,
+}
+
+const EMBEDDABLE_POLICY = `${PAGE_POLICY}; frame-ancestors *`
+
+/** Requests to a sandbox's preview: their pages may be shown in a frame on any site. */
+const embeddable = new WeakSet<IncomingMessage>()
+
+/** Lets the pages answering this request (a preview's) be shown inside a frame on another site. */
+export function allowFraming(req: IncomingMessage): void {
+  embeddable.add(req)
 }
 
 const JSON_CODES: Record<number, string> = {
@@ -67,6 +81,7 @@ function send(req: IncomingMessage, res: ServerResponse, status: number, type: s
     res.destroy()
     return
   }
-  res.writeHead(status, { ...PAGE_HEADERS, ...headers, 'content-type': type, 'content-length': Buffer.byteLength(body) })
+  const policy = embeddable.has(req) ? { 'content-security-policy': EMBEDDABLE_POLICY } : undefined
+  res.writeHead(status, { ...PAGE_HEADERS, ...policy, ...headers, 'content-type': type, 'content-length': Buffer.byteLength(body) })
   res.end(req.method === 'HEAD' ? undefined : body)
 }

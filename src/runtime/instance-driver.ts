@@ -1,4 +1,7 @@
+import type { ListeningSocket } from './proc-net-tcp.js'
 import type { RuntimeRef } from './runtime-driver.js'
+
+export type { ListeningSocket } from './proc-net-tcp.js'
 
 // Runtime instances: the production processes of dynamic deployments, one container each
 // from a release image. The seam between core's instance service and reconciler and
@@ -78,6 +81,8 @@ export interface InstanceDriver {
   list(): Promise<RuntimeInstance[]>
   /** Its output: the last `tail` lines, then (with follow) new ones until the signal aborts or the container ends. */
   logs(ref: RuntimeRef, o: { tail: number; follow: boolean; signal?: AbortSignal | undefined }): AsyncIterable<InstanceLogLine>
+  /** The TCP sockets its processes listen on (none once it has stopped): where its app listens, whatever PORT says. */
+  listeningSockets(ref: RuntimeRef): Promise<ListeningSocket[]>
   /** Runs `cmd` once in a fresh container from the image (same env and network as an instance) and removes it; answers its exit code (null: timed out). */
   runOnce(spec: OneOffSpec): Promise<{ exitCode: number | null }>
 }

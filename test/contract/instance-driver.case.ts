@@ -160,6 +160,26 @@ export function instanceDriverContract(name: string, make: () => Promise<Instanc
       })
     })
 
+    it('tells the sockets an instance listens on, wherever PORT said to: the reachable ones and loopback-only ones', async () => {
+      await untilServing(address)
+      expect((await instances.listeningSockets(ref)).filter((s) => s.port === INSTANCE_PORT)).not.toEqual([])
+      // An app that ignores PORT: a server on 3000 for everyone, one on 127.0.0.1:4000 for itself.
+      const listen = "for (const [port, host] of [[3000, '0.0.0.0'], [4000, '127.0.0.1']]) require('node:http').createServer((q, r) => r.end('on ' + port)).listen(port, host)"
+      const own = await instances.start(specOf({ cmd: ['node', '-e', listen] }))
+      try {
+        const sockets = await until(async () => {
+          const found = await instances.listeningSockets(own.ref)
+          return found.some((s) => s.port === 3000) && found.some((s) => s.port === 4000) ? found : undefined
+        }, 'both servers listening')
+        expect(sockets).toEqual(expect.arrayContaining([{ host: '0.0.0.0', port: 3000 }, { host: '127.0.0.1', port: 4000 }]))
+        expect(sockets.some((s) => s.port === INSTANCE_PORT)).toBe(false)
+        expect(await (await get({ host: own.address.host, port: 3000 })).text()).toBe('on 3000')
+      } finally {
+        await instances.stop(own.ref, 0)
+      }
+      expect(await instances.listeningSockets(own.ref)).toEqual([])
+    })
+
     it('gives the last lines of output with their stream and time', async () => {
       const before = Date.now()
       await untilServing(address)

@@ -90,7 +90,7 @@ it('loads a Vite dev server through a preview token, keeps it on reload, hot-rel
   expect(page.url()).not.toContain('token=')
   await expect.poll(() => page.textContent('#msg')).toBe('hello from the sandbox')
   const cookies = await page.context().cookies(page.url())
-  expect(cookies).toEqual([expect.objectContaining({ name: 'miosa_access', httpOnly: true, sameSite: 'Lax', domain: url.hostname })])
+  expect(cookies).toEqual([expect.objectContaining({ name: 'miosa_access', httpOnly: true, secure: true, sameSite: 'None', domain: url.hostname })])
 
   const reload = await page.reload()
   expect(reload?.status()).toBe(200)

@@ -116,7 +116,7 @@ describe.sequential('previews through the edge', () => {
     expect(first.headers.location).not.toContain('token=')
     const setCookie = (first.headers['set-cookie'] as string[])[0] as string
     expect(setCookie).toMatch(/HttpOnly/i)
-    expect(setCookie).toMatch(/SameSite=Lax/i)
+    expect(setCookie).toMatch(/SameSite=None; Secure; Partitioned/i)
     expect(setCookie).not.toMatch(/Domain=/i)
     const cookie = cookieOf(first)
     const served = await edge(host(), '/page?x=1', { cookie })

@@ -69,6 +69,8 @@ it('fails a build interrupted by a crash, removes its builder, and keeps the liv
   platformId = (await docker.getContainer(`miosa-${sandbox.id}`).inspect()).Config.Labels['miosa.platform']
   const write = (path: string, content: string) =>
     api('PUT', `/sandboxes/${sandbox.id}/files?path=${encodeURIComponent(path)}`, undefined, { body: content, type: 'application/octet-stream' })
+  // A static site in place of the template's starter app.
+  await api('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: 'find /workspace -mindepth 1 -delete' })
   await write('/workspace/index.html', '<h1>live version one</h1>\n')
   const v1 = await api('POST', '/publish?wait=true', { name: 'crash-site', sandbox_id: sandbox.id, kind: 'auto' })
   expect(v1.status).toBe('ready')

@@ -1,6 +1,6 @@
 import { chromium } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { callApi, getViaEdge, writeWorkspace } from '../helpers/e2e.js'
+import { callApi, emptyWorkspace, getViaEdge, writeWorkspace } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
@@ -37,6 +37,7 @@ beforeAll(async () => {
   t = await startTestPlatform()
   key = (await t.newOrganization('Publish Org')).key
   sandbox = await api('POST', '/sandboxes?wait=true', { template: 'node', name: 'smile-dental-dev', timeout: '1h' })
+  await emptyWorkspace(t, key, sandbox.id)
   for (const [path, content] of Object.entries(REACT_APP)) await write(`/workspace/${path}`, content)
 }, 120_000)
 

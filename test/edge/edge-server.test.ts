@@ -282,7 +282,8 @@ describe('access', () => {
     const r = await call(edge.port, host('3000-priv'), '/app/page?x=1&token=mp_good&y=a%20b')
     expect(r.status).toBe(303)
     expect(r.headers.location).toBe('/app/page?x=1&y=a%20b')
-    expect(r.headers['set-cookie']).toEqual(['miosa_access=c.sbx_priv.mp; Path=/; HttpOnly; SameSite=Lax; Max-Age=600'])
+    expect(r.headers['set-cookie']).toEqual(['miosa_access=c.sbx_priv.mp; Path=/; HttpOnly; SameSite=None; Secure; Partitioned; Max-Age=600'])
+    expect(r.headers['referrer-policy']).toBe('no-referrer')
     expect(r.headers['cache-control']).toBe('no-store')
     expect(backend.exchanges.at(-1)).toEqual({ token: 'mp_good', password: undefined, clientIp: '127.0.0.1' })
 
@@ -296,6 +297,27 @@ describe('access', () => {
     backend.revoked.add('c.sbx_priv.mp')
     expect((await call(edge.port, host('3000-priv'), '/', { headers: { cookie: 'miosa_access=c.sbx_priv.mp' } })).status).toBe(401)
     backend.revoked.clear()
+  })
+
+  it('sets a Lax cookie where a browser would refuse a Secure one: plain HTTP on a name other than localhost', async () => {
+    const r = await call(edge.port, `3000-priv.${TENANT_DOMAIN}`, '/?token=mp_good')
+    expect(r.status).toBe(303)
+    expect(r.headers['set-cookie']).toEqual(['miosa_access=c.sbx_priv.mp; Path=/; HttpOnly; SameSite=Lax; Max-Age=600'])
+  })
+
+  it('lets a preview’s pages show inside a frame on another site, and no other page', async () => {
+    const framable = 'frame-ancestors *'
+    for (const [h, path] of [[host('3000-priv'), '/'], [host('3000-priv'), '/?token=mp_expired'], [host('3000-priv'), '/?token=ms_pw'], [host('4000-dead'), '/'], [host('3000-nope'), '/']]) {
+      const r = await call(edge.port, h as string, path as string)
+      expect(r.status, `${h}${path}`).toBeGreaterThanOrEqual(400)
+      expect(r.headers['content-security-policy'], `${h}${path}`).toContain(framable)
+      expect(r.headers['referrer-policy']).toBe('no-referrer')
+    }
+    for (const h of [`localhost:${edge.port}`, 'garbage!!', `no-app.no-workspace.localhost:${edge.port}`]) {
+      const r = await call(edge.port, h, '/')
+      expect(r.status, h).toBe(404)
+      expect(r.headers['content-security-policy'], h).toContain("frame-ancestors 'none'")
+    }
   })
 
   it('keeps the redirect on the same host', async () => {
@@ -330,7 +352,7 @@ describe('access', () => {
     const right = await call(edge.port, host('3000-priv'), path, { method: 'POST', headers: form, body: `password=${encodeURIComponent(PASSWORD)}` })
     expect(right.status).toBe(303)
     expect(right.headers.location).toBe('/docs?tab=2')
-    expect(right.headers['set-cookie']).toEqual(['miosa_access=c.sbx_priv.ms; Path=/; HttpOnly; SameSite=Lax; Max-Age=3600'])
+    expect(right.headers['set-cookie']).toEqual(['miosa_access=c.sbx_priv.ms; Path=/; HttpOnly; SameSite=None; Secure; Partitioned; Max-Age=3600'])
     expect(backend.exchanges.at(-1)).toEqual({ token: 'ms_pw', password: PASSWORD, clientIp: '127.0.0.1' })
   })
 

@@ -26,6 +26,12 @@ export async function writeWorkspace(t: TestPlatform, key: string, sandboxId: st
   }
 }
 
+/** Empties the sandbox's /workspace (templates come with a starter app) for a test that brings its own files. */
+export async function emptyWorkspace(t: TestPlatform, key: string, sandboxId: string): Promise<void> {
+  const res = await t.call('POST', `/api/v1/sandboxes/${sandboxId}/exec`, { key, body: { cmd: 'find /workspace -mindepth 1 -delete' } })
+  if (res.status !== 200 || res.json.exit_code !== 0) throw new Error(`emptying /workspace: ${res.status} ${res.text}`)
+}
+
 export interface EdgeAnswer {
   status: number
   body: string

@@ -10,11 +10,13 @@ import type {
   InstanceLogLine,
   InstanceSpec,
   InstanceStatus,
+  ListeningSocket,
   OneOffSpec,
   RuntimeInstance,
 } from '../instance-driver.js'
 import type { RuntimeRef } from '../runtime-driver.js'
 import { LABEL, containerOptions } from './container-spec.js'
+import { listeningSocketsOf } from './container-sockets.js'
 import type { WorkspaceNetworks } from './workspace-networks.js'
 
 // Runtime instances as Docker containers, one per instance, on their workspace's apps
@@ -118,6 +120,15 @@ export class DockerInstances implements InstanceDriver {
       })
     }
     return found
+  }
+
+  async listeningSockets(ref: RuntimeRef): Promise<ListeningSocket[]> {
+    try {
+      return await listeningSocketsOf(this.docker, await this.container(ref).inspect())
+    } catch (error) {
+      if (statusCode(error) === 404 || statusCode(error) === 409) return [] // gone, or stopped meanwhile
+      throw error
+    }
   }
 
   logs(ref: RuntimeRef, o: { tail: number; follow: boolean; signal?: AbortSignal | undefined }): AsyncIterable<InstanceLogLine> {

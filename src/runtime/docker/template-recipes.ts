@@ -46,7 +46,7 @@ export const RECIPES: readonly Recipe[] = [
   },
   {
     name: 'miosa-sandbox',
-    description: 'Debian 12 with bash, git, curl and build tools, as user miosa; every other template builds on it',
+    description: 'Debian 12 with bash, git, curl and build tools, as user miosa, and a starter page in /workspace; every other template builds on it',
     parent: null,
     from: BASE,
     user: 'miosa',
@@ -55,7 +55,7 @@ export const RECIPES: readonly Recipe[] = [
   },
   {
     name: 'node',
-    description: `Node.js ${NODE_PACKAGE.major} and npm ${NPM_PACKAGE.major}`,
+    description: `Node.js ${NODE_PACKAGE.major} and npm ${NPM_PACKAGE.major}, and a node:http starter in /workspace (npm start, on $PORT)`,
     parent: 'miosa-sandbox',
     from: 'miosa-sandbox',
     user: 'miosa',
@@ -73,7 +73,7 @@ export const RECIPES: readonly Recipe[] = [
   },
   {
     name: 'python',
-    description: 'Python 3 with pip and venv',
+    description: 'Python 3 with pip and venv, and a Flask starter in /workspace (python app.py, on $PORT)',
     parent: 'miosa-sandbox',
     from: 'miosa-sandbox',
     user: 'miosa',
