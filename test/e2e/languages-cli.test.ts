@@ -82,6 +82,7 @@ async function publish(name: string, dir: string): Promise<{ plan: any; version:
   expect(version, JSON.stringify(version)).toMatchObject({ status: 'ready', release_kind: 'dynamic' })
   const deployment = await json(['deployments', 'get', name])
   const answer = await getViaEdge(t, deployment.url)
+  if (answer.status !== 200) console.log(JSON.stringify(await json(['instances', 'list', name]), null, 1), (await miosa(['logs', name])).stdout)
   expect(answer.status, answer.body).toBe(200)
   return { plan: planned.plan, version, body: answer.body }
 }
