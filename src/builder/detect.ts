@@ -165,6 +165,8 @@ function draftPlan(source: SourceFacts, files: ReadonlySet<string>, kind: Publis
     // Asked for static, a site with an index.html is served as files; without one there is nothing static.
     if (kind !== 'static' || !(files.has('index.html') || files.has('public/index.html'))) return other
     reasons.push(`kind static: the ${other.detected} app files are served as they are`)
+  } else if (procfile !== null && kind !== 'static') {
+    reasons.push('Procfile: its command and files name no runtime detected here: it runs as it is, in the miosa-sandbox template (Debian with its shell tools)')
   }
   return staticDraft(files, procfile, reasons)
 }

@@ -28,7 +28,7 @@ export interface ImageBuildContext {
 }
 
 /** The sandbox template an app's generated Dockerfile builds FROM. */
-const TEMPLATE_FOR: Partial<Record<string, string>> = { node: 'node', python: 'python', go: 'go', ruby: 'ruby' }
+const TEMPLATE_FOR: Partial<Record<string, string>> = { node: 'node', python: 'python', go: 'go', ruby: 'ruby', 'static-files': 'miosa-sandbox' }
 
 export async function buildImageRelease(ctx: ImageBuildContext, job: BuildJob): Promise<Release> {
   const timeout = new AbortController()

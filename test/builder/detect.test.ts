@@ -127,7 +127,9 @@ describe('detectPlan', () => {
     const script = plan({ Procfile: 'web: ./run.sh', 'run.sh': '', 'main.py': '' })
     expect(script).toMatchObject({ kind: 'dynamic', detected: 'python', start: ['sh', '-lc', './run.sh'] })
     expect(script.reasons[0]).toMatch(/python source files/)
-    expect(plan({ Procfile: 'web: ./serve', 'index.html': '' })).toMatchObject({ kind: 'dynamic', detected: 'static-files', start: ['sh', '-lc', './serve'] })
+    const unknown = plan({ Procfile: 'web: ./serve', 'index.html': '' })
+    expect(unknown).toMatchObject({ kind: 'dynamic', detected: 'static-files', start: ['sh', '-lc', './serve'] })
+    expect(unknown.reasons.join('\n')).toMatch(/runs as it is, in the miosa-sandbox template/)
     // Asked for static, the index.html is served as files.
     expect(plan({ Procfile: 'web: python3 -m http.server', 'index.html': '' }, 'static')).toMatchObject({ kind: 'static', detected: 'static-files', output_dir: '.' })
   })

@@ -14,8 +14,9 @@ import type { TestPlatform } from '../helpers/platform.js'
 // Common app shapes beyond Node, published from local directories with the real `miosa` bin
 // against a real platform on the real Docker Engine, each served at its URL through the edge:
 // a stdlib-only Go server (no module to download), a Rack app whose gem comes vendored in
-// vendor/cache (Rack and Puma from Debian's packages), and two apps with only a Procfile and
-// no package manifest: a stdlib Python server and a Node script without package.json.
+// vendor/cache (Rack and Puma from Debian's packages), and apps with only a Procfile and no
+// package manifest: a stdlib Python server, a Perl server (a runtime nothing detects), and a
+// Node script without package.json.
 
 const docker = new Docker()
 let t: TestPlatform
@@ -182,6 +183,28 @@ describe.sequential('common app shapes through the CLI', () => {
     expect(plan).toMatchObject({ kind: 'dynamic', detected: 'python', install: null, start: ['sh', '-lc', 'python3 server.py'] })
     expect(plan.reasons[0]).toMatch(/a Procfile without a package manifest/)
     expect(body).toBe('python v1 on 8080')
+  }, 600_000)
+
+  it('a Procfile whose command names no runtime: a Perl server runs in the miosa-sandbox template', async () => {
+    const dir = await writeApp('perl-app', {
+      Procfile: 'web: perl server.pl\n',
+      'server.pl': [
+        'use IO::Socket::INET;',
+        "$SIG{PIPE} = 'IGNORE';",
+        'my $server = IO::Socket::INET->new(LocalAddr => "0.0.0.0:$ENV{PORT}", Listen => 16, ReuseAddr => 1) or die "listen: $!";',
+        'while (my $client = $server->accept) {',
+        '  while (my $line = <$client>) { last if $line eq "\\r\\n" }',
+        '  my $body = "perl v$ENV{MIOSA_VERSION} on $ENV{PORT}";',
+        '  print $client "HTTP/1.1 200 OK\\r\\nContent-Length: " . length($body) . "\\r\\nConnection: close\\r\\n\\r\\n$body";',
+        '  close $client;',
+        '}',
+        '',
+      ].join('\n'),
+    })
+    const { plan, body } = await publish('perl-app', dir)
+    expect(plan).toMatchObject({ kind: 'dynamic', detected: 'static-files', install: null, start: ['sh', '-lc', 'perl server.pl'] })
+    expect(plan.reasons.join('\n')).toContain('in the miosa-sandbox template')
+    expect(body).toBe('perl v1 on 8080')
   }, 600_000)
 
   it('a Node script with only a Procfile, no package.json', async () => {
