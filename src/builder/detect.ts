@@ -1,6 +1,7 @@
 import { posix } from 'node:path'
 import { MiosaError } from '../core/errors.js'
 import type { BuildPlan, BuildSettings, PublishKind } from './builder.js'
+import { PYTHON_MODULES, otherLanguage, procfileLanguage } from './detect-languages.js'
 
 // The build plan from a source's files: pure, so every layout is a unit test. What the
 // source is (static files, a Node app, a Dockerfile, Python, Ruby, Go) decides the steps;
@@ -9,8 +10,6 @@ import type { BuildPlan, BuildSettings, PublishKind } from './builder.js'
 
 /** Root files that may be a Node server's entry when package.json names none. */
 const NODE_ENTRIES = ['server.js', 'index.js', 'app.js', 'server.mjs', 'index.mjs', 'app.mjs'] as const
-/** Python modules that may hold the ASGI/WSGI `app`, in the order tried. */
-const PYTHON_MODULES = ['main.py', 'app.py'] as const
 
 /** The files detection reads the contents of (when present). */
 export const DETECT_READS = [
@@ -25,6 +24,8 @@ export const DETECT_READS = [
   'requirements.txt',
   'pyproject.toml',
   ...PYTHON_MODULES,
+  // Whether a Rack server is in the bundle.
+  'Gemfile',
 ] as const
 
 export interface SourceFacts {
@@ -38,7 +39,7 @@ export interface SourceFacts {
 export const OUTPUT_CANDIDATES = ['dist', 'build', 'out'] as const
 
 /** What the source offers before `kind` and settings choose. */
-interface Draft {
+export interface Draft {
   detected: BuildPlan['detected']
   install: string[] | null
   build: string[] | null
@@ -50,6 +51,8 @@ interface Draft {
   start: string[] | null
   /** There is a server entrypoint: kind auto makes the release dynamic. */
   server: boolean
+  /** A single-page app (Vite, Create React App): a static release serves index.html for unknown paths unless the settings say otherwise. */
+  spa?: boolean
   reasons: string[]
 }
 
@@ -138,7 +141,7 @@ export function detectPlan(source: SourceFacts, kind: PublishKind, settings: Bui
     ...(candidates === undefined ? {} : { output_candidates: candidates }),
     start: draft.start,
     release,
-    spa_fallback: settings.spa_fallback ?? false,
+    spa_fallback: spaFallback(settings, planKind === 'static' && draft.spa === true, reasons),
     reasons,
   }
 }
@@ -156,11 +159,14 @@ function draftPlan(source: SourceFacts, files: ReadonlySet<string>, kind: Publis
     reasons.push('kind static: the Dockerfile is not used')
   }
   if (files.has('package.json')) return nodeDraft(source, files, procfile, reasons)
-  const other = otherLanguage(source, files, procfile, [...reasons])
+  // A Procfile runs whatever it names: with no manifest, its command (or the files) says which runtime.
+  const other = otherLanguage(source, files, procfile, [...reasons]) ?? (procfile === null ? undefined : procfileLanguage(files, procfile, [...reasons]))
   if (other !== undefined) {
     // Asked for static, a site with an index.html is served as files; without one there is nothing static.
     if (kind !== 'static' || !(files.has('index.html') || files.has('public/index.html'))) return other
     reasons.push(`kind static: the ${other.detected} app files are served as they are`)
+  } else if (procfile !== null && kind !== 'static') {
+    reasons.push('Procfile: its command and files name no runtime detected here: it runs as it is, in the miosa-sandbox template (Debian with its shell tools)')
   }
   return staticDraft(files, procfile, reasons)
 }
@@ -176,26 +182,6 @@ function staticDraft(files: ReadonlySet<string>, procfile: string[] | null, reas
   }
   reasons.push(`output: ${output} (no build)`)
   return { detected: 'static-files', install: null, build: null, staticOutput: output, start: procfile, server: procfile !== null, reasons }
-}
-
-function otherLanguage(source: SourceFacts, files: ReadonlySet<string>, procfile: string[] | null, reasons: string[]): Draft | undefined {
-  const base = { build: null as string[] | null, staticOutput: null, server: true, reasons }
-  if (files.has('requirements.txt') || files.has('pyproject.toml') || files.has('Pipfile')) {
-    const marker = files.has('requirements.txt') ? 'requirements.txt' : files.has('pyproject.toml') ? 'pyproject.toml' : 'Pipfile'
-    reasons.unshift(`python: ${marker} found (served as a dynamic release)`)
-    const install = marker === 'requirements.txt' ? ['pip', 'install', '-r', 'requirements.txt'] : marker === 'pyproject.toml' ? ['pip', 'install', '.'] : ['pipenv', 'install', '--deploy']
-    return { ...base, detected: 'python', install, start: procfile ?? pythonStart(source, files, reasons) }
-  }
-  if (files.has('Gemfile')) {
-    reasons.unshift('ruby: Gemfile found (served as a dynamic release)')
-    const start = procfile ?? (files.has('config.ru') ? ['bundle', 'exec', 'rackup', '--host', '0.0.0.0'] : null)
-    return { ...base, detected: 'ruby', install: ['bundle', 'install'], start }
-  }
-  if (files.has('go.mod')) {
-    reasons.unshift('go: go.mod found (served as a dynamic release)')
-    return { ...base, detected: 'go', install: null, build: ['go', 'build', '-o', 'app', '.'], start: procfile ?? ['./app'] }
-  }
-  return undefined
 }
 
 function nodeDraft(source: SourceFacts, files: ReadonlySet<string>, procfile: string[] | null, reasons: string[]): Draft {
@@ -241,7 +227,8 @@ function nodeDraft(source: SourceFacts, files: ReadonlySet<string>, procfile: st
   const framework = staticFramework({ has, buildScript, nextConfig })
   if (framework.output !== null) {
     reasons.push(`output: ${framework.output} (${framework.why})`)
-    return { detected: 'node', install, build, staticOutput: framework.output, start, server: server || framework.server, reasons }
+    const spa = singlePageApp(has, buildScript)
+    return { detected: 'node', install, build, staticOutput: framework.output, start, server: server || framework.server, spa, reasons }
   }
   if (framework.server) {
     reasons.push(framework.why)
@@ -250,49 +237,6 @@ function nodeDraft(source: SourceFacts, files: ReadonlySet<string>, procfile: st
   const candidates = [...OUTPUT_CANDIDATES]
   reasons.push(`output: the first of ${candidates.join(', ')} the build writes (no known framework names it)`)
   return { detected: 'node', install, build, staticOutput: candidates[0] ?? 'dist', candidates, start, server, reasons }
-}
-
-/** How a Python app without a Procfile starts: an ASGI app under uvicorn, a WSGI app under gunicorn, else its script. */
-function pythonStart(source: SourceFacts, files: ReadonlySet<string>, reasons: string[]): string[] | null {
-  const named = pythonPackages(source.read('requirements.txt') ?? '', source.read('pyproject.toml') ?? '')
-  const modules = PYTHON_MODULES.filter((f) => files.has(f))
-  const found = (pattern: RegExp) => {
-    for (const file of modules) {
-      const match = pattern.exec(source.read(file) ?? '')
-      if (match !== null) return { file, app: match[1] ?? 'app' }
-    }
-    return undefined
-  }
-  const asgi = found(/^(\w+)\s*(?::[^=\n]*)?=\s*FastAPI\s*\(/m) ?? found(/\bFastAPI\s*\(/)
-  if (asgi !== undefined || named.has('fastapi') || named.has('uvicorn')) {
-    const file = asgi?.file ?? modules[0] ?? 'main.py'
-    const target = `${file.replace(/\.py$/, '')}:${asgi?.app ?? 'app'}`
-    reasons.push(`start: uvicorn ${target} (${asgi === undefined ? 'fastapi or uvicorn in the requirements' : `FastAPI( in ${file}`})`)
-    return ['sh', '-lc', `uvicorn ${target} --host 0.0.0.0 --port $PORT`]
-  }
-  // A Flask app needs an app object to serve: named in the source, or gunicorn asked for by name.
-  const wsgi = found(/^(\w+)\s*(?::[^=\n]*)?=\s*Flask\s*\(/m) ?? found(/\bFlask\s*\(/)
-  if (wsgi !== undefined || named.has('gunicorn')) {
-    const file = wsgi?.file ?? [...modules].reverse()[0] ?? 'app.py'
-    const target = `${file.replace(/\.py$/, '')}:${wsgi?.app ?? 'app'}`
-    reasons.push(`start: gunicorn ${target} (${wsgi === undefined ? 'gunicorn in the requirements' : `Flask( in ${file}`})`)
-    return ['sh', '-lc', `gunicorn --bind 0.0.0.0:$PORT ${target}`]
-  }
-  const entry = ['app.py', 'main.py'].find((f) => files.has(f))
-  if (entry === undefined) return null
-  reasons.push(`start: python ${entry}`)
-  return ['python', entry]
-}
-
-/** Lowercased distribution names: one per requirements.txt line, and pyproject.toml's quoted requirement strings. */
-function pythonPackages(requirements: string, pyproject: string): Set<string> {
-  const names = new Set<string>()
-  const add = (name: string | undefined) => {
-    if (name !== undefined) names.add(name.toLowerCase().replace(/[._]/g, '-'))
-  }
-  for (const match of requirements.matchAll(/^\s*([A-Za-z0-9][A-Za-z0-9._-]*)/gm)) add(match[1])
-  for (const match of pyproject.matchAll(/["']([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:[<>=!~;]|["'])/g)) add(match[1])
-  return names
 }
 
 /** A Node server started by its entry file: package.json `main` or a root server.js, index.js, app.js. */
@@ -350,6 +294,22 @@ function staticFramework(o: { has(name: string): boolean; buildScript: string; n
   if (has('@vue/cli-service')) return { output: 'dist', server: false, why: 'Vue CLI' }
   if (has('parcel')) return { output: 'dist', server: false, why: 'Parcel' }
   return { output: null, server: false, why: '' }
+}
+
+/** Frameworks that write a page per route: their output is not one app shell, whatever bundler they use. */
+const PAGE_GENERATORS = ['next', 'nuxt', '@sveltejs/kit', 'astro', 'gatsby', 'vitepress', '@docusaurus/core']
+
+/** A Vite or Create React App build: one index.html that routes in the browser. */
+function singlePageApp(has: (name: string) => boolean, buildScript: string): boolean {
+  if (PAGE_GENERATORS.some(has)) return false
+  return has('react-scripts') || has('vite') || /\bvite\s+build\b/.test(buildScript)
+}
+
+/** The settings decide; else a single-page app's static release falls back to index.html. */
+function spaFallback(settings: BuildSettings, spa: boolean, reasons: string[]): boolean {
+  if (settings.spa_fallback !== undefined) return settings.spa_fallback
+  if (spa) reasons.push('spa_fallback: on (a single-page app: paths that match no file get index.html; set spa_fallback false to turn it off)')
+  return spa
 }
 
 /** The web process of a Procfile (or its only process other than release), as an argv for sh. */

@@ -6,6 +6,7 @@ import { MiosaError } from '../core/errors.js'
 import type { BuiltImage, ImageStore } from '../runtime/image-store.js'
 import type { RuntimeDriver } from '../runtime/runtime-driver.js'
 import type { BuildJob, Release } from './builder.js'
+import { COMPILED, compiledDockerfile } from './compiled-dockerfiles.js'
 import { APP_DIR, CA_FILE, generatedDockerfile, templatesNamed } from './dockerfiles.js'
 import { extractInto, indexTar, listTree, packTree } from './normalized-tar.js'
 
@@ -27,7 +28,7 @@ export interface ImageBuildContext {
 }
 
 /** The sandbox template an app's generated Dockerfile builds FROM. */
-const TEMPLATE_FOR: Partial<Record<string, string>> = { node: 'node', python: 'python' }
+const TEMPLATE_FOR: Partial<Record<string, string>> = { node: 'node', python: 'python', go: 'go', ruby: 'ruby', 'static-files': 'miosa-sandbox' }
 
 export async function buildImageRelease(ctx: ImageBuildContext, job: BuildJob): Promise<Release> {
   const timeout = new AbortController()
@@ -89,7 +90,8 @@ async function fromGeneratedDockerfile(ctx: ImageBuildContext, job: BuildJob, si
     await mkdir(app)
     await extractInto(app, await ctx.blobs.get(job.source.sha256), () => true, ctx.logger)
     const files = (await listTree(app)).paths
-    const dockerfile = generatedDockerfile({ plan, image: template.image, user: template.user, files, buildArgs: Object.keys(job.env ?? {}) })
+    // Go and Ruby: compiled-dockerfiles.ts.
+    const dockerfile = COMPILED.has(plan.detected) ? compiledDockerfile({ plan, image: template.image, user: template.user, files }) : generatedDockerfile({ plan, image: template.image, user: template.user, files, buildArgs: Object.keys(job.env ?? {}) })
     await writeFile(join(dir, 'Dockerfile'), dockerfile)
     await writeFile(join(dir, CA_FILE), (await ctx.images.caBundle()) ?? '')
     job.onLog(`$ docker build (generated, FROM the ${name} template)`)

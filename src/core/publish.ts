@@ -530,9 +530,12 @@ function deploymentInput(input: PublishByName): CreateDeployment {
   }
 }
 
-/** The request's settings, with the deployment's SPA fallback where the request says nothing. */
+/**
+ * The request's settings, with the deployment's SPA fallback where the request says nothing;
+ * a deployment's default (off) leaves it to detection, which turns it on for single-page apps.
+ */
 function settingsFor(deployment: DeploymentRecord | undefined, settings: BuildSettings | undefined): BuildSettings {
-  return { ...settings, spa_fallback: settings?.spa_fallback ?? deployment?.spa_fallback ?? false }
+  return { ...settings, spa_fallback: settings?.spa_fallback ?? (deployment?.spa_fallback === true ? true : undefined) }
 }
 
 async function* replay(lines: string[]): AsyncGenerator<string> {

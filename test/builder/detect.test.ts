@@ -112,8 +112,70 @@ describe('detectPlan', () => {
   it('Python, Ruby and Go are recorded as dynamic', () => {
     expect(plan({ 'requirements.txt': 'flask', 'app.py': '' })).toMatchObject({ kind: 'dynamic', detected: 'python', install: ['pip', 'install', '-r', 'requirements.txt'], start: ['python', 'app.py'] })
     expect(plan({ 'pyproject.toml': '', Procfile: 'web: gunicorn app:app' })).toMatchObject({ detected: 'python', install: ['pip', 'install', '.'], start: ['sh', '-lc', 'gunicorn app:app'] })
-    expect(plan({ Gemfile: '', 'config.ru': '' })).toMatchObject({ kind: 'dynamic', detected: 'ruby', install: ['bundle', 'install'] })
+    expect(plan({ Gemfile: '', 'config.ru': '' })).toMatchObject({ kind: 'dynamic', detected: 'ruby', install: ['bundle', 'install'], start: ['sh', '-lc', 'puma -b tcp://0.0.0.0:$PORT config.ru'] })
     expect(plan({ 'go.mod': 'module x', 'main.go': '' })).toMatchObject({ kind: 'dynamic', detected: 'go', build: ['go', 'build', '-o', 'app', '.'], start: ['./app'] })
+  })
+
+  it('a Procfile without a package manifest is dynamic in the language its command runs', () => {
+    const python = plan({ Procfile: 'web: python3 server.py\n', 'server.py': 'import http.server\n' })
+    expect(python).toMatchObject({ kind: 'dynamic', detected: 'python', install: null, build: null, start: ['sh', '-lc', 'python3 server.py'] })
+    expect(python.reasons[0]).toMatch(/^python: a Procfile without a package manifest \(its command runs python\)/)
+    const node = plan({ Procfile: 'web: node server.js', 'server.js': "require('node:http').createServer().listen(process.env.PORT)" })
+    expect(node).toMatchObject({ kind: 'dynamic', detected: 'node', install: null, build: null, start: ['sh', '-lc', 'node server.js'] })
+    expect(plan({ Procfile: 'web: exec env DEBUG=1 /usr/bin/ruby app.rb' })).toMatchObject({ kind: 'dynamic', detected: 'ruby', install: null })
+    // A command that names no language: the files do, else the release is the files and the command.
+    const script = plan({ Procfile: 'web: ./run.sh', 'run.sh': '', 'main.py': '' })
+    expect(script).toMatchObject({ kind: 'dynamic', detected: 'python', start: ['sh', '-lc', './run.sh'] })
+    expect(script.reasons[0]).toMatch(/python source files/)
+    const unknown = plan({ Procfile: 'web: ./serve', 'index.html': '' })
+    expect(unknown).toMatchObject({ kind: 'dynamic', detected: 'static-files', start: ['sh', '-lc', './serve'] })
+    expect(unknown.reasons.join('\n')).toMatch(/runs as it is, in the miosa-sandbox template/)
+    // Asked for static, the index.html is served as files.
+    expect(plan({ Procfile: 'web: python3 -m http.server', 'index.html': '' }, 'static')).toMatchObject({ kind: 'static', detected: 'static-files', output_dir: '.' })
+  })
+
+  it('Django: manage.py and a project WSGI module run under gunicorn', () => {
+    const p = plan({ 'requirements.txt': 'Django>=4\ngunicorn\n', 'manage.py': '', 'clinic/wsgi.py': '', 'clinic/settings.py': '', 'app.py': '' })
+    expect(p).toMatchObject({ kind: 'dynamic', detected: 'python', install: ['pip', 'install', '-r', 'requirements.txt'], start: ['sh', '-lc', 'gunicorn --bind 0.0.0.0:$PORT clinic.wsgi'] })
+    expect(p.reasons.join('\n')).toMatch(/Django: manage\.py and clinic\/wsgi\.py/)
+  })
+
+  it('Ruby: vendored gems install locally; rackup inside the bundle when it names a server; Rails; config.ru alone', () => {
+    const vendored = plan({ Gemfile: "gem 'rack'\ngem 'hello'\n", 'config.ru': '', 'vendor/cache/hello-1.0.0.gem': '' })
+    expect(vendored).toMatchObject({ kind: 'dynamic', detected: 'ruby', install: ['bundle', 'install', '--local', '--no-cache'] })
+    expect(vendored.reasons.join('\n')).toMatch(/vendor\/cache/)
+    expect(plan({ Gemfile: "source 'https://rubygems.org'\ngem \"puma\", \"~> 6\"\n", 'config.ru': '' }).start).toEqual(['sh', '-lc', 'bundle exec rackup config.ru -o 0.0.0.0 -p $PORT'])
+    const rails = plan({ Gemfile: "gem 'rails'\ngem 'puma'\n", 'config.ru': '', 'bin/rails': '', 'config/application.rb': '' })
+    expect(rails.start).toEqual(['sh', '-lc', 'bin/rails server -b 0.0.0.0 -p $PORT'])
+    expect(rails.reasons.join('\n')).toMatch(/a Rails app/)
+    const rack = plan({ 'config.ru': 'run ->(env) { [200, {}, ["hi"]] }' })
+    expect(rack).toMatchObject({ kind: 'dynamic', detected: 'ruby', install: null, start: ['sh', '-lc', 'rackup config.ru -o 0.0.0.0 -p $PORT'] })
+    expect(plan({ Gemfile: '', 'config.ru': '', Procfile: 'web: bundle exec puma -p $PORT' }).start).toEqual(['sh', '-lc', 'bundle exec puma -p $PORT'])
+  })
+
+  it('Go: go build of the root package, or of the only cmd/<name>; the binary is the start', () => {
+    const root = plan({ 'go.mod': 'module example.com/hello\n\ngo 1.19\n', 'main.go': '', 'main_test.go': '' })
+    expect(root).toMatchObject({ kind: 'dynamic', detected: 'go', install: null, build: ['go', 'build', '-o', 'app', '.'], start: ['./app'] })
+    expect(root.reasons.join('\n')).toMatch(/CGO_ENABLED=0; the release holds the binary alone/)
+    const cmd = plan({ 'go.mod': 'module x', 'cmd/server/main.go': '', 'internal/db/db.go': '', 'vendor/modules.txt': '' })
+    expect(cmd.build).toEqual(['go', 'build', '-o', 'app', './cmd/server'])
+    expect(cmd.reasons.join('\n')).toMatch(/modules: vendor\//)
+    expect(plan({ 'go.mod': 'module x', 'main.go': '', Procfile: 'web: ./app -addr :$PORT' }).start).toEqual(['sh', '-lc', './app -addr :$PORT'])
+  })
+
+  it('Vite and Create React App are single-page apps: SPA fallback on unless the settings say otherwise', () => {
+    const vite = plan({ 'package.json': pkg({ scripts: { build: 'vite build' }, devDependencies: { vite: '^6' } }), 'index.html': '' })
+    expect(vite).toMatchObject({ kind: 'static', output_dir: 'dist', spa_fallback: true })
+    expect(vite.reasons.join('\n')).toMatch(/spa_fallback: on \(a single-page app/)
+    const cra = { 'package.json': pkg({ scripts: { build: 'react-scripts build' }, dependencies: { 'react-scripts': '5' } }) }
+    expect(plan(cra).spa_fallback).toBe(true)
+    const off = plan(cra, 'auto', { spa_fallback: false })
+    expect(off.spa_fallback).toBe(false)
+    expect(off.reasons.join('\n')).not.toMatch(/spa_fallback/)
+    // Page generators built with Vite are not one app shell; neither is a server.
+    expect(plan({ 'package.json': pkg({ scripts: { build: 'astro build' }, dependencies: { astro: '5', vite: '6' } }) }).spa_fallback).toBe(false)
+    expect(plan({ 'package.json': pkg({ scripts: { build: 'vite build', start: 'node server.js' }, dependencies: { vite: '6', express: '5' } }) })).toMatchObject({ kind: 'dynamic', spa_fallback: false })
+    expect(plan({ 'index.html': '' }).spa_fallback).toBe(false)
   })
 
   it('a Procfile release line is the release command; absent, release is null', () => {

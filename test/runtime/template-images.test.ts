@@ -93,7 +93,7 @@ describe('TemplateImages', () => {
 
   it('lists the public templates with their images and which are built', async () => {
     const list = await images.list()
-    expect(list.map((t) => t.name)).toEqual(['miosa-sandbox', 'node', 'nextjs', 'python', 'static'])
+    expect(list.map((t) => t.name)).toEqual(['miosa-sandbox', 'node', 'nextjs', 'python', 'static', 'go', 'ruby'])
     const byName = new Map(list.map((t) => [t.name, t]))
     expect(byName.get('node')).toMatchObject({ image: node, built: true, parent: 'miosa-sandbox', user: 'miosa', default_port: 3000 })
     expect(byName.get('node')?.size_bytes).toBeGreaterThan(100_000_000)

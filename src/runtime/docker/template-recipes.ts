@@ -89,6 +89,24 @@ export const RECIPES: readonly Recipe[] = [
     defaultPort: 8080,
     inputs: [],
   },
+  {
+    name: 'go',
+    description: 'Go 1.19 from Debian 12 (golang-go)',
+    parent: 'miosa-sandbox',
+    from: 'miosa-sandbox',
+    user: 'miosa',
+    defaultPort: 8080,
+    inputs: [],
+  },
+  {
+    name: 'ruby',
+    description: 'Ruby 3.1 with bundler, Rack and Puma (rackup)',
+    parent: 'miosa-sandbox',
+    from: 'miosa-sandbox',
+    user: 'miosa',
+    defaultPort: 9292,
+    inputs: [],
+  },
 ]
 
 const RECIPE_BY_NAME = new Map(RECIPES.map((r) => [r.name, r]))
