@@ -33,6 +33,8 @@ export interface Config {
   templateImages: Record<string, string>
   /** Debian mirror for building base images; default: the host's own apt source. */
   debianMirror: string | undefined
+  /** Where templates/<name>/Dockerfile are read from (a customised copy); default: the package's own templates/. */
+  templatesDir: string | undefined
   /** Started sandboxes kept ready per workspace and template, for instant creates; 0 turns the pool off. */
   sandboxWarmPool: number
   /** How often idle sandboxes are looked for. */
@@ -86,6 +88,7 @@ const sources = {
   caBundle: 'MIOSA_CA_BUNDLE',
   templateImages: 'MIOSA_TEMPLATE_IMAGES',
   debianMirror: 'MIOSA_DEBIAN_MIRROR',
+  templatesDir: 'MIOSA_TEMPLATES_DIR',
   sandboxWarmPool: 'MIOSA_SANDBOX_WARM_POOL',
   sandboxReaperIntervalMs: 'MIOSA_SANDBOX_REAPER_INTERVAL_MS',
   reconcileIntervalMs: 'MIOSA_RECONCILE_INTERVAL_MS',
@@ -128,6 +131,10 @@ const schema = z.object({
   debianMirror: z
     .string()
     .regex(/^https?:\/\/\S+$/, 'must be an http(s) URL')
+    .optional(),
+  templatesDir: z
+    .string()
+    .refine((path) => existsSync(path), 'no such directory')
     .optional(),
   sandboxWarmPool: z.coerce.number().int().min(0).max(32),
   sandboxReaperIntervalMs: z.coerce.number().int().min(100),
@@ -176,6 +183,7 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     caBundle: emptyToUndefined(env.MIOSA_CA_BUNDLE) ?? (existsSync(SYSTEM_CA_BUNDLE) ? SYSTEM_CA_BUNDLE : undefined),
     templateImages: emptyToUndefined(env.MIOSA_TEMPLATE_IMAGES),
     debianMirror: emptyToUndefined(env.MIOSA_DEBIAN_MIRROR),
+    templatesDir: emptyToUndefined(env.MIOSA_TEMPLATES_DIR),
     sandboxWarmPool: env.MIOSA_SANDBOX_WARM_POOL ?? 2,
     sandboxReaperIntervalMs: env.MIOSA_SANDBOX_REAPER_INTERVAL_MS ?? 5_000,
     reconcileIntervalMs: env.MIOSA_RECONCILE_INTERVAL_MS ?? 30_000,

@@ -75,6 +75,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     caBundle: config.caBundle,
     templateImages: config.templateImages,
     debianMirror: config.debianMirror,
+    templatesDir: config.templatesDir,
     subnets: config.sandboxSubnets,
     warmPool: {
       size: config.sandboxWarmPool,

@@ -1,15 +1,18 @@
 import { loadConfig } from './config.js'
 import type { ServerFlags } from './config.js'
 import { createPlatform } from './platform.js'
+import { prebuildTemplates } from './prebuild-templates.js'
 
 /**
  * `miosa server`: starts the platform, says where it is, and stops gracefully on
  * SIGTERM/SIGINT. The banner goes to stderr (stdout carries the JSON logs); with
  * --json it is one JSON line on stdout instead.
  */
-export async function serve(flags: ServerFlags, opts: { json: boolean }): Promise<void> {
+export async function serve(flags: ServerFlags, opts: { json: boolean; prebuildTemplates?: boolean }): Promise<void> {
   const config = loadConfig(flags)
   const platform = createPlatform(config)
+  // Before listening: nothing is served until every template image is there.
+  if (opts.prebuildTemplates === true) await prebuildTemplates(platform.services.templates, (line) => process.stderr.write(`${line}\n`))
   const started = await platform.start()
 
   if (opts.json) {

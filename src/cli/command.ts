@@ -17,7 +17,7 @@ export interface ActionContext {
   stdin: NodeJS.ReadStream
   stdout: NodeJS.WriteStream
   stderr: NodeJS.WriteStream
-  /** A progress display on stderr: shown without --json, or on a terminal. */
+  /** A progress display on stderr: a line on a terminal, plain lines in a pipe, JSON events with --json. */
   progress: () => Progress
 }
 
@@ -47,7 +47,7 @@ export function run(cmd: Command, handler: Handler): Command {
       stdin: process.stdin,
       stdout: process.stdout,
       stderr: process.stderr,
-      progress: () => new Progress(process.stderr, !json || process.stderr.isTTY === true),
+      progress: () => new Progress(process.stderr, json ? 'json' : 'text'),
     }
     const output = await handler(ctx, args, opts)
     emit(output, json)

@@ -1,8 +1,11 @@
 // A progress display on stderr for long work (an image build, a sandbox starting). On a
 // terminal it is one line redrawn in place with a spinner and the elapsed time; elsewhere
-// (logs, CI) each new message is one plain line.
+// (logs, CI) each new message is one plain line; with --json each is one JSON event
+// (`{"type":"progress","message":…, …fields}`), so stdout keeps exactly one document.
 
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏']
+
+export type ProgressMode = 'text' | 'json' | 'off'
 
 export class Progress {
   private message = ''
@@ -13,14 +16,19 @@ export class Progress {
 
   constructor(
     private readonly stream: NodeJS.WriteStream,
-    private readonly enabled: boolean,
+    private readonly mode: ProgressMode,
   ) {
     this.tty = stream.isTTY === true
   }
 
-  update(message: string): void {
-    if (!this.enabled || message === this.message) return
+  /** Shows `message`; with --json, `fields` (a stage, how far) go into its event too. */
+  update(message: string, fields: Record<string, unknown> = {}): void {
+    if (this.mode === 'off' || message === this.message) return
     this.message = message
+    if (this.mode === 'json') {
+      this.stream.write(`${JSON.stringify({ type: 'progress', message, ...fields, elapsed_ms: Date.now() - this.started })}\n`)
+      return
+    }
     if (!this.tty) {
       this.stream.write(`${message}\n`)
       return
@@ -33,7 +41,11 @@ export class Progress {
   done(message?: string): void {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
-    if (!this.enabled) return
+    if (this.mode === 'off') return
+    if (this.mode === 'json') {
+      if (message !== undefined) this.stream.write(`${JSON.stringify({ type: 'done', message, elapsed_ms: Date.now() - this.started })}\n`)
+      return
+    }
     if (this.tty) this.stream.write('\r\x1b[K')
     if (message !== undefined) this.stream.write(`${message}\n`)
   }
@@ -45,4 +57,10 @@ export class Progress {
     this.frame = (this.frame + 1) % FRAMES.length
     this.stream.write(`\r\x1b[K${FRAMES[this.frame]} ${text} (${seconds}s)`)
   }
+}
+
+/** "step 3/7 (43%)" of a template build, or '' before its first step. */
+export function stepOf(p: { step: number | null; steps: number | null }): string {
+  if (p.step === null || p.steps === null || p.steps === 0) return ''
+  return `step ${p.step}/${p.steps} (${Math.round((p.step / p.steps) * 100)}%)`
 }

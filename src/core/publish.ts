@@ -4,6 +4,7 @@ import type { PlanResult, Version, VersionStatus } from '../schemas/deployments.
 import { DEFAULT_ENVIRONMENT } from '../schemas/deployments.js'
 import type { DeploymentRecord, OrgScope, RouteChangeRecord, Store, VersionRecord } from '../store/store.js'
 import { attributionOf } from './attribution.js'
+import { errorDetailsOf } from './build-failure.js'
 import type { AttributionInput } from './attribution.js'
 import type { OrganizationCaller } from './caller.js'
 import { nowIso } from './clock.js'
@@ -231,6 +232,7 @@ export class PublishService {
       environment: input.environment ?? DEFAULT_ENVIRONMENT,
       status: 'building',
       error: null,
+      error_details: null,
       kind: input.kind ?? 'auto',
       plan: null,
       source_sha256: source.sha256,
@@ -363,9 +365,11 @@ export class PublishService {
       )
     } catch (error) {
       const reason = build.controller.signal.aborted ? SHUTDOWN_BUILD_ERROR : reasonOf(error)
+      // Taken before the failure line: the output that explains it, not the summary.
+      const error_details = errorDetailsOf(version.id, error, build.text, build.mask)
       build.append(`miosa: build failed: ${reason}`)
       await build.flush().catch(() => {})
-      await update({ status: 'failed', error: build.mask(reason), finished_at: nowIso() })
+      await update({ status: 'failed', error: build.mask(reason), error_details, finished_at: nowIso() })
       this.log.warn({ deployment_id: deployment.id, version_id: version.id, err: error }, 'publish failed')
     }
   }

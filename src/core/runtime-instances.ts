@@ -1,3 +1,4 @@
+import { INSTANCE_PORT } from '../runtime/instance-driver.js'
 import type { HealthChecker, InstanceAddress, InstanceDriver, InstanceSpec, RuntimeInstance } from '../runtime/instance-driver.js'
 import type { RuntimeRef } from '../runtime/runtime-driver.js'
 import type { HealthCheck, InstanceEventType, InstanceState, InstancesResult, RuntimeLogEvent } from '../schemas/deployments.js'
@@ -11,6 +12,7 @@ import { KeyedMutex } from './keyed-mutex.js'
 import type { Log } from './log.js'
 import { silentLog } from './log.js'
 import { PortDiscovery, routedMessage } from './port-discovery.js'
+import { ROLLOUT_OUTPUT_LINES, keptRolloutOutput, lastOutput } from './rollout-output.js'
 import { secretMasker } from './secret-masker.js'
 
 // Runtime instances of dynamic deployments: containers from a version's release image,
@@ -189,9 +191,11 @@ export class RuntimeInstances {
         this.crashes.delete(key)
         return true
       } catch (error) {
+        // What the new instances printed outlives them: kept with the event, read by logs().
+        const output = await this.maskedOutput(deployment, environment, started)
         await Promise.all(started.map((t) => this.remove(t, 'the rollout failed')))
         const reason = error instanceof MiosaError ? error.message : String(error)
-        await this.event(deployment, environment, { type: 'rollout_failed', version_id: version.id, message: `version ${version.version_number} did not go live: ${reason}` })
+        await this.event(deployment, environment, { type: 'rollout_failed', version_id: version.id, message: `version ${version.version_number} did not go live: ${reason}`, details: { output } })
         throw error
       } finally {
         this.busy.delete(key)
@@ -252,19 +256,24 @@ export class RuntimeInstances {
         for (const t of instances) {
           const status = await driver.inspect(t.ref)
           if (status === undefined || !status.running) {
-            const lines = await this.lastLines(t.ref)
+            const lines = await this.lastLines(t.ref, ROLLOUT_OUTPUT_LINES)
             for (const line of lines) onLog(`instance: ${line}`)
             throw new MiosaError('invalid', `instance ${t.record.id} exited with ${status?.exitCode ?? 'no code'} before it became healthy${status?.oomKilled === true ? ' (out of memory)' : ''}`, {
-              details: { exit_code: status?.exitCode ?? null, last_logs: lines },
+              details: { exit_code: status?.exitCode ?? null, port: INSTANCE_PORT, last_logs: lines },
             })
           }
         }
       }
       if (Date.now() >= deadline) {
         const reason = results.find((r) => !r.result.ok)?.result.reason ?? 'not healthy'
-        throw new MiosaError('unavailable', `the new instances were not healthy within the deploy timeout of ${deployment.deploy_timeout_seconds} s (${reason})`, {
-          details: { deploy_timeout_seconds: deployment.deploy_timeout_seconds },
-        })
+        // The app's own words usually say why (it listens elsewhere, it waits for a database).
+        const lines = (await lastOutput(driver, pending.map((t) => ({ id: t.record.id, ref: t.ref })))).map((l) => l.line)
+        for (const line of lines) onLog(`instance: ${line}`)
+        throw new MiosaError(
+          'unavailable',
+          `the new instances were not healthy within the deploy timeout of ${deployment.deploy_timeout_seconds} s (${reason}): the app was expected to listen on port ${INSTANCE_PORT} (its $PORT)`,
+          { details: { deploy_timeout_seconds: deployment.deploy_timeout_seconds, port: INSTANCE_PORT, last_logs: lines } },
+        )
       }
       await sleep(200)
     }
@@ -675,6 +684,8 @@ export class RuntimeInstances {
     const onAbort = () => wake?.()
     o.signal?.addEventListener('abort', onAbort, { once: true })
     try {
+      // Instances of a failed rollout are gone; what they printed was kept (masked already).
+      queue.push(...(await keptRolloutOutput(this.deps.store, deployment, environment, o.tail)))
       for (const c of containers) attach(c.instanceId, c.ref, o.tail)
       for (;;) {
         if (queue.length > 0) {
@@ -753,14 +764,27 @@ export class RuntimeInstances {
     return deployment
   }
 
-  private async lastLines(ref: RuntimeRef): Promise<string[]> {
+  private async lastLines(ref: RuntimeRef, count = EXIT_LOG_LINES): Promise<string[]> {
     const lines: string[] = []
     try {
-      for await (const entry of this.driver().logs(ref, { tail: EXIT_LOG_LINES, follow: false })) lines.push(entry.line)
+      for await (const entry of this.driver().logs(ref, { tail: count, follow: false })) lines.push(entry.line)
     } catch {
       // The container may be gone already: no lines then.
     }
-    return lines.slice(-EXIT_LOG_LINES)
+    return lines.slice(-count)
+  }
+
+  /** The last lines of these instances' output, with the environment's secrets masked. */
+  private async maskedOutput(deployment: DeploymentRecord, environment: string, instances: readonly Tracked[]): Promise<RuntimeLogEvent[]> {
+    if (instances.length === 0) return []
+    try {
+      const secrets = (await this.deps.environmentValues?.resolve({ organization_id: deployment.organization_id }, deployment.id, environment, 'runtime'))?.secrets ?? []
+      const mask = secretMasker(secrets)
+      return (await lastOutput(this.driver(), instances.map((t) => ({ id: t.record.id, ref: t.ref })))).map((l) => ({ ...l, line: mask(l.line) }))
+    } catch (error) {
+      this.log.warn({ err: error, deployment_id: deployment.id }, 'instances: keeping the output of a failed rollout failed')
+      return []
+    }
   }
 
   private async event(

@@ -79,9 +79,23 @@ export interface RuntimeSandbox {
 }
 
 export interface TemplateProgress {
+  /** The image being built now: the template asked for, or one of its parents first. */
   template: string
   message: string
+  /** How far its Dockerfile is: step `step` of `steps` (absent before the first step, and for the Debian base). */
+  step?: number | undefined
+  steps?: number | undefined
   done?: boolean
+}
+
+/** A template image build running in this process, as far as it got. */
+export interface TemplateBuildStatus {
+  /** The image being built now: the template itself, or a parent it needs first. */
+  template: string
+  message: string
+  step: number | null
+  steps: number | null
+  started_at: string
 }
 
 export interface RuntimeTemplate {
@@ -93,6 +107,8 @@ export interface RuntimeTemplate {
   size_bytes: number | null
   user: string
   default_port: number | null
+  /** Its image build in progress (first use, or `miosa templates build`), else null. */
+  building: TemplateBuildStatus | null
 }
 
 export interface RuntimeDriver {

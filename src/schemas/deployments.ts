@@ -102,6 +102,16 @@ export const deploymentSchema = z
   })
   .meta({ id: 'Deployment' })
 
+/** Why a version failed, beyond its one-line `error`: what the build or the app printed last. */
+export const versionErrorDetailsSchema = z
+  .object({
+    output: z.array(z.string()).meta({ description: "The last lines (up to 50) of the failing step's own output, secrets masked: the build's, or the app's stdout/stderr when its instances never became healthy" }),
+    source: z.enum(['build', 'app']).meta({ description: 'Whose output it is: the build (install, build, image build) or the app started from the release' }),
+    port: z.number().int().nullable().meta({ description: 'The port the app was expected to listen on (a failed rollout), else null' }),
+    logs_command: z.string().meta({ description: 'The CLI command that prints the whole build log' }),
+  })
+  .meta({ id: 'VersionErrorDetails' })
+
 export const versionSchema = z
   .object({
     id: z.string(),
@@ -112,6 +122,7 @@ export const versionSchema = z
     version_number: z.number().int().meta({ description: 'Strictly increasing per deployment' }),
     status: z.enum(VERSION_STATUSES),
     error: z.string().nullable(),
+    error_details: versionErrorDetailsSchema.nullable().meta({ description: 'A failed version: the last lines of output that say why, and how to read the whole log' }),
     kind: z.enum(PUBLISH_KINDS).meta({ description: 'The kind asked for at publish time' }),
     plan: buildPlanSchema.nullable(),
     source_sha256: shaSchema.meta({ description: 'sha256 of the source snapshot (the workspace as it was at publish time)' }),
@@ -344,6 +355,7 @@ export type RuntimeLogEvent = z.infer<typeof runtimeLogEventSchema>
 export type UpdateDeploymentInput = z.input<typeof updateDeploymentSchema>
 export type DeploymentRoute = z.infer<typeof deploymentRouteSchema>
 export type Version = z.infer<typeof versionSchema>
+export type VersionErrorDetails = z.infer<typeof versionErrorDetailsSchema>
 export type VersionStatus = (typeof VERSION_STATUSES)[number]
 export type RouteChange = z.infer<typeof routeChangeSchema>
 export type PlanResult = z.infer<typeof planResultSchema>

@@ -227,6 +227,16 @@ export const templateSchema = z
     size_bytes: z.number().nullable(),
     user: z.string(),
     default_port: z.number().nullable(),
+    building: z
+      .object({
+        template: z.string().meta({ description: 'The image being built now: this template, or a parent it needs first' }),
+        message: z.string().meta({ description: 'The latest line of the build' }),
+        step: z.number().int().nullable().meta({ description: 'The Dockerfile step it is at (null before the first, and for the Debian base)' }),
+        steps: z.number().int().nullable().meta({ description: "The Dockerfile's number of steps" }),
+        started_at: z.string(),
+      })
+      .nullable()
+      .meta({ description: 'Its image build in progress on this server (the first use of the template builds it), else null' }),
   })
   .meta({ id: 'Template' })
 
@@ -239,7 +249,7 @@ export const buildTemplatesSchema = z.strictObject({
 /** One NDJSON line of a template build. */
 export const templateBuildEventSchema = z
   .union([
-    z.object({ type: z.literal('progress'), template: z.string(), message: z.string() }),
+    z.object({ type: z.literal('progress'), template: z.string(), message: z.string(), step: z.number().int().nullable(), steps: z.number().int().nullable() }),
     z.object({ type: z.literal('done'), templates: z.array(templateSchema) }),
     z.object({ type: z.literal('error'), error: z.object({ code: z.string(), message: z.string() }) }),
   ])

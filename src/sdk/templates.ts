@@ -4,8 +4,12 @@ import { bodyOf, readNdjson } from './streams.js'
 import type { Transport } from './transport.js'
 
 export interface TemplateProgress {
+  /** The image being built now (the template, or a parent it needs first). */
   template: string
   message: string
+  /** Its Dockerfile step, of `steps` (null before the first step, and for the Debian base). */
+  step: number | null
+  steps: number | null
 }
 
 /** Sandbox templates: what exists, and building their images ahead of first use (root key). */
@@ -28,7 +32,7 @@ export class Templates {
     })
     for await (const line of readNdjson(bodyOf(response))) {
       const event = line as TemplateBuildEvent
-      if (event.type === 'progress') onProgress?.({ template: event.template, message: event.message })
+      if (event.type === 'progress') onProgress?.({ template: event.template, message: event.message, step: event.step ?? null, steps: event.steps ?? null })
       else if (event.type === 'done') return event.templates
       else if (event.type === 'error') throw new MiosaError(isErrorCode(event.error.code) ? event.error.code : 'internal', event.error.message)
     }

@@ -133,6 +133,7 @@ async function insertVictimDeployment(workspaceId: string): Promise<void> {
     environment: 'production',
     status: 'ready',
     error: null,
+    error_details: null,
     kind: 'static',
     plan: { kind: 'static', detected: 'static-files', install: null, build: null, output_dir: '.', start: null, spa_fallback: false, reasons: ['zeta plan reason'] },
     source_sha256: 'zeta-source-sha',

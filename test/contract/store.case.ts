@@ -187,6 +187,7 @@ function version(dep: DeploymentRecord, overrides: Partial<VersionRecord> = {}):
     environment: 'production',
     status: 'building',
     error: null,
+    error_details: null,
     kind: 'auto',
     plan: null,
     source_sha256: null,
@@ -938,6 +939,15 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         expect(await store.deployments.findByHost(ws.slug, dep.slug)).toEqual(dep)
         expect(await store.deployments.findByHost(ws.slug, 'no-such-app')).toBeUndefined()
         expect(await store.deployments.findByHost('no-such-ws', dep.slug)).toBeUndefined()
+      })
+
+      it("keeps a failed version's error details (the output that says why) as JSON", async () => {
+        const { scope, dep } = await newDeployment()
+        const v = await store.versions.insertNext(version(dep))
+        const error_details = { output: ['> next build', "Error: Cannot find module 'x'", 'ünïcode ✓'], source: 'build' as const, port: null, logs_command: `miosa logs ${v.id}` }
+        await store.versions.update(scope, v.id, { status: 'failed', error: 'the build failed', error_details })
+        expect(await store.versions.get(scope, v.id)).toMatchObject({ status: 'failed', error_details })
+        expect((await store.versions.insertNext(version(dep))).error_details).toBeNull()
       })
 
       it('slugs are unique per workspace, not across workspaces', async () => {

@@ -21,6 +21,7 @@ export function insertVersionRecord(
     environment: 'production',
     status: 'ready',
     error: null,
+    error_details: null,
     kind: 'static',
     plan: null,
     source_sha256: 'a'.repeat(64),

@@ -46,7 +46,7 @@ export const templateRoutes = [
       void (async () => {
         try {
           for (const name of names) {
-            await services.templates.build(name, (p) => out.send({ type: 'progress', template: p.template, message: p.message }), out.closed)
+            await services.templates.build(name, (p) => out.send({ type: 'progress', template: p.template, message: p.message, step: p.step ?? null, steps: p.steps ?? null }), out.closed)
           }
           const built = (await services.templates.list()).filter((t) => names.includes(t.name))
           out.send({ type: 'done', templates: built })

@@ -51,6 +51,8 @@ export interface DockerDriverOptions {
   /** Template name → registry image used instead of a local build. */
   templateImages?: Record<string, string> | undefined
   debianMirror?: string | undefined
+  /** Where templates/<name>/Dockerfile are; default: the package's own. */
+  templatesDir?: string | undefined
   /** An IPv4 /16 the workspace networks are carved from. */
   subnets: string
   /** Containers kept started per workspace and template (0: none), with these limits. */
@@ -87,6 +89,7 @@ export class DockerDriver implements RuntimeDriver {
       ...(options.caBundle === undefined ? {} : { caBundle: options.caBundle }),
       ...(options.templateImages === undefined ? {} : { overrides: options.templateImages }),
       ...(options.debianMirror === undefined ? {} : { debianMirror: options.debianMirror }),
+      ...(options.templatesDir === undefined ? {} : { templatesDir: options.templatesDir }),
       logger: options.logger,
     })
     this.networks = new WorkspaceNetworks(options.docker, options.platformId, options.subnets, options.logger)

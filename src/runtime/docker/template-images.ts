@@ -7,7 +7,7 @@ import * as tar from 'tar'
 import { MiosaError } from '../../core/errors.js'
 import { withLock } from '../file-lock.js'
 import { exited, run } from '../processes.js'
-import type { RuntimeTemplate, TemplateProgress } from '../runtime-driver.js'
+import type { RuntimeTemplate, TemplateBuildStatus, TemplateProgress } from '../runtime-driver.js'
 import { LABEL } from './container-spec.js'
 import { linkOrCopy, nodeDistribution, npmDistribution } from './node-distribution.js'
 import { BASE, DEBIAN_SUITE, RECIPES, computeHash, packageTemplatesDir, publicRecipe, recipe } from './template-recipes.js'
@@ -30,6 +30,10 @@ const ERROR_TAIL_LINES = 20
 /** Build files in cacheDir/tmp older than this belong to a build that crashed. */
 const LEFTOVER_MS = 24 * 60 * 60_000
 const ANSI_ESCAPE = /\x1b\[[0-9;]*[A-Za-z]/g
+/** How Docker's builder announces a Dockerfile instruction: `Step 3/7 : RUN …`. */
+const STEP_LINE = /^Step (\d+)\/(\d+) : /
+/** Docker's bookkeeping between steps: not progress anyone needs to read. */
+const BOOKKEEPING = /^\s*(---> |Removing intermediate container )/
 
 export interface TemplateImagesOptions {
   docker: Dockerode
@@ -54,6 +58,8 @@ interface Job {
   listeners: Set<Emit>
   waiters: number
   controller: AbortController
+  /** What it reported last, for whoever asks how far it is (GET /templates). */
+  status: TemplateBuildStatus
 }
 
 export class TemplateImages {
@@ -91,6 +97,7 @@ export class TemplateImages {
           size_bytes: info?.Size ?? null,
           user: r.user,
           default_port: r.defaultPort,
+          building: info === undefined ? (this.jobs.get(`build:${r.name}`) ?? this.jobs.get(`pull:${r.name}`))?.status ?? null : null,
         }
       }),
     )
@@ -217,12 +224,15 @@ export class TemplateImages {
       const tail = new Tail()
       // Stream events split lines anywhere: complete them before passing them on.
       let partial = ''
+      let at: { step?: number; steps?: number } = {}
       const line = (text: string) => {
         // The builder colors a RUN step's stderr: plain text for progress and errors.
         const trimmed = text.replace(ANSI_ESCAPE, '').trimEnd()
         if (trimmed === '') return
         tail.push(trimmed)
-        emit({ template: r.name, message: trimmed })
+        const step = STEP_LINE.exec(trimmed)
+        if (step !== null) at = { step: Number(step[1]), steps: Number(step[2]) }
+        if (!BOOKKEEPING.test(trimmed)) emit({ template: r.name, message: trimmed, ...at })
       }
       let failure: unknown
       try {
@@ -317,6 +327,9 @@ export class TemplateImages {
       const listeners = new Set<Emit>()
       const controller = new AbortController()
       const emit: Emit = (p) => {
+        // A line without a step (the closing "built …") keeps the step its image got to.
+        const same = p.template === created.status.template
+        created.status = { ...created.status, template: p.template, message: p.message, step: p.step ?? (same ? created.status.step : null), steps: p.steps ?? (same ? created.status.steps : null) }
         for (const listener of listeners) {
           try {
             listener(p)
@@ -325,7 +338,13 @@ export class TemplateImages {
           }
         }
       }
-      const created: Job = { promise: Promise.resolve(''), listeners, waiters: 0, controller }
+      const created: Job = {
+        promise: Promise.resolve(''),
+        listeners,
+        waiters: 0,
+        controller,
+        status: { template: key.slice(key.indexOf(':') + 1), message: 'starting', step: null, steps: null, started_at: new Date().toISOString() },
+      }
       created.promise = start(emit, controller.signal).finally(() => {
         if (this.jobs.get(key) === created) this.jobs.delete(key)
       })

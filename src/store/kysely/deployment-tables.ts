@@ -40,11 +40,11 @@ export const versionsSpec: TableSpec<VersionRecord> = {
   name: 'versions',
   kind: 'version',
   columns: [
-    'id', 'organization_id', 'workspace_id', 'deployment_id', 'environment', 'version_number', 'status', 'error', 'kind', 'plan',
+    'id', 'organization_id', 'workspace_id', 'deployment_id', 'environment', 'version_number', 'status', 'error', 'error_details', 'kind', 'plan',
     'source_sha256', 'release_sha256', 'release_kind', 'sandbox_id', 'logs', 'created_by', ...ATTRIBUTION, 'created_at', 'updated_at',
     'finished_at',
   ],
-  jsonColumns: ['metadata', 'plan'],
+  jsonColumns: ['metadata', 'plan', 'error_details'],
   bigintColumns: ['version_number'],
 }
 

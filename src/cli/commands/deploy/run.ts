@@ -63,14 +63,15 @@ Examples:
       const result = await c.deployments.plan({ sandbox_id: opts.sandbox, kind, settings })
       return { data: result, human: showPlan(result) }
     }
-    const onLog = json ? undefined : (line: string) => void stderr.write(`${line}\n`)
+    // The build's lines as they come on stderr: as they are, or one JSON event each with --json (stdout keeps the one document).
+    const onLog = json ? (line: string) => void stderr.write(`${JSON.stringify({ type: 'log', line })}\n`) : (line: string) => void stderr.write(`${line}\n`)
     const environment = opts.env === undefined ? {} : { environment: opts.env }
     const project = opts.project === undefined ? {} : { project_id: (await resolveProject(c, opts.project)).id }
     let version: Version
     if (opts.sandbox !== undefined) {
       version = await c.deployments.publishByName(
         { name: opts.name, sandbox_id: opts.sandbox, kind, settings, ...environment, ...project, ...(opts.workspace === undefined ? {} : { workspace_id: opts.workspace }) },
-        { wait: true, ...(onLog === undefined ? {} : { onLog }) },
+        { wait: true, onLog },
       )
     } else {
       const info = await stat(dir as string).catch(() => undefined)
@@ -85,12 +86,10 @@ Examples:
         deployment.id,
         body,
         { kind, gzip: true, ...settings, ...environment },
-        { wait: true, ...(onLog === undefined ? {} : { onLog }) },
+        { wait: true, onLog },
       )
     }
-    if (version.status === 'failed') {
-      return { data: version, human: `version ${version.version_number} failed: ${version.error ?? 'unknown error'}  (miosa logs ${version.id})`, exitCode: 1 }
-    }
+    if (version.status === 'failed') return { data: version, human: showFailure(version), exitCode: 1 }
     return { data: version, human: `version ${version.version_number} is ${version.status}: ${version.url}` }
   })
 }
@@ -104,6 +103,18 @@ async function deploymentNamed(c: MiosaClient, name: string, workspaceId: string
     if (data.length > 1) throw new MiosaError('invalid', `several deployments are named ${name}: name the workspace with --workspace`)
   }
   return c.deployments.create({ name, ...scope, ...(projectId === undefined ? {} : { project_id: projectId }), ...(spa ? { spa_fallback: true } : {}) })
+}
+
+/** The error, the last lines of the output that explain it, and where the whole log is. */
+export function showFailure(version: Version): string {
+  const details = version.error_details
+  const lines = [`version ${version.version_number} failed: ${version.error ?? 'unknown error'}`]
+  if (details !== null && details.output.length > 0) {
+    const whose = details.source === 'app' ? `the app printed${details.port === null ? '' : ` (expected on port ${details.port})`}` : 'the build printed'
+    lines.push('', `last ${details.output.length} line${details.output.length === 1 ? '' : 's'} ${whose}:`, ...details.output.map((l) => `  ${l}`))
+  }
+  lines.push('', `the whole log: ${details?.logs_command ?? `miosa logs ${version.id}`}`)
+  return lines.join('\n')
 }
 
 function showPlan(result: PlanResult): string {

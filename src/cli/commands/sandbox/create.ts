@@ -1,8 +1,10 @@
 import type { Command } from 'commander'
 import { resolveDeployment } from '../deployments/resolve.js'
 import { Option } from 'commander'
-import type { CreateSandboxInput, Sandbox } from '../../../sdk/index.js'
+import type { CreateSandboxInput, MiosaClient, Sandbox } from '../../../sdk/index.js'
 import { attributionFrom, attributionOptions, collect, command, parsePairs, run } from '../../command.js'
+import type { Progress } from '../../progress.js'
+import { stepOf } from '../../progress.js'
 import { numberFlag, showSandbox } from './common.js'
 
 const DEFAULT_WAIT_MINUTES = 30
@@ -54,11 +56,12 @@ Examples:
     if (opts.wait === true && sandbox.state !== 'running') {
       // Polls rather than holding one request open: an image build can take minutes.
       const display = progress()
-      display.update(`${sandbox.id}: ${sandbox.state}…`)
+      display.update(`${sandbox.id}: ${sandbox.state}…`, { sandbox_id: sandbox.id, state: sandbox.state })
+      const show = templateBuildShower(c, display)
       try {
         sandbox = await c.sandboxes.waitUntil(sandbox.id, ['running'], {
           timeoutMs: ((opts.waitTimeout as number | undefined) ?? DEFAULT_WAIT_MINUTES) * 60_000,
-          onPoll: (s: Sandbox) => display.update(`${s.id}: ${s.state}${s.state === 'creating' ? ' (the first use of a template builds its image)' : ''}…`),
+          onPoll: show,
         })
       } finally {
         display.done()
@@ -66,6 +69,42 @@ Examples:
     }
     return { data: sandbox, human: showSandbox(sandbox) }
   })
+}
+
+/**
+ * While the sandbox is `creating`, asks how far its template's image build is (the first
+ * use of a template builds it) and shows it: which image, its Dockerfile step, the latest line.
+ */
+function templateBuildShower(c: MiosaClient, display: Progress): (s: Sandbox) => void {
+  let asking = false
+  return (s) => {
+    if (s.state !== 'creating') {
+      display.update(`${s.id}: ${s.state}…`, { sandbox_id: s.id, state: s.state })
+      return
+    }
+    if (asking) return
+    asking = true
+    void c.templates
+      .list()
+      .then((templates) => {
+        const build = templates.find((t) => t.name === s.template)?.building ?? null
+        if (build === null) {
+          display.update(`${s.id}: creating…`, { sandbox_id: s.id, state: s.state })
+          return
+        }
+        const image = build.template === s.template ? '' : ` (first its parent ${build.template})`
+        const step = stepOf(build)
+        display.update(`${s.id}: creating: building template ${s.template}${image}${step === '' ? '' : `, ${step}`}: ${build.message}`, {
+          sandbox_id: s.id,
+          state: s.state,
+          stage: 'building_template',
+          template: s.template,
+          template_build: build,
+        })
+      })
+      .catch(() => {}) // progress is best effort: the wait itself reports failures
+      .finally(() => (asking = false))
+  }
 }
 
 /** A bare number is seconds; anything else ('1h') goes to the server as written. */

@@ -8,13 +8,14 @@ export function registerServer(program: Command): void {
     .option('--port <port>', 'API port (MIOSA_PORT; default 8080)')
     .option('--edge-port <port>', 'edge port for previews and apps (MIOSA_EDGE_PORT; default 8081)')
     .option('--base-domain <domain>', 'domain previews and apps are served under (MIOSA_BASE_DOMAIN; default localhost)')
+    .option('--prebuild-templates', 'build every sandbox template image before serving, so no first sandbox create waits for one')
     .addHelpText('after', '\nEnvironment: MIOSA_DATABASE_URL=postgres://… uses PostgreSQL instead of SQLite; MIOSA_ROOT_KEY sets the root key.')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       // The one command that runs server code; loaded lazily so every other command stays SDK-only and starts fast.
       const { serve } = await import('../../../serve.js')
       await serve(
         { dataDir: str(opts.dataDir), host: str(opts.host), port: str(opts.port), edgePort: str(opts.edgePort), baseDomain: str(opts.baseDomain) },
-        { json: opts.json === true },
+        { json: opts.json === true, prebuildTemplates: opts.prebuildTemplates === true },
       )
     })
 }

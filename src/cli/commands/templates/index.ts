@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { command, run } from '../../command.js'
 import { renderPage } from '../../output.js'
+import { stepOf } from '../../progress.js'
 
 // Sandbox templates: which exist and whether their images are built; building them ahead
 // of first use (root key), with the build's progress on stderr.
@@ -23,7 +24,10 @@ export function registerTemplates(program: Command): void {
     const display = progress()
     display.update(name === undefined ? 'building every template…' : `building ${name}…`)
     try {
-      const built = await (await client()).templates.build(name, (p) => display.update(`${p.template}: ${p.message}`))
+      const built = await (await client()).templates.build(name, (p) => {
+        const step = stepOf(p)
+        display.update(`${p.template}${step === '' ? '' : ` ${step}`}: ${p.message}`, { stage: 'building_template', template: p.template, step: p.step, steps: p.steps })
+      })
       display.done(`built ${built.map((t) => t.name).join(', ')}`)
       return { data: { data: built }, human: renderPage({ data: built, next_cursor: null }, COLUMNS) }
     } catch (error) {
