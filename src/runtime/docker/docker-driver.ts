@@ -245,6 +245,21 @@ export class DockerDriver implements RuntimeDriver {
     return { exit_code: exit.exit_code, stdout: '', stderr: '', truncated: exit.truncated, timed_out: exit.timed_out, duration_ms: exit.duration_ms }
   }
 
+  async startService(ref: RuntimeRef, id: string, cmd: Omit<ExecSpec, 'timeoutMs' | 'stdin' | 'maxOutputBytes'>): Promise<{ pid: number; logPath: string }> {
+    const { client, user } = await this.session(ref)
+    const started = await client.startService(id, {
+      argv: cmd.argv,
+      ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
+      ...(cmd.cwd === undefined ? {} : { cwd: cmd.cwd }),
+      ...(cmd.env === undefined ? {} : { env: cmd.env }),
+    })
+    return { pid: started.pid, logPath: started.log_path }
+  }
+
+  async stopService(ref: RuntimeRef, id: string): Promise<boolean> {
+    return (await this.session(ref)).client.stopService(id)
+  }
+
   async readFile(ref: RuntimeRef, path: string): Promise<Readable> {
     return (await this.session(ref)).client.readFile(path)
   }

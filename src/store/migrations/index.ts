@@ -7,6 +7,7 @@ import * as runtimeInstances from './0005-runtime-instances.js'
 import * as environments from './0006-environments.js'
 import * as envVars from './0007-env-vars.js'
 import * as sandboxEnvironments from './0008-sandbox-environments.js'
+import * as sandboxServices from './0009-sandbox-services.js'
 
 // Listed here rather than read from disk, so the compiled package needs no file lookup.
 // Append only: a migration that has run anywhere is never edited.
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '0006-environments': environments,
   '0007-env-vars': envVars,
   '0008-sandbox-environments': sandboxEnvironments,
+  '0009-sandbox-services': sandboxServices,
 }
