@@ -63,7 +63,8 @@ async function browse(host: string, withinMs: number): Promise<{ pages: EdgeResp
 const SERVER = `setTimeout(() => require('http').createServer((q, s) => s.end('app says hi ' + process.env.GREETING)).listen(3000), 1500)`
 
 beforeAll(async () => {
-  t = await startTestPlatform({ sandboxReaperIntervalMs: 250 })
+  // With a warm pool: the sandbox comes from it, and services work the same there.
+  t = await startTestPlatform({ sandboxReaperIntervalMs: 250, sandboxWarmPool: 1 })
   edgePort = Number(new URL(t.edgeUrl).port)
   key = (await t.newOrganization('Services Org')).key
 }, 60_000)

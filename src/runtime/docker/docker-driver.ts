@@ -77,6 +77,8 @@ export class DockerDriver implements RuntimeDriver {
   readonly instances: DockerInstances
   private readonly pool: WarmPool
   private readonly sessions = new Map<string, Promise<Session>>()
+  /** Sandboxes being started without the pool right now. */
+  private coldStarts = 0
   private agentDir: Promise<string> | undefined
 
   constructor(private readonly options: DockerDriverOptions) {
@@ -104,6 +106,7 @@ export class DockerDriver implements RuntimeDriver {
       idleMs: WARM_POOL_IDLE_MS,
       start: (key, sandboxId) => this.start({ ...key, sandboxId, cpu: limits.cpu, memoryMb: limits.memoryMb, pidsLimit: limits.pidsLimit }),
       destroy: (ref) => this.destroy(ref),
+      busy: () => this.coldStarts > 0,
       logger: options.logger,
     })
   }
@@ -127,9 +130,15 @@ export class DockerDriver implements RuntimeDriver {
       await this.fitLimits(warm, spec)
       return warm
     }
-    const ref = await reachable(this.start(spec, o))
-    if (pooled) this.pool.demand({ organizationId: spec.organizationId, workspaceId: spec.workspaceId, template: spec.template })
-    return ref
+    // While sandboxes start cold, the pool waits: refilling it now would only slow them down.
+    this.coldStarts++
+    try {
+      const ref = await reachable(this.start(spec, o))
+      if (pooled) this.pool.demand({ organizationId: spec.organizationId, workspaceId: spec.workspaceId, template: spec.template })
+      return ref
+    } finally {
+      if (--this.coldStarts === 0) this.pool.refillDeferred()
+    }
   }
 
   /** Creates and starts a container for the spec; answers once its agent is ready. */
@@ -145,8 +154,7 @@ export class DockerDriver implements RuntimeDriver {
     const definition = this.templates.definition(spec.template)
     const owner = USER_IDS[definition.user]
     const token = randomBytes(24).toString('base64url')
-    const container = await this.docker.createContainer(
-      containerOptions({
+    const options = containerOptions({
         name: `miosa-${spec.sandboxId}`,
         image,
         kind: spec.kind ?? 'sandbox',
@@ -168,8 +176,13 @@ export class DockerDriver implements RuntimeDriver {
         memoryMb: spec.memoryMb,
         pidsLimit: spec.pidsLimit,
         workingDir: '/workspace',
-      }),
-    )
+      })
+    const container = await this.docker.createContainer(options).catch(async (error: unknown) => {
+      // A template image removed since we last saw it: build (or pull) it again, once.
+      if ((error as { statusCode?: number }).statusCode !== 404 || spec.fromSnapshot !== undefined) throw error
+      this.templates.forget(image)
+      return this.docker.createContainer({ ...options, Image: await this.templates.ensure(spec.template, o.onProgress, o.signal) })
+    })
     const ref = { driver: DRIVER, id: container.id }
     try {
       await container.start()
