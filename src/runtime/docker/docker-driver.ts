@@ -141,15 +141,21 @@ export class DockerDriver implements RuntimeDriver {
     }
   }
 
-  /** Creates and starts a container for the spec; answers once its agent is ready. */
-  private async start(spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void } = {}): Promise<RuntimeRef> {
-    const [image, agentDir, network] = await Promise.all([
+  /**
+   * Creates and starts a container for the spec; answers once its agent is ready. Holds the
+   * workspace's network until the container is attached, so a prune cannot remove it between.
+   */
+  private start(spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void } = {}): Promise<RuntimeRef> {
+    return this.networks.hold(spec.workspaceId, 'sandboxes', (network) => this.startOn(network, spec, o))
+  }
+
+  private async startOn(network: string, spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void }): Promise<RuntimeRef> {
+    const [image, agentDir] = await Promise.all([
       spec.fromSnapshot ?? this.templates.ensure(spec.template, o.onProgress, o.signal),
       (this.agentDir ??= prepareAgentDir(this.options.cacheDir, compiledAgent())).catch((error: unknown) => {
         this.agentDir = undefined
         throw error
       }),
-      this.networks.ensure(spec.workspaceId),
     ])
     const definition = this.templates.definition(spec.template)
     const owner = USER_IDS[definition.user]
