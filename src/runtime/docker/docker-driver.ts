@@ -145,8 +145,15 @@ export class DockerDriver implements RuntimeDriver {
    * Creates and starts a container for the spec; answers once its agent is ready. Holds the
    * workspace's network until the container is attached, so a prune cannot remove it between.
    */
-  private start(spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void } = {}): Promise<RuntimeRef> {
-    return this.networks.hold(spec.workspaceId, 'sandboxes', (network) => this.startOn(network, spec, o))
+  private async start(spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void } = {}): Promise<RuntimeRef> {
+    try {
+      return await this.networks.hold(spec.workspaceId, 'sandboxes', (network) => this.startOn(network, spec, o))
+    } catch (error) {
+      // A prune already removing the network when we took it: make it again, once.
+      if (!missing(error, /network .* not found/i)) throw error
+      this.networks.forget(spec.workspaceId, 'sandboxes')
+      return this.networks.hold(spec.workspaceId, 'sandboxes', (network) => this.startOn(network, spec, o))
+    }
   }
 
   private async startOn(network: string, spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void }): Promise<RuntimeRef> {
@@ -185,7 +192,7 @@ export class DockerDriver implements RuntimeDriver {
       })
     const container = await this.docker.createContainer(options).catch(async (error: unknown) => {
       // A template image removed since we last saw it: build (or pull) it again, once.
-      if ((error as { statusCode?: number }).statusCode !== 404 || spec.fromSnapshot !== undefined) throw error
+      if (!missing(error, /no such image/i) || spec.fromSnapshot !== undefined) throw error
       this.templates.forget(image)
       return this.docker.createContainer({ ...options, Image: await this.templates.ensure(spec.template, o.onProgress, o.signal) })
     })
@@ -418,6 +425,12 @@ function describeContainer(c: Dockerode.ContainerInfo): RuntimeSandbox {
     // 'paused' is Docker's freezer, which only a snapshot's commit uses: still a running sandbox.
     running: c.State === 'running' || c.State === 'paused',
   }
+}
+
+/** A 404 from the daemon whose message says what is missing. */
+function missing(error: unknown, what: RegExp): boolean {
+  const { statusCode, message } = error as { statusCode?: number; message?: string }
+  return statusCode === 404 && what.test(message ?? '')
 }
 
 /** A daemon that is not running (or a socket we may not open) is a 503 that says what to do, not a 500. */
