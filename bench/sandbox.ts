@@ -8,7 +8,7 @@
 //   stop → resume        and the first exec after it
 //   snapshot, fork       of a Next.js sandbox with its node_modules installed
 //
-//   npx tsx bench/sandbox.ts [--runs 30]
+//   npx tsx bench/sandbox.ts [--runs 30] [--only tti]   (tti: the time-to-interactive rows alone)
 //
 // Templates must be built (`miosa templates build`, or any test run); the bench builds
 // what is missing first and does not time that.
@@ -23,6 +23,7 @@ import type { TestPlatform } from '../test/helpers/platform.js'
 
 const RUNS = Number(process.argv[process.argv.indexOf('--runs') + 1] || 30) || 30
 const AT_ONCE = 10
+const ONLY_TTI = process.argv.includes('--only') && process.argv[process.argv.indexOf('--only') + 1] === 'tti'
 const EXEC_RUNS = 300
 const LIFECYCLE_RUNS = 10
 const SNAPSHOT_RUNS = 5
@@ -152,6 +153,52 @@ async function snapshotAndFork(api: Api, id: string, label: string): Promise<voi
   report(stats(`fork → first exec (${label})`, forkMs))
 }
 
+/** Exec round trips, then stop → resume and an exec that resumes, in one sandbox. */
+async function execAndLifecycle(api: Api, peerExecStats: Stats): Promise<void> {
+  const sandbox = (await api.call('POST', '/sandboxes?wait=true', { template: 'node' })).id as string
+  for (let i = 0; i < 50; i++) await api.exec(sandbox, ['true'])
+  const exec: number[] = []
+  for (let i = 0; i < EXEC_RUNS; i++) exec.push((await timed(() => api.exec(sandbox, ['true'])))[0])
+  report(stats('exec true (API round trip)', exec), peerExecStats)
+  const shell: number[] = []
+  for (let i = 0; i < 100; i++) shell.push((await timed(() => api.exec(sandbox, 'true')))[0])
+  report(stats('exec "true" through sh -lc', shell))
+
+  const stopMs: number[] = []
+  const resumeMs: number[] = []
+  const resumeExecMs: number[] = []
+  for (let i = 0; i < LIFECYCLE_RUNS; i++) {
+    await api.exec(sandbox, `echo ${i} > /workspace/kept.txt`)
+    stopMs.push((await timed(() => api.call('POST', `/sandboxes/${sandbox}/stop`)))[0])
+    resumeMs.push((await timed(() => api.call('POST', `/sandboxes/${sandbox}/resume`)))[0])
+    await api.call('POST', `/sandboxes/${sandbox}/stop`)
+    // A paused sandbox resumes on its next exec: the cost a caller sees.
+    const [ms, result] = await timed(() => api.exec(sandbox, ['cat', '/workspace/kept.txt']))
+    if (result.stdout !== `${i}\n`) throw new Error(`resume lost a file: ${JSON.stringify(result)}`)
+    resumeExecMs.push(ms)
+  }
+  report(stats('stop', stopMs))
+  report(stats('resume', resumeMs))
+  report(stats('exec on a paused sandbox (resume + exec)', resumeExecMs))
+  await api.destroy(sandbox)
+}
+
+/** Snapshot and fork of a Next.js sandbox, before and after its node_modules are rewritten in it. */
+async function nextjsSnapshots(api: Api): Promise<void> {
+  // Snapshot and fork of a Next.js workspace with node_modules: first as the template
+  // ships it (node_modules in the image's layers), then rewritten inside the sandbox, as
+  // after an `npm install` there (all of it in the container's own writable layer).
+  const next = (await api.call('POST', '/sandboxes?wait=true', { template: 'nextjs' })).id as string
+  const size = await api.exec(next, 'du -sm node_modules | cut -f1; find node_modules -type f | wc -l')
+  const [mb, files] = String(size.stdout).trim().split('\n')
+  console.log(`\nnode_modules of the nextjs template: ${mb} MB in ${files} files`)
+  await snapshotAndFork(api, next, 'node_modules in the image')
+  const rewrite = await api.call('POST', `/sandboxes/${next}/exec`, { cmd: 'cp -a node_modules nm && rm -rf node_modules && mv nm node_modules', timeout: 600 })
+  if (rewrite.exit_code !== 0) throw new Error(`rewriting node_modules failed: ${rewrite.stderr}`)
+  await snapshotAndFork(api, next, 'node_modules written in the sandbox')
+  await api.destroy(next)
+}
+
 async function main(): Promise<void> {
   const config = loadConfig({}, { MIOSA_CACHE_DIR: process.env.MIOSA_CACHE_DIR })
   const images = new TemplateImages({
@@ -199,33 +246,7 @@ async function main(): Promise<void> {
       const atOnce = await Promise.all(Array.from({ length: AT_ONCE }, () => api.timeToInteractive()))
       report(stats(`TTI, ${AT_ONCE} at once (pool of 2, rest cold)`, atOnce.map(([ms]) => ms)), peerAtOnceStats)
       await Promise.all(atOnce.map(([, id]) => api.destroy(id)))
-
-      const sandbox = (await api.call('POST', '/sandboxes?wait=true', { template: 'node' })).id as string
-      for (let i = 0; i < 50; i++) await api.exec(sandbox, ['true'])
-      const exec: number[] = []
-      for (let i = 0; i < EXEC_RUNS; i++) exec.push((await timed(() => api.exec(sandbox, ['true'])))[0])
-      report(stats('exec true (API round trip)', exec), peerExecStats)
-      const shell: number[] = []
-      for (let i = 0; i < 100; i++) shell.push((await timed(() => api.exec(sandbox, 'true')))[0])
-      report(stats('exec "true" through sh -lc', shell))
-
-      const stopMs: number[] = []
-      const resumeMs: number[] = []
-      const resumeExecMs: number[] = []
-      for (let i = 0; i < LIFECYCLE_RUNS; i++) {
-        await api.exec(sandbox, `echo ${i} > /workspace/kept.txt`)
-        stopMs.push((await timed(() => api.call('POST', `/sandboxes/${sandbox}/stop`)))[0])
-        resumeMs.push((await timed(() => api.call('POST', `/sandboxes/${sandbox}/resume`)))[0])
-        await api.call('POST', `/sandboxes/${sandbox}/stop`)
-        // A paused sandbox resumes on its next exec: the cost a caller sees.
-        const [ms, result] = await timed(() => api.exec(sandbox, ['cat', '/workspace/kept.txt']))
-        if (result.stdout !== `${i}\n`) throw new Error(`resume lost a file: ${JSON.stringify(result)}`)
-        resumeExecMs.push(ms)
-      }
-      report(stats('stop', stopMs))
-      report(stats('resume', resumeMs))
-      report(stats('exec on a paused sandbox (resume + exec)', resumeExecMs))
-      await api.destroy(sandbox)
+      if (!ONLY_TTI) await execAndLifecycle(api, peerExecStats)
     } finally {
       await t.close()
     }
@@ -243,19 +264,10 @@ async function main(): Promise<void> {
         await api.destroy(id)
       }
       report(stats('TTI, cold (no warm pool)', tti), peerTtiStats)
-
-      // Snapshot and fork of a Next.js workspace with node_modules: first as the template
-      // ships it (node_modules in the image's layers), then rewritten inside the sandbox, as
-      // after an `npm install` there (all of it in the container's own writable layer).
-      const next = (await api.call('POST', '/sandboxes?wait=true', { template: 'nextjs' })).id as string
-      const size = await api.exec(next, 'du -sm node_modules | cut -f1; find node_modules -type f | wc -l')
-      const [mb, files] = String(size.stdout).trim().split('\n')
-      console.log(`\nnode_modules of the nextjs template: ${mb} MB in ${files} files`)
-      await snapshotAndFork(api, next, 'node_modules in the image')
-      const rewrite = await api.call('POST', `/sandboxes/${next}/exec`, { cmd: 'cp -a node_modules nm && rm -rf node_modules && mv nm node_modules', timeout: 600 })
-      if (rewrite.exit_code !== 0) throw new Error(`rewriting node_modules failed: ${rewrite.stderr}`)
-      await snapshotAndFork(api, next, 'node_modules written in the sandbox')
-      await api.destroy(next)
+      const atOnce = await Promise.all(Array.from({ length: AT_ONCE }, () => api.timeToInteractive()))
+      report(stats(`TTI, ${AT_ONCE} at once, cold (no warm pool)`, atOnce.map(([ms]) => ms)), peerAtOnceStats)
+      await Promise.all(atOnce.map(([, id]) => api.destroy(id)))
+      if (!ONLY_TTI) await nextjsSnapshots(api)
     } finally {
       await t.close()
     }

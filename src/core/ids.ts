@@ -19,6 +19,8 @@ export const ID_PREFIXES = {
   routeChange: 'rtc',
   instanceEvent: 'ievt',
   envVar: 'evar',
+  /** A sandbox's background service (a dev server started with exec --background). */
+  process: 'proc',
 } as const
 
 export type IdKind = keyof typeof ID_PREFIXES

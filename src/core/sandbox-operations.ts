@@ -59,7 +59,7 @@ export class SandboxOperations {
         {
           argv: typeof input.cmd === 'string' ? ['sh', '-lc', input.cmd] : input.cmd,
           cwd: input.cwd,
-          env: { ...(await this.envOf(record)), ...record.env, ...input.env },
+          env: { ...(await this.environmentOf(record)), ...record.env, ...input.env },
           timeoutMs: (input.timeout ?? DEFAULT_EXEC_TIMEOUT_S) * 1000,
           maxOutputBytes: MAX_OUTPUT_BYTES,
           stdin: input.stdin === undefined ? undefined : Buffer.from(input.stdin),
@@ -118,7 +118,7 @@ export class SandboxOperations {
   /** An interactive shell; the sandbox stays awake (and its input counts as activity) until it closes. */
   async terminal(organizationId: string, id: string, size: { cols: number; rows: number }): Promise<Terminal> {
     const record = await this.attach(organizationId, id)
-    const terminal = await this.deps.runtime.openTerminal(this.deps.sandboxes.refOf(record), { ...size, env: { ...(await this.envOf(record)), ...record.env } })
+    const terminal = await this.deps.runtime.openTerminal(this.deps.sandboxes.refOf(record), { ...size, env: { ...(await this.environmentOf(record)), ...record.env } })
     const release = this.deps.sandboxes.activity.hold(id)
     terminal.stream.on('data', () => this.deps.sandboxes.activity.touch(id))
     terminal.stream.once('close', release)
@@ -127,7 +127,7 @@ export class SandboxOperations {
   }
 
   /** The environment's runtime values for a sandbox that develops against one ({} otherwise). */
-  private envOf(record: SandboxRecord): Promise<Record<string, string>> {
+  environmentOf(record: SandboxRecord): Promise<Record<string, string>> {
     const values = this.deps.environmentValues
     if (record.deployment_id === null || record.environment === null || values === undefined) return Promise.resolve({})
     let env = this.environmentEnv.get(record.id)

@@ -65,6 +65,9 @@ export const LIVE_STATES: readonly SandboxState[] = ['creating', 'running', 'pau
 export class SandboxService {
   readonly activity: SandboxActivity
   private readonly changeListeners = new Set<(sandboxId: string) => void>()
+  private readonly resumeHooks = new Set<(record: SandboxRecord) => Promise<void>>()
+  /** When each sandbox was last resumed in this process: its servers may still be starting. */
+  private readonly resumedAt = new Map<string, number>()
   private readonly locks = new KeyedMutex()
   /** Provisioning in progress in this process, by sandbox id. */
   private readonly provisioning = new Map<string, Promise<void>>()
@@ -428,7 +431,11 @@ export class SandboxService {
       await this.deps.runtime.resume(this.refOf(record))
       this.activity.touch(id)
       const resumed = await this.update(record, { state: 'running', last_activity_at: nowIso() })
+      this.resumedAt.set(id, Date.now())
       this.log.info({ sandbox_id: id }, 'sandbox resumed')
+      for (const hook of this.resumeHooks) {
+        await hook(resumed).catch((error: unknown) => this.log.warn({ sandbox_id: id, err: error }, 'after resume: a hook failed'))
+      }
       return resumed
     })
   }
@@ -469,6 +476,20 @@ export class SandboxService {
     if (updated === undefined) throw notFound('sandbox', record.id)
     if (patch.state !== undefined || patch.runtime_ref !== undefined) for (const listener of this.changeListeners) listener(record.id)
     return updated
+  }
+
+  /** Runs `hook` each time a sandbox resumes, before the resume answers (under its lifecycle lock: the hook must not resume it again). */
+  onResume(hook: (record: SandboxRecord) => Promise<void>): void {
+    this.resumeHooks.add(hook)
+  }
+
+  /** True when this process resumed the sandbox in the last `ms`: what it runs may still be starting. */
+  resumedWithin(id: string, ms: number): boolean {
+    const at = this.resumedAt.get(id)
+    if (at === undefined) return false
+    if (Date.now() - at < ms) return true
+    this.resumedAt.delete(id)
+    return false
   }
 
   /** Calls `listener` with the sandbox id whenever a sandbox's state or compute changes in this process (caches drop it). */
@@ -554,6 +575,7 @@ export class SandboxService {
       await this.deps.runtime.deleteSnapshot({ ...record.base_ref, sizeBytes: null }).catch(() => {})
     }
     this.activity.forget(record.id)
+    this.resumedAt.delete(record.id)
     const destroyed = await this.update(record, { state: 'destroyed', destroyed_at: nowIso() })
     this.log.info({ sandbox_id: record.id }, 'sandbox destroyed')
     return destroyed

@@ -19,6 +19,7 @@ import type { MasterKeySource } from './secret-box.js'
 import { ProjectService } from './projects.js'
 import { PublishService } from './publish.js'
 import { RuntimeInstances } from './runtime-instances.js'
+import { BackgroundServices } from './background-services.js'
 import { SandboxOperations } from './sandbox-operations.js'
 import type { ArchiveChecker } from './sandbox-operations.js'
 import { SandboxService } from './sandboxes.js'
@@ -41,6 +42,8 @@ export interface Services {
   envVars: EnvVarService
   sandboxes: SandboxService
   sandboxOps: SandboxOperations
+  /** Background services of sandboxes (`exec --background`), started again on every resume. */
+  backgroundServices: BackgroundServices
   templates: TemplateService
   previewTokens: PreviewTokenService
   shareTokens: ShareTokenService
@@ -148,6 +151,7 @@ export function createServices(deps: ServiceDeps): Services {
     log: deps.log,
     buildTimeoutMs: deps.buildTimeoutMs,
   })
+  const sandboxOps = new SandboxOperations({ sandboxes, runtime: deps.runtime, checkArchive: deps.checkArchive, environmentValues: envVars })
   return {
     organizations: new OrganizationService(deps.store),
     apiKeys: new ApiKeyService(deps.store),
@@ -156,7 +160,8 @@ export function createServices(deps: ServiceDeps): Services {
     environments,
     envVars,
     sandboxes,
-    sandboxOps: new SandboxOperations({ sandboxes, runtime: deps.runtime, checkArchive: deps.checkArchive, environmentValues: envVars }),
+    sandboxOps,
+    backgroundServices: new BackgroundServices({ store: deps.store, sandboxes, operations: sandboxOps, runtime: deps.runtime, log: deps.log }),
     templates: new TemplateService(deps.runtime),
     previewTokens: new PreviewTokenService({ store: deps.store, sandboxes, signer, onRevoked: (id) => previewAccess.forget(id) }),
     shareTokens: new ShareTokenService({ store: deps.store, sandboxes, onRevoked: (id) => previewAccess.forget(id) }),

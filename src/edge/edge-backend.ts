@@ -41,6 +41,11 @@ export interface EdgeBackend {
   releaseFiles(sha256: string): Promise<string>
   /** Where to connect for the site: a paused sandbox is resumed first. Throws MiosaError (not_found, conflict, unavailable). */
   upstream(site: PreviewSite): Promise<{ host: string; port: number }>
+  /**
+   * True for a while after the sandbox was woken (resumed): a server that does not answer
+   * yet is probably still starting, so a browser gets a page that waits for it, not a 502.
+   */
+  waking?(sandboxId: string): boolean
   /** Traffic is activity: no auto-suspend while a preview is used. */
   touch(sandboxId: string): void
   /** Holds the sandbox awake while a long-lived connection (WebSocket, event stream) is open; call the result to let go. */

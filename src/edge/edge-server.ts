@@ -9,7 +9,7 @@ import type { AccessContext } from './access.js'
 import type { AppSite, EdgeBackend, PreviewSite } from './edge-backend.js'
 import { createHostRouter } from './host-router.js'
 import type { EdgeRoute, HostRouter } from './host-router.js'
-import { allowFraming, brandingOf, sendPage } from './pages.js'
+import { allowFraming, brandingOf, sendPage, sendStartingPage } from './pages.js'
 import { EdgeProxy } from './proxy.js'
 import type { ProxyTarget, UpstreamError } from './proxy.js'
 import { StaticServer } from './static-server.js'
@@ -410,6 +410,10 @@ class Edge {
   private async upstreamFailed(req: IncomingMessage, res: ServerResponse, error: UpstreamError, site: PreviewSite): Promise<void> {
     this.logger.warn({ sandboxId: site.sandboxId, port: site.port, code: error.code, message: error.message }, 'edge: upstream request failed')
     const branding = await brandingOf(this.backend, { workspaceId: site.workspaceId }, this.logger)
+    if (this.backend.waking?.(site.sandboxId) === true) {
+      sendStartingPage(req, res, { title: 'Starting', message: `The sandbox is waking up; the server on port ${site.port} is not answering yet. This page reloads until it does.`, branding })
+      return
+    }
     const refused = error.code === 'ECONNREFUSED'
     sendPage(req, res, {
       status: 502,

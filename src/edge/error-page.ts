@@ -1,4 +1,4 @@
-// Pages the edge renders itself (404, 502, 401, password prompts). Every interpolated
+// Pages the edge renders itself (404, 502, 401, password prompts, a sandbox starting). Every interpolated
 // value is escaped; the tenant's branding replaces the neutral look, never adds to it.
 // No page carries a miosa wordmark: a tenant's visitors see the tenant's look or a neutral one.
 
@@ -25,6 +25,17 @@ export function renderErrorPage(page: ErrorPage): string {
   return renderPage(page, '')
 }
 
+/** Seconds between a starting page's reloads. */
+export const STARTING_RELOAD_S = 2
+
+/**
+ * The page a browser sees while a woken sandbox's server is not answering yet: it reloads
+ * itself (a meta refresh, which the pages' no-script policy allows) until the server answers.
+ */
+export function renderStartingPage(page: Omit<ErrorPage, 'status'>): string {
+  return renderPage({ ...page, status: 503 }, '', `<meta http-equiv="refresh" content="${STARTING_RELOAD_S}">\n`)
+}
+
 export interface PasswordPage {
   status: number
   /** Shown above the form: what to do, or why the last guess was refused. */
@@ -47,7 +58,7 @@ export function renderPasswordPage(page: PasswordPage): string {
   return renderPage({ status: page.status, title: 'This link needs a password', message: page.message, branding: page.branding }, form)
 }
 
-function renderPage(page: ErrorPage, extra: string): string {
+function renderPage(page: ErrorPage, extra: string, head = ''): string {
   const accent = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(page.branding?.accent_color ?? '')
     ? (page.branding?.accent_color as string)
     : NEUTRAL_ACCENT
@@ -59,7 +70,7 @@ function renderPage(page: ErrorPage, extra: string): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-<title>${page.status} · ${escapeHtml(page.title)}</title>
+${head}<title>${page.status} · ${escapeHtml(page.title)}</title>
 <style>
   body { margin: 0; min-height: 100vh; display: grid; place-items: center; font: 16px/1.5 system-ui, sans-serif; color: #1f2937; background: #f9fafb; }
   main { max-width: 32rem; padding: 2rem; text-align: center; }

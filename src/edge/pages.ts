@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { EdgeBackend } from './edge-backend.js'
-import { renderErrorPage, renderPasswordPage } from './error-page.js'
+import { STARTING_RELOAD_S, renderErrorPage, renderPasswordPage, renderStartingPage } from './error-page.js'
 import type { Branding, ErrorPage, PasswordPage } from './error-page.js'
 
 // Answers the edge gives itself: HTML pages for browsers, JSON for clients that ask for it.
@@ -45,6 +45,19 @@ export function sendPage(req: IncomingMessage, res: ServerResponse, page: ErrorP
     send(req, res, page.status, 'application/json; charset=utf-8', body, headers)
   } else {
     send(req, res, page.status, 'text/html; charset=utf-8', renderErrorPage(page), headers)
+  }
+}
+
+/**
+ * A woken sandbox whose server does not answer yet: a browser navigating to it gets a page
+ * that reloads itself until the server answers; anything else a 503 to retry after a moment.
+ */
+export function sendStartingPage(req: IncomingMessage, res: ServerResponse, page: Omit<ErrorPage, 'status'>): void {
+  const headers = { 'retry-after': String(STARTING_RELOAD_S) }
+  if ((req.headers.accept ?? '').includes('text/html')) {
+    send(req, res, 503, 'text/html; charset=utf-8', renderStartingPage(page), headers)
+  } else {
+    send(req, res, 503, 'application/json; charset=utf-8', JSON.stringify({ error: { code: 'unavailable', message: page.message } }), headers)
   }
 }
 

@@ -6,7 +6,9 @@ import type { ReleaseFiles } from './release-files.js'
 // The edge's view of the platform: the store and core services answer which sandbox port
 // or published version a host names and who may see it; the runtime says where the
 // sandbox listens, and releases are extracted from the blob store once. A paused sandbox
-// is resumed by the request that needs it, like any exec or file operation.
+// is resumed by the request that needs it, like any exec or file operation, and its
+// background services are started again; until its port answers, browsers see a page
+// that waits for it.
 
 /**
  * How long a running sandbox's address is reused without asking the store again. Any
@@ -14,6 +16,8 @@ import type { ReleaseFiles } from './release-files.js'
  * change (a fleet) can leave stale, as the edge's own site cache does.
  */
 const UPSTREAM_CACHE_MS = 1000
+/** How long after a resume a port that does not answer is taken for a server still starting. */
+const WAKING_MS = 120_000
 
 export function platformEdgeBackend(services: Services, runtime: RuntimeDriver, releaseFiles: ReleaseFiles): EdgeBackend {
   const { sandboxes, previewSites, previewAccess, deployments } = services
@@ -39,6 +43,7 @@ export function platformEdgeBackend(services: Services, runtime: RuntimeDriver, 
       upstreams.set(key, { target, until: Date.now() + UPSTREAM_CACHE_MS })
       return target
     },
+    waking: (sandboxId) => sandboxes.resumedWithin(sandboxId, WAKING_MS),
     touch: (sandboxId) => sandboxes.activity.touch(sandboxId),
     hold: (sandboxId) => sandboxes.activity.hold(sandboxId),
     async branding(of) {

@@ -134,6 +134,14 @@ export interface RuntimeDriver {
   snapshot(ref: RuntimeRef, snapshotId: string): Promise<SnapshotRef>
   deleteSnapshot(snapshot: SnapshotRef): Promise<void>
   exec(ref: RuntimeRef, cmd: ExecSpec, io?: ExecStreams): Promise<ExecResult>
+  /**
+   * Starts a command in the background under `id` (a service: a dev server, say), its
+   * output appended to the log it answers with; a service already running under the id
+   * is ended first. Ends with the sandbox's session: stopped sandboxes run nothing.
+   */
+  startService(ref: RuntimeRef, id: string, cmd: Omit<ExecSpec, 'timeoutMs' | 'stdin' | 'maxOutputBytes'>): Promise<{ pid: number; logPath: string }>
+  /** Ends a service's processes; false when it was not running. */
+  stopService(ref: RuntimeRef, id: string): Promise<boolean>
   readFile(ref: RuntimeRef, path: string): Promise<Readable>
   writeFile(ref: RuntimeRef, path: string, content: Buffer | Readable, mode?: number): Promise<FileStat>
   stat(ref: RuntimeRef, path: string): Promise<FileStat>

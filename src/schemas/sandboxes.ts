@@ -23,7 +23,7 @@ export function durationSchema(min: number, max: number) {
     .meta({ description: 'A duration: seconds, or 90s, 10m, 1h, 2d' })
 }
 
-const envSchema = z
+export const envSchema = z
   .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').max(256), z.string().max(32_768))
   .refine((env) => Object.keys(env).length <= 200, { message: 'at most 200 variables' })
 

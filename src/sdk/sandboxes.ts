@@ -13,6 +13,7 @@ import type {
   Snapshot,
   UpdateSandboxInput,
 } from '../schemas/sandboxes.js'
+import type { BackgroundService, StartServiceInput } from '../schemas/sandbox-services.js'
 import { Resource } from './resource.js'
 import type { ListParams } from './resource.js'
 import { bodyOf, decodeBase64, readServerSentEvents } from './streams.js'
@@ -207,6 +208,23 @@ export class Sandboxes extends Resource<Sandbox, SandboxListParams> {
       }
     }
     throw new MiosaError('unavailable', 'the exec stream ended before the command exited')
+  }
+
+  // ── background services ─────────────────────────────────────────────────────
+
+  /** Starts a command in the background (a dev server) as a service of the sandbox: it is started again whenever the sandbox resumes. */
+  startService(id: string, input: StartServiceInput): Promise<BackgroundService> {
+    return this.transport.request('POST', this.itemPath(id, '/services'), { body: input, timeoutMs: TRANSFER_TIMEOUT_MS })
+  }
+
+  /** The sandbox's background services, oldest first. */
+  async listServices(id: string): Promise<BackgroundService[]> {
+    return (await this.transport.request<{ data: BackgroundService[] }>('GET', this.itemPath(id, '/services'))).data
+  }
+
+  /** Ends a background service and forgets it. */
+  removeService(id: string, serviceId: string): Promise<{ id: string; deleted: true }> {
+    return this.transport.request('DELETE', this.itemPath(id, `/services/${encodeURIComponent(serviceId)}`))
   }
 
   /** Where to open exec with stdin over a WebSocket (see the API documentation for its messages). */

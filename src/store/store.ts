@@ -4,6 +4,7 @@ import type { Organization } from '../schemas/organizations.js'
 import type { Project } from '../schemas/projects.js'
 import type { Workspace } from '../schemas/workspaces.js'
 import type { Sandbox, Snapshot } from '../schemas/sandboxes.js'
+import type { BackgroundService } from '../schemas/sandbox-services.js'
 import type { PreviewToken, ShareToken } from '../schemas/previews.js'
 import type { Deployment, Instance, InstanceEvent, RouteChange, Version } from '../schemas/deployments.js'
 import type { Environment } from '../schemas/environments.js'
@@ -30,6 +31,13 @@ export type SandboxRecord = Omit<Sandbox, 'env_keys' | 'expires_at' | 'previews'
 }
 
 export type SnapshotRecord = Snapshot & { runtime_ref: StoredRef | null }
+
+/** A background service of a sandbox, as stored: started again whenever the sandbox resumes. */
+export type BackgroundServiceRecord = Omit<BackgroundService, 'env_keys'> & {
+  organization_id: string
+  /** Given when it was started, passed again on every restart. */
+  env: Record<string, string>
+}
 
 /** A preview token as stored: its value is never kept (it is signed, and verified by signature). */
 export type PreviewTokenRecord = PreviewToken
@@ -238,6 +246,8 @@ export interface Store {
     findBySlug(slug: string, states: readonly SandboxRecord['state'][]): Promise<SandboxRecord | undefined>
   }
   readonly snapshots: Table<SnapshotRecord, OrgScope>
+  /** Background services of sandboxes; `find` by sandbox_id lists one sandbox's. */
+  readonly backgroundServices: Table<BackgroundServiceRecord, OrgScope>
   readonly previewTokens: Table<PreviewTokenRecord, OrgScope> & {
     /** A token by id across organizations: for the edge checking a signed value it was shown, never for callers. */
     findById(id: string): Promise<PreviewTokenRecord | undefined>

@@ -85,6 +85,19 @@ async function insertVictimSandbox(workspaceId: string): Promise<void> {
   })
   victimIds.sbx = sandbox.id
   victimIds.snap = snapshot.id
+  const service = await t.platform.store.backgroundServices.insert({
+    id: 'proc_zetazetazetazetazeta',
+    organization_id: victim.id,
+    sandbox_id: sandbox.id,
+    cmd: ['zeta-private-server'],
+    cwd: null,
+    env: { ZETA_SERVICE_ENV: 'zeta-service-secret' },
+    log_path: '/tmp/zeta.log',
+    created_at: now,
+    started_at: now,
+  })
+  victimIds.proc = service.id
+  victimSecrets.push('zeta-private-server', 'zeta-service-secret')
   victimSecrets.push('Zeta Private Sandbox', 'zetasbx1', 'Zeta Private Snapshot', 'zeta-env-secret', 'ZETA_ENV', 'zeta-container-that-does-not-exist')
 
   // A preview token and a share token. They share one id (in two tables), because the walk

@@ -796,6 +796,44 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
       })
     })
 
+    describe('background services of sandboxes', () => {
+      it('round-trip with their argv and env, are listed by sandbox, scoped, updated and deleted', async () => {
+        const { org, scope } = await newOrganization()
+        const ws = await store.workspaces.insert(workspace(org.id))
+        const box = await store.sandboxes.insert(sandbox(org.id, ws.id))
+        const other = await store.sandboxes.insert(sandbox(org.id, ws.id))
+        const service = {
+          id: newId('process'),
+          organization_id: org.id,
+          sandbox_id: box.id,
+          cmd: ['sh', '-lc', 'npm run dev -- --port "$PORT"'],
+          cwd: '/workspace/app',
+          env: { PORT: '3000', QUOTE: 'a "b" \\ c' },
+          log_path: '/tmp/miosa-services/x.log',
+          created_at: NOW,
+          started_at: NOW,
+        }
+        await store.backgroundServices.insert(service)
+        await store.backgroundServices.insert({ ...service, id: newId('process'), sandbox_id: other.id, cwd: null, env: {}, started_at: null })
+        expect(await store.backgroundServices.get(scope, service.id)).toEqual(service)
+        expect(await store.backgroundServices.find(scope, { sandbox_id: box.id })).toEqual([service])
+        const { scope: stranger } = await newOrganization()
+        expect(await store.backgroundServices.get(stranger, service.id)).toBeUndefined()
+        expect(await store.backgroundServices.find(stranger, { sandbox_id: box.id })).toEqual([])
+        expect(await store.backgroundServices.delete(stranger, service.id)).toBe(false)
+        const later = at(60)
+        expect((await store.backgroundServices.update(scope, service.id, { started_at: later }))?.started_at).toBe(later)
+        expect(await store.backgroundServices.delete(scope, service.id)).toBe(true)
+        expect(await store.backgroundServices.find(scope, { sandbox_id: box.id })).toEqual([])
+      })
+
+      it('a service of a sandbox that does not exist is not stored', async () => {
+        const { org } = await newOrganization()
+        const row = { id: newId('process'), organization_id: org.id, sandbox_id: newId('sandbox'), cmd: ['true'], cwd: null, env: {}, log_path: '/tmp/x', created_at: NOW, started_at: null }
+        await expect(store.backgroundServices.insert(row)).rejects.toThrow()
+      })
+    })
+
     describe('previews: sandboxes by slug, preview and share tokens, tenant settings', () => {
       /** An organization with a workspace and a running sandbox in it. */
       async function newSandbox(overrides: Partial<SandboxRecord> = {}) {

@@ -8,6 +8,7 @@ import { previewRoutes } from './previews.js'
 import { projectRoutes } from './projects.js'
 import { sandboxExecRoutes } from './sandbox-exec.js'
 import { sandboxFileRoutes } from './sandbox-files.js'
+import { sandboxServiceRoutes } from './sandbox-services.js'
 import { sandboxRoutes } from './sandboxes.js'
 import { systemRoutes } from './system.js'
 import { templateRoutes } from './templates.js'
@@ -25,6 +26,7 @@ export const routes: readonly AnyRoute[] = [
   ...sandboxRoutes,
   ...sandboxExecRoutes,
   ...sandboxFileRoutes,
+  ...sandboxServiceRoutes,
   ...templateRoutes,
   ...previewRoutes,
   ...tenantRoutes,

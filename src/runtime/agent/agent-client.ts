@@ -5,7 +5,7 @@ import { MiosaError } from '../../core/errors.js'
 import type { ErrorCode } from '../../core/errors.js'
 import type { ExecStreams } from '../runtime-driver.js'
 import { AGENT_TOKEN_HEADER } from './protocol.js'
-import type { AgentError, AgentHealth, ExecEvent, ExecExit, ExecRequest, ExecResponse, FileStat } from './protocol.js'
+import type { AgentError, AgentHealth, ExecEvent, ExecExit, ExecRequest, ExecResponse, FileStat, ServiceStarted } from './protocol.js'
 
 // The platform's side of ./protocol.ts: one client per sandbox container, over a keep-alive
 // socket pool. Agent errors become MiosaErrors; an agent that does not answer (container
@@ -69,6 +69,16 @@ export class AgentClient {
       }
       await new Promise((resolve) => setTimeout(resolve, READY_POLL_MS))
     }
+  }
+
+  /** Starts a command in the background under this id (ending one running under it first). */
+  startService(id: string, request: Omit<ExecRequest, 'timeout_ms' | 'stdin_base64' | 'max_output_bytes'>): Promise<ServiceStarted> {
+    return this.json({ method: 'POST', path: '/services', body: { id, ...request } })
+  }
+
+  /** Ends the service's process group; false when it was not running. */
+  async stopService(id: string): Promise<boolean> {
+    return (await this.json<{ stopped: boolean }>({ method: 'DELETE', path: '/services', query: { id } })).stopped
   }
 
   exec(request: ExecRequest, signal?: AbortSignal): Promise<ExecResponse> {

@@ -20,7 +20,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import type { AgentError, AgentHealth, ExecEvent, ExecExit, ExecInputEvent, ExecRequest, ExecResponse, FileStat } from './protocol.js'
+import type { AgentError, AgentHealth, ExecEvent, ExecExit, ExecInputEvent, ExecRequest, ExecResponse, FileStat, ServiceStarted } from './protocol.js'
 
 // Copies of protocol.ts constants: this file may take nothing but types from it.
 const AGENT_PORT = 49983
@@ -141,6 +141,10 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
       const to = await move(resolvePath(body.from, 'from'), resolvePath(body.to, 'to'), body.overwrite === true)
       return sendJson(res, 200, await describe(to))
     }
+    case 'POST /services':
+      return sendJson(res, 200, await startService(await readJson(req, JSON_LIMIT)))
+    case 'DELETE /services':
+      return sendJson(res, 200, { stopped: stopService(query.get('id') ?? '') })
     case 'GET /archive':
       return sendArchive(res, pathParam(query))
     case 'PUT /archive': {
@@ -726,6 +730,66 @@ function drained(stream: Writable): Promise<void> {
     stream.on('drain', done)
     stream.on('close', done)
   })
+}
+
+// ---------------------------------------------------------------------------------------
+// Services: long-running commands (dev servers) started in the background. Each runs in
+// its own process group with its output appended to a log file, and outlives the request.
+
+/** Where a service's stdout and stderr go: one file per service id. */
+const SERVICE_LOG_DIR = '/tmp/miosa-services'
+const SERVICE_ID = /^[a-z0-9_]{1,64}$/
+const services = new Map<string, ChildProcess>()
+
+async function startService(value: unknown): Promise<ServiceStarted> {
+  const body = objectBody(value)
+  const id = body.id
+  if (typeof id !== 'string' || !SERVICE_ID.test(id)) throw invalid('id must be 1-64 of [a-z0-9_]')
+  const plan = await planExec(body)
+  stopService(id)
+  await mkdir(SERVICE_LOG_DIR, { recursive: true, mode: 0o755 })
+  const logPath = join(SERVICE_LOG_DIR, `${id}.log`)
+  const logFile = await open(logPath, 'a', 0o644)
+  if (plan.user !== undefined) await logFile.chown(plan.user.uid, plan.user.gid)
+  try {
+    const child = spawn(plan.command, plan.args, {
+      cwd: plan.cwd,
+      env: plan.env,
+      detached: true,
+      stdio: ['ignore', logFile.fd, logFile.fd],
+      ...(plan.user === undefined ? {} : { uid: plan.user.uid, gid: plan.user.gid }),
+    })
+    const pid = await new Promise<number>((resolveStart, rejectStart) => {
+      child.once('spawn', () => resolveStart(child.pid as number))
+      child.once('error', rejectStart)
+    })
+    child.on('error', () => {})
+    child.once('exit', (code, signal) => {
+      if (services.get(id) === child) services.delete(id)
+      log({ level: 'info', msg: 'service exited', id, code, signal })
+    })
+    child.unref()
+    services.set(id, child)
+    return { id, pid, log_path: logPath }
+  } catch (error) {
+    const code = (error as { code?: string }).code
+    throw invalid(code === 'ENOENT' ? `command not found: ${plan.command}` : `cannot run ${plan.command}: ${(error as Error).message}`)
+  } finally {
+    await logFile.close()
+  }
+}
+
+/** Ends a service's whole process group; false when it is not running. */
+function stopService(id: string): boolean {
+  const child = services.get(id)
+  if (child?.pid === undefined) return false
+  services.delete(id)
+  try {
+    process.kill(-child.pid, 'SIGKILL')
+  } catch {
+    // already gone
+  }
+  return true
 }
 
 // ---------------------------------------------------------------------------------------

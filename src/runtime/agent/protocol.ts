@@ -52,6 +52,18 @@ export interface ExecRequest {
   gid?: number
 }
 
+/**
+ * POST /services {id, ...ExecRequest without timeout_ms, stdin_base64} → 200 ServiceStarted:
+ * starts the command in the background, in its own process group, stdout and stderr
+ * appended to log_path; a service already running under that id is ended first.
+ * DELETE /services?id=ID → 200 { stopped: boolean }: ends its process group (SIGKILL).
+ */
+export interface ServiceStarted {
+  id: string
+  pid: number
+  log_path: string
+}
+
 export interface ExecResponse {
   exit_code: number
   stdout: string

@@ -79,6 +79,8 @@ export class DockerDriver implements RuntimeDriver {
   readonly instances: DockerInstances
   private readonly pool: WarmPool
   private readonly sessions = new Map<string, Promise<Session>>()
+  /** Sandboxes being started without the pool right now. */
+  private coldStarts = 0
   private agentDir: Promise<string> | undefined
 
   constructor(private readonly options: DockerDriverOptions) {
@@ -107,6 +109,7 @@ export class DockerDriver implements RuntimeDriver {
       idleMs: WARM_POOL_IDLE_MS,
       start: (key, sandboxId) => this.start({ ...key, sandboxId, cpu: limits.cpu, memoryMb: limits.memoryMb, pidsLimit: limits.pidsLimit }),
       destroy: (ref) => this.destroy(ref),
+      busy: () => this.coldStarts > 0,
       logger: options.logger,
     })
   }
@@ -130,26 +133,44 @@ export class DockerDriver implements RuntimeDriver {
       await this.fitLimits(warm, spec)
       return warm
     }
-    const ref = await reachable(this.start(spec, o))
-    if (pooled) this.pool.demand({ organizationId: spec.organizationId, workspaceId: spec.workspaceId, template: spec.template })
-    return ref
+    // While sandboxes start cold, the pool waits: refilling it now would only slow them down.
+    this.coldStarts++
+    try {
+      const ref = await reachable(this.start(spec, o))
+      if (pooled) this.pool.demand({ organizationId: spec.organizationId, workspaceId: spec.workspaceId, template: spec.template })
+      return ref
+    } finally {
+      if (--this.coldStarts === 0) this.pool.refillDeferred()
+    }
   }
 
-  /** Creates and starts a container for the spec; answers once its agent is ready. */
+  /**
+   * Creates and starts a container for the spec; answers once its agent is ready. Holds the
+   * workspace's network until the container is attached, so a prune cannot remove it between.
+   */
   private async start(spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void } = {}): Promise<RuntimeRef> {
-    const [image, agentDir, network] = await Promise.all([
+    try {
+      return await this.networks.hold(spec.workspaceId, 'sandboxes', (network) => this.startOn(network, spec, o))
+    } catch (error) {
+      // A prune already removing the network when we took it: make it again, once.
+      if (!missing(error, /network .* not found/i)) throw error
+      this.networks.forget(spec.workspaceId, 'sandboxes')
+      return this.networks.hold(spec.workspaceId, 'sandboxes', (network) => this.startOn(network, spec, o))
+    }
+  }
+
+  private async startOn(network: string, spec: SandboxSpec, o: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void }): Promise<RuntimeRef> {
+    const [image, agentDir] = await Promise.all([
       spec.fromSnapshot ?? this.templates.ensure(spec.template, o.onProgress, o.signal),
       (this.agentDir ??= prepareAgentDir(this.options.cacheDir, compiledAgent())).catch((error: unknown) => {
         this.agentDir = undefined
         throw error
       }),
-      this.networks.ensure(spec.workspaceId),
     ])
     const definition = this.templates.definition(spec.template)
     const owner = USER_IDS[definition.user]
     const token = randomBytes(24).toString('base64url')
-    const container = await this.docker.createContainer(
-      containerOptions({
+    const options = containerOptions({
         name: `miosa-${spec.sandboxId}`,
         image,
         kind: spec.kind ?? 'sandbox',
@@ -171,8 +192,13 @@ export class DockerDriver implements RuntimeDriver {
         memoryMb: spec.memoryMb,
         pidsLimit: spec.pidsLimit,
         workingDir: '/workspace',
-      }),
-    )
+      })
+    const container = await this.docker.createContainer(options).catch(async (error: unknown) => {
+      // A template image removed since we last saw it: build (or pull) it again, once.
+      if (!missing(error, /no such image/i) || spec.fromSnapshot !== undefined) throw error
+      this.templates.forget(image)
+      return this.docker.createContainer({ ...options, Image: await this.templates.ensure(spec.template, o.onProgress, o.signal) })
+    })
     const ref = { driver: DRIVER, id: container.id }
     try {
       await container.start()
@@ -246,6 +272,21 @@ export class DockerDriver implements RuntimeDriver {
     if (io === undefined) return client.exec(request)
     const exit = await client.execStream(request, io)
     return { exit_code: exit.exit_code, stdout: '', stderr: '', truncated: exit.truncated, timed_out: exit.timed_out, duration_ms: exit.duration_ms }
+  }
+
+  async startService(ref: RuntimeRef, id: string, cmd: Omit<ExecSpec, 'timeoutMs' | 'stdin' | 'maxOutputBytes'>): Promise<{ pid: number; logPath: string }> {
+    const { client, user } = await this.session(ref)
+    const started = await client.startService(id, {
+      argv: cmd.argv,
+      ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
+      ...(cmd.cwd === undefined ? {} : { cwd: cmd.cwd }),
+      ...(cmd.env === undefined ? {} : { env: cmd.env }),
+    })
+    return { pid: started.pid, logPath: started.log_path }
+  }
+
+  async stopService(ref: RuntimeRef, id: string): Promise<boolean> {
+    return (await this.session(ref)).client.stopService(id)
   }
 
   async readFile(ref: RuntimeRef, path: string): Promise<Readable> {
@@ -387,6 +428,12 @@ function describeContainer(c: Dockerode.ContainerInfo): RuntimeSandbox {
     // 'paused' is Docker's freezer, which only a snapshot's commit uses: still a running sandbox.
     running: c.State === 'running' || c.State === 'paused',
   }
+}
+
+/** A 404 from the daemon whose message says what is missing. */
+function missing(error: unknown, what: RegExp): boolean {
+  const { statusCode, message } = error as { statusCode?: number; message?: string }
+  return statusCode === 404 && what.test(message ?? '')
 }
 
 /** A daemon that is not running (or a socket we may not open) is a 503 that says what to do, not a 500. */

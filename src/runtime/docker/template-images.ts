@@ -72,6 +72,8 @@ export class TemplateImages {
   private readonly jobs = new Map<string, Job>()
   /** Template images already tagged :latest by this process. */
   private readonly aliased = new Set<string>()
+  /** Images seen on the daemon: a sandbox start does not ask again (see forget). */
+  private readonly present = new Set<string>()
   private swept: Promise<void> | undefined
 
   constructor(private readonly options: TemplateImagesOptions) {
@@ -132,11 +134,11 @@ export class TemplateImages {
   private async ensureImage(name: string, onProgress: Emit | undefined, signal: AbortSignal | undefined): Promise<string> {
     const override = this.overrides[name]
     if (override !== undefined) {
-      if ((await this.inspect(override)) !== undefined) return override
+      if (await this.isPresent(override)) return override
       return this.share(`pull:${name}`, (emit, jobSignal) => this.pull(name, override, emit, jobSignal), onProgress, signal)
     }
     const tag = await this.tag(name)
-    if ((await this.inspect(tag)) !== undefined) return tag
+    if (await this.isPresent(tag)) return tag
     return this.share(`build:${name}`, (emit, jobSignal) => this.build(recipe(name), tag, emit, jobSignal), onProgress, signal)
   }
 
@@ -395,6 +397,18 @@ export class TemplateImages {
       this.hashes.set(name, pending)
     }
     return pending
+  }
+
+  /** An image someone removed behind our back: the next ensure looks (and builds) again. */
+  forget(image: string): void {
+    this.present.delete(image)
+  }
+
+  private async isPresent(image: string): Promise<boolean> {
+    if (this.present.has(image)) return true
+    if ((await this.inspect(image)) === undefined) return false
+    this.present.add(image)
+    return true
   }
 
   private async inspect(image: string): Promise<Dockerode.ImageInspectInfo | undefined> {

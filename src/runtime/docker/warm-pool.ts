@@ -7,18 +7,24 @@ import type { RuntimeRef, WarmKey } from '../runtime-driver.js'
 // Each pooled container already carries the labels of the sandbox it will become: its
 // id is chosen when the container is created and handed to the sandbox record on
 // reserve, so labels never need changing (Docker cannot change them). A pool exists
-// only for keys that were asked for recently, and is emptied when they go quiet.
+// only for keys that were asked for recently, and is emptied when they go quiet. A claim
+// refills the pool right after, ahead of the next create; while sandboxes start cold (a
+// burst larger than the pool) refills wait for them, so they never compete for the daemon.
 
 /** A pool that fails to fill waits this long before trying again. */
 const FILL_BACKOFF_MS = 30_000
 /** A reservation never claimed (the create failed before reaching the driver) is given back after this. */
 const RESERVATION_TTL_MS = 60_000
 const SWEEP_MS = 15_000
+/** A claim refills the pool this much later, once the creates that arrived with it have started. */
+const REFILL_DELAY_MS = 100
 
 interface Pool {
   key: WarmKey
   ready: Map<string, RuntimeRef>
   filling: number
+  /** A refill asked for while the runtime was busy starting sandboxes cold. */
+  deferred: boolean
   lastDemand: number
   failedAt: number
 }
@@ -31,6 +37,8 @@ export interface WarmPoolOptions {
   /** Creates and starts a container for a sandbox id, answering once its agent is ready. */
   start: (key: WarmKey, sandboxId: string) => Promise<RuntimeRef>
   destroy: (ref: RuntimeRef) => Promise<void>
+  /** True while sandboxes are being started cold: refills wait (refillDeferred) rather than compete with them. */
+  busy?: () => boolean
   logger: Logger
 }
 
@@ -54,7 +62,8 @@ export class WarmPool {
     const [sandboxId, ref] = first.value
     pool.ready.delete(sandboxId)
     this.reserved.set(sandboxId, { ref, at: Date.now() })
-    this.fill(pool)
+    // Not at once: the rest of a burst of creates (started cold) goes first, then the pool refills.
+    setTimeout(() => this.fill(pool), REFILL_DELAY_MS).unref()
     return sandboxId
   }
 
@@ -95,15 +104,28 @@ export class WarmPool {
     const name = keyOf(key)
     let pool = this.pools.get(name)
     if (pool === undefined) {
-      pool = { key, ready: new Map(), filling: 0, lastDemand: Date.now(), failedAt: 0 }
+      pool = { key, ready: new Map(), filling: 0, deferred: false, lastDemand: Date.now(), failedAt: 0 }
       this.pools.set(name, pool)
     }
     this.timer ??= setInterval(() => void this.sweep(), SWEEP_MS).unref()
     return pool
   }
 
+  /** The runtime is no longer busy: refill the pools that asked meanwhile. */
+  refillDeferred(): void {
+    for (const pool of this.pools.values()) {
+      if (!pool.deferred) continue
+      pool.deferred = false
+      this.fill(pool)
+    }
+  }
+
   private fill(pool: Pool): void {
     if (Date.now() - pool.failedAt < FILL_BACKOFF_MS) return
+    if (this.options.busy?.() === true) {
+      pool.deferred = true
+      return
+    }
     while (!this.closed && pool.ready.size + pool.filling < this.options.size) {
       pool.filling++
       const sandboxId = newId('sandbox')

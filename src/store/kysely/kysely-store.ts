@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely'
 import { sql } from 'kysely'
 import type {
   ApiKeyRecord,
+  BackgroundServiceRecord,
   OrgScope,
   PlatformScope,
   PreviewTokenRecord,
@@ -77,6 +78,13 @@ const snapshots: TableSpec<SnapshotRecord> = {
   bigintColumns: ['size_bytes'],
 }
 
+const backgroundServices: TableSpec<BackgroundServiceRecord> = {
+  name: 'sandbox_services',
+  kind: 'service',
+  columns: ['id', 'organization_id', 'sandbox_id', 'cmd', 'cwd', 'env', 'log_path', 'created_at', 'started_at'],
+  jsonColumns: ['cmd', 'env'],
+}
+
 const previewTokens: TableSpec<PreviewTokenRecord> = {
   name: 'preview_tokens',
   kind: 'preview token',
@@ -103,6 +111,7 @@ export class KyselyStore implements Store {
   readonly environments: Store['environments']
   readonly sandboxes: KyselyTable<SandboxRecord, OrgScope> & Pick<Store['sandboxes'], 'findInStates' | 'findByIds' | 'findBySlug'>
   readonly snapshots: KyselyTable<SnapshotRecord, OrgScope>
+  readonly backgroundServices: KyselyTable<BackgroundServiceRecord, OrgScope>
   readonly previewTokens: KyselyTable<PreviewTokenRecord, OrgScope> & Pick<Store['previewTokens'], 'findById'>
   readonly shareTokens: KyselyTable<ShareTokenRecord, OrgScope> & Pick<Store['shareTokens'], 'findById' | 'findByHash'>
   readonly tenantSettings: TenantSettingsTable
@@ -138,6 +147,7 @@ export class KyselyStore implements Store {
       },
     })
     this.snapshots = new KyselyTable(db, dialect, snapshots)
+    this.backgroundServices = new KyselyTable(db, dialect, backgroundServices)
     const previewTokenTable = new KyselyTable<PreviewTokenRecord, OrgScope>(db, dialect, previewTokens)
     this.previewTokens = Object.assign(previewTokenTable, { findById: (id: string) => previewTokenTable.findUnscoped('id', id) })
     const shareTokenTable = new KyselyTable<ShareTokenRecord, OrgScope>(db, dialect, shareTokens)

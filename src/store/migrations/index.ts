@@ -8,6 +8,7 @@ import * as environments from './0006-environments.js'
 import * as envVars from './0007-env-vars.js'
 import * as sandboxEnvironments from './0008-sandbox-environments.js'
 import * as versionErrorDetails from './0009-version-error-details.js'
+import * as sandboxServices from './0010-sandbox-services.js'
 
 // Listed here rather than read from disk, so the compiled package needs no file lookup.
 // Append only: a migration that has run anywhere is never edited.
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '0007-env-vars': envVars,
   '0008-sandbox-environments': sandboxEnvironments,
   '0009-version-error-details': versionErrorDetails,
+  '0010-sandbox-services': sandboxServices,
 }

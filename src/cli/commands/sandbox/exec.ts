@@ -17,6 +17,7 @@ export function registerExec(parent: Command): void {
     .option('--env <KEY=VALUE>', 'an environment variable for this command (repeatable)', collect)
     .option('--timeout <duration>', 'kill the command after this long: 90s, 10m, or seconds (default 5m)')
     .addOption(new Option('--no-stdin', 'do not forward stdin (by default it is, when it is not a terminal)'))
+    .option('--background', 'start it in the background as a service of the sandbox (a dev server): it answers at once, and the command is started again whenever the sandbox resumes')
     .addHelpText(
       'after',
       `
@@ -26,7 +27,8 @@ the program and its arguments, run without a shell.
 Examples:
   miosa sandbox exec <sandbox-id> --json -- sh -lc "cd /workspace && npm install"
   miosa sandbox exec <sandbox-id> -- "cd /workspace && npm run build"
-  echo hello | miosa sandbox exec <sandbox-id> -- cat`,
+  echo hello | miosa sandbox exec <sandbox-id> -- cat
+  miosa sandbox exec <sandbox-id> --background -- "npm run dev"   (list: miosa sandbox services list <sandbox-id>)`,
     )
   run(cmd, async (ctx, [id, ...rest], opts) => {
     const argv = (rest.flat() as string[]).filter((a) => a !== undefined)
@@ -40,6 +42,12 @@ Examples:
       ...(opts.timeout === undefined ? {} : { timeout: /^\d+$/.test(String(opts.timeout)) ? Number(opts.timeout) : (opts.timeout as string) }),
     }
     const client = await ctx.client()
+    if (opts.background === true) {
+      if (opts.timeout !== undefined) throw new MiosaError('invalid', '--timeout does not apply to --background: a service runs until removed', { details: { field: 'timeout' } })
+      const { timeout: _none, ...service } = input
+      const started = await client.sandboxes.startService(id as string, service)
+      return { data: started, human: `started service ${started.id} (output: ${started.log_path}); it starts again whenever the sandbox resumes` }
+    }
     const forwardStdin = opts.stdin !== false && ctx.stdin.isTTY !== true
     if (ctx.json) {
       const withStdin = forwardStdin ? { ...input, ...(await stdinText(ctx.stdin)) } : input

@@ -9,6 +9,7 @@ import { registerGet } from './get.js'
 import { registerKeepAlive } from './keep-alive.js'
 import { registerList } from './list.js'
 import { registerResume } from './resume.js'
+import { registerServices } from './services/index.js'
 import { registerSnapshot } from './snapshot.js'
 import { registerSnapshots } from './snapshots/index.js'
 import { registerStop } from './stop.js'
@@ -24,6 +25,7 @@ export function registerSandbox(program: Command): void {
   registerGet(group)
   registerUpdate(group)
   registerExec(group)
+  registerServices(group)
   registerFileCommands(group)
   registerArchiveCommands(group)
   registerTerminal(group)
