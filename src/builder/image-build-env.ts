@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises'
-import { dirname, join, posix } from 'node:path'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { MiosaError } from '../core/errors.js'
 import type { RuntimeRef } from '../runtime/runtime-driver.js'
 import { abortable, display, lineSplitter, plainTar, seconds } from './build-io.js'
@@ -92,15 +92,8 @@ async function isDirectory(ctx: ImageBuildContext, ref: RuntimeRef, path: string
   }
 }
 
-/** The container's directory `path` as the host directory `target` (its archive holds it under its base name). */
+/** The container's directory `path` (its archive holds the directory's contents) as the host directory `target`. */
 async function fetchInto(ctx: ImageBuildContext, ref: RuntimeRef, path: string, target: string): Promise<void> {
-  await mkdir(dirname(target), { recursive: true })
-  const tmp = await mkdtemp(join(dirname(target), '.fetch-'))
-  try {
-    await extractInto(tmp, await ctx.runtime.downloadArchive(ref, path), () => true, ctx.logger)
-    await rm(target, { recursive: true, force: true })
-    await rename(join(tmp, posix.basename(path)), target)
-  } finally {
-    await rm(tmp, { recursive: true, force: true })
-  }
+  await mkdir(target, { recursive: true })
+  await extractInto(target, await ctx.runtime.downloadArchive(ref, path), () => true, ctx.logger)
 }
