@@ -76,9 +76,8 @@ export interface BuildJob {
   timeoutMs: number
   /**
    * The deployment environment's build-time values: the environment of install and build
-   * steps (static builds) or build args of the image build, declared as ARGs in generated
-   * Dockerfiles (a build arg shows in the image's history: values needed at build time are
-   * baked into the build).
+   * steps, run in a builder container (image builds too, when there are any: see
+   * image-build-env.ts). Never a build arg, a layer or a label of any image.
    */
   env?: Record<string, string> | undefined
   /** Each line of build output as it comes (stdout and stderr). */

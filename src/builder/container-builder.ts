@@ -3,13 +3,12 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
-import { createGunzip } from 'node:zlib'
 import type { Logger } from 'pino'
 import type { BlobStore } from '../blobs/blob-store.js'
 import { MiosaError } from '../core/errors.js'
 import type { ImageStore } from '../runtime/image-store.js'
 import type { RuntimeDriver, RuntimeRef } from '../runtime/runtime-driver.js'
+import { abortable, display, lineSplitter, plainTar, seconds } from './build-io.js'
 import type { BuildJob, BuildPlan, BuildSettings, Builder, PublishKind, Release, SourceSnapshot } from './builder.js'
 import { DETECT_READS, detectPlan } from './detect.js'
 import { buildImageRelease, exportImageArchive } from './image-build.js'
@@ -48,8 +47,6 @@ export interface ContainerBuilderOptions {
 
 const DEFAULT_LIMITS: BuildLimits = { cpu: 2, memoryMb: 2048, pidsLimit: 1024 }
 const DEFAULT_MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
-/** Build output lines longer than this are cut (a minified bundle printed whole). */
-const MAX_LINE = 8 * 1024
 /** Quiet, non-interactive npm: no progress bars, funding notes or update checks in the logs. */
 const BUILD_ENV: Record<string, string> = {
   npm_config_fund: 'false',
@@ -130,7 +127,7 @@ export class ContainerBuilder implements Builder {
   }
 
   private imageContext(images: ImageStore): ImageBuildContext {
-    return { runtime: this.runtime, images, blobs: this.blobs, spoolDir: this.spoolDir, limits: this.limits, logger: this.logger, archives: this.archives }
+    return { runtime: this.runtime, images, blobs: this.blobs, spoolDir: this.spoolDir, limits: this.limits, logger: this.logger, archives: this.archives, running: this.running }
   }
 
   async cleanup(): Promise<void> {
@@ -260,67 +257,5 @@ function missingOutput(plan: BuildPlan, candidates: readonly string[]): MiosaErr
   const what = plan.build === null ? 'the source has' : 'the build finished but made'
   return new MiosaError('invalid', `the build failed: ${what} no ${candidates.length > 1 ? `output directory (looked for ${names})` : `${names} directory`}; set output_dir to where the build writes its files`, {
     details: { field: 'output_dir', looked_for: candidates },
-  })
-}
-
-/** The snapshot without its gzip: the runtime's extractor cannot sniff compression on a stream. */
-function plainTar(gzipped: Readable): Readable {
-  const gunzip = createGunzip()
-  // pipeline destroys the gunzip stream with the error, so the upload fails with it.
-  pipeline(gzipped, gunzip).catch(() => {})
-  return gunzip
-}
-
-/** How a step is shown in logs and errors: a given command line as typed, else the argv. */
-function display(argv: readonly string[]): string {
-  if (argv.length === 3 && argv[0] === 'sh' && argv[1] === '-lc') return argv[2] ?? ''
-  return argv.join(' ')
-}
-
-function seconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`
-}
-
-/** Cuts a byte stream into lines (UTF-8, \n or \r\n; a bare \r, as progress bars use, ends a line too). */
-function lineSplitter(onLine: (line: string) => void): { push(chunk: Buffer): void; end(): void } {
-  const decoder = new TextDecoder('utf-8')
-  let pending = ''
-  const emit = (line: string) => onLine(line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}…` : line)
-  return {
-    push: (chunk: Buffer) => {
-      pending += decoder.decode(chunk, { stream: true })
-      const parts = pending.split(/\r?\n|\r/)
-      pending = parts.pop() ?? ''
-      for (const line of parts) emit(line)
-      if (pending.length > MAX_LINE) {
-        emit(pending)
-        pending = ''
-      }
-    },
-    end: () => {
-      pending += decoder.decode()
-      if (pending !== '') emit(pending)
-      pending = ''
-    },
-  }
-}
-
-/** Rejects as soon as `signal` aborts (with its reason); the work itself is left to settle on its own. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  promise.catch(() => {}) // a rejection after the abort has nobody waiting for it
-  if (signal.aborted) return Promise.reject(signal.reason as Error)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error as Error)
-      },
-    )
   })
 }

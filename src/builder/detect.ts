@@ -232,7 +232,9 @@ function nodeDraft(source: SourceFacts, files: ReadonlySet<string>, procfile: st
   }
   if (framework.server) {
     reasons.push(framework.why)
-    return { detected: 'node', install, build, staticOutput: null, start: start ?? framework.start ?? null, server: true, reasons }
+    // A standalone Next.js server runs without node_modules, where `next start` would not: it wins over the start script.
+    const frameworkFirst = framework.standalone === true && procfile === null
+    return { detected: 'node', install, build, staticOutput: null, start: frameworkFirst ? (framework.start ?? null) : (start ?? framework.start ?? null), server: true, reasons }
   }
   const candidates = [...OUTPUT_CANDIDATES]
   reasons.push(`output: the first of ${candidates.join(', ')} the build writes (no known framework names it)`)
@@ -268,6 +270,8 @@ interface Framework {
   /** The framework's output is a server (Next.js without export, Nuxt, SvelteKit's node adapter). */
   server: boolean
   start?: string[]
+  /** Next.js `output: 'standalone'`: the release is .next/standalone with the assets it serves. */
+  standalone?: boolean
   why: string
 }
 
@@ -276,6 +280,9 @@ function staticFramework(o: { has(name: string): boolean; buildScript: string; n
   if (has('next')) {
     if (/\bnext\s+export\b/.test(buildScript) || (nextConfig !== undefined && /output\s*:\s*['"`]export['"`]/.test(nextConfig))) {
       return { output: 'out', server: false, why: 'Next.js static export' }
+    }
+    if (nextConfig !== undefined && /output\s*:\s*['"`]standalone['"`]/.test(nextConfig)) {
+      return { output: null, server: true, start: ['node', '.next/standalone/server.js'], standalone: true, why: "Next.js with `output: 'standalone'`: its server (.next/standalone/server.js) with .next/static and public, without node_modules" }
     }
     return { output: null, server: true, start: ['npx', 'next', 'start'], why: "Next.js without `output: 'export'`: a server (.next)" }
   }

@@ -6,12 +6,15 @@ import { MiosaError } from '../core/errors.js'
 import type { BuiltImage, ImageStore } from '../runtime/image-store.js'
 import type { RuntimeDriver } from '../runtime/runtime-driver.js'
 import type { BuildJob, Release } from './builder.js'
+import { seconds } from './build-io.js'
 import { COMPILED, compiledDockerfile } from './compiled-dockerfiles.js'
-import { APP_DIR, CA_FILE, generatedDockerfile, templatesNamed } from './dockerfiles.js'
+import { APP_DIR, CA_FILE, VENV_PROFILE, VENV_PROFILE_FILE, generatedDockerfile, releaseDockerfile, templatesNamed } from './dockerfiles.js'
+import { buildInBuilder } from './image-build-env.js'
 import { extractInto, indexTar, listTree, packTree } from './normalized-tar.js'
 
 // A dynamic release is an OCI image: built by the image store from the source snapshot
-// (its own Dockerfile, or one generated FROM the app's sandbox template), and exported as
+// (its own Dockerfile, or a generated one: built in the app's sandbox template, released on
+// a slim runtime image; see dockerfiles.ts), and exported as
 // an OCI archive into the blob store, so any host can load it. The image digest names the
 // release; the archive's sha256 is where it is kept. The export (hundreds of MB with the
 // template's layers) is its own step, run once the version is live.
@@ -21,10 +24,12 @@ export interface ImageBuildContext {
   images: ImageStore
   blobs: BlobStore
   spoolDir: string
-  limits: { cpu: number; memoryMb: number }
+  limits: { cpu: number; memoryMb: number; pidsLimit: number }
   logger: Logger
   /** Image digest → the blob holding its archive, for images exported by this process (a warm rebuild makes the same image). */
   archives: Map<string, string>
+  /** Builder containers of builds running in this process: cleanup leaves them alone. */
+  running: Set<string>
 }
 
 /** The sandbox template an app's generated Dockerfile builds FROM. */
@@ -67,11 +72,18 @@ async function fromOwnDockerfile(ctx: ImageBuildContext, job: BuildJob, signal: 
     job.onLog(`preparing template ${template} (FROM miosa/template-${template})`)
     await ctx.runtime.prepareTemplate(template, undefined, signal)
   }
+  if (Object.keys(job.env ?? {}).length > 0) {
+    job.onLog('build-time env vars are not passed to a Dockerfile build (build args would stay in the image\'s history); runtime ones reach the app')
+  }
   job.onLog('$ docker build (the source\'s Dockerfile)')
   return ctx.images.build({ ...buildSpec(ctx, job, signal), context: await ctx.blobs.get(job.source.sha256) })
 }
 
-/** A Dockerfile FROM the app's template, with the source under app/ and the CA bundle, repacked in the spool. */
+/**
+ * A generated Dockerfile with the source under app/, the CA bundle and the venv's profile
+ * script, repacked in the spool. With build-time values, the steps run in a builder
+ * container that has them, and the image is only assembled from its result.
+ */
 async function fromGeneratedDockerfile(ctx: ImageBuildContext, job: BuildJob, signal: AbortSignal): Promise<BuiltImage> {
   const { plan } = job
   const name = TEMPLATE_FOR[plan.detected]
@@ -82,19 +94,36 @@ async function fromGeneratedDockerfile(ctx: ImageBuildContext, job: BuildJob, si
   await ctx.runtime.prepareTemplate(name, undefined, signal)
   const template = (await ctx.runtime.listTemplates()).find((t) => t.name === name)
   if (template === undefined) throw new MiosaError('internal', `the ${name} template is missing`)
+  const compiled = COMPILED.has(plan.detected)
+  // Node and Python release on a slim runtime image; a Procfile app in another language runs in its template as it is.
+  const runtime = plan.detected === 'node' || plan.detected === 'python' ? await ctx.images.runtimeImage(plan.detected, signal) : template.image
 
   await mkdir(ctx.spoolDir, { recursive: true, mode: 0o700 })
   const dir = await mkdtemp(join(ctx.spoolDir, 'image-'))
   try {
     const app = join(dir, APP_DIR)
-    await mkdir(app)
-    await extractInto(app, await ctx.blobs.get(job.source.sha256), () => true, ctx.logger)
-    const files = (await listTree(app)).paths
-    // Go and Ruby: compiled-dockerfiles.ts.
-    const dockerfile = COMPILED.has(plan.detected) ? compiledDockerfile({ plan, image: template.image, user: template.user, files }) : generatedDockerfile({ plan, image: template.image, user: template.user, files, buildArgs: Object.keys(job.env ?? {}) })
+    const hasEnv = Object.keys(job.env ?? {}).length > 0
+    // Go and Ruby build in their own Dockerfiles (compiled-dockerfiles.ts), which never see build-time values.
+    if (compiled && hasEnv) job.onLog(`build-time env vars are not passed to a ${plan.detected} build (they would stay in the image); runtime ones reach the app`)
+    const withEnv = hasEnv && !compiled
+    let files: string[]
+    if (withEnv) {
+      files = await buildInBuilder(ctx, job, name, app, signal)
+    } else {
+      await mkdir(app)
+      await extractInto(app, await ctx.blobs.get(job.source.sha256), () => true, ctx.logger)
+      files = (await listTree(app)).paths
+    }
+    const spec = { plan, image: template.image, runtime, user: template.user, files }
+    const dockerfile = compiled
+      ? compiledDockerfile({ plan, image: template.image, user: template.user, files })
+      : withEnv || runtime === template.image
+        ? releaseDockerfile(spec)
+        : generatedDockerfile(spec)
     await writeFile(join(dir, 'Dockerfile'), dockerfile)
     await writeFile(join(dir, CA_FILE), (await ctx.images.caBundle()) ?? '')
-    job.onLog(`$ docker build (generated, FROM the ${name} template)`)
+    await writeFile(join(dir, VENV_PROFILE_FILE), VENV_PROFILE)
+    job.onLog(withEnv ? '$ docker build (generated: the release assembled from the builder\'s result)' : `$ docker build (generated: built in the ${name} template, released on ${runtime.split(':')[0] ?? runtime})`)
     for (const line of dockerfile.trimEnd().split('\n')) job.onLog(`  ${line}`)
     const listing = await listTree(dir)
     return await ctx.images.build({ ...buildSpec(ctx, job, signal), context: packTree(dir, listing.paths) })
@@ -109,14 +138,9 @@ function buildSpec(ctx: ImageBuildContext, job: BuildJob, signal: AbortSignal) {
     // Nothing per version here: an unchanged source rebuilds (from cache) into the same digest.
     labels: { 'miosa.organization_id': job.organizationId, 'miosa.workspace_id': job.workspaceId },
     workspaceId: job.workspaceId,
-    buildArgs: job.env,
     cpu: ctx.limits.cpu,
     memoryMb: ctx.limits.memoryMb,
     signal,
     onLog: job.onLog,
   }
-}
-
-function seconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`
 }

@@ -11,8 +11,6 @@ export interface ImageBuildSpec {
   dockerfile?: string | undefined
   /** Labels put on the image. */
   labels?: Record<string, string> | undefined
-  /** `ARG`s of the Dockerfile. */
-  buildArgs?: Record<string, string> | undefined
   /** The workspace whose fenced network RUN steps use (outbound only, never the host). */
   workspaceId: string
   cpu: number
@@ -37,6 +35,8 @@ export interface ImageStore {
   load(archive: Readable, signal?: AbortSignal): Promise<string>
   /** Whether this host has the image. */
   has(digest: string): Promise<boolean>
+  /** The slim base image a release of a node or python app runs on (built on first use, like templates). */
+  runtimeImage(runtime: 'node' | 'python', signal?: AbortSignal): Promise<string>
   /** The CA bundle a build's RUN steps must trust (outbound HTTPS may be intercepted), or undefined when none is configured. */
   caBundle(): Promise<Buffer | undefined>
 }

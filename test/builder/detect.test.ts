@@ -207,6 +207,14 @@ describe('detectPlan', () => {
     expect(p).toMatchObject({ kind: 'dynamic', build: ['npm', 'run', 'build'], start: ['npm', 'start'] })
   })
 
+  it("Next.js with output: 'standalone' starts its standalone server, over the start script but not over a Procfile", () => {
+    const files = { 'package.json': pkg({ scripts: { build: 'next build', start: 'next start' }, dependencies: { next: '15' } }), 'next.config.ts': "const config = { output: 'standalone' }\nexport default config\n" }
+    const p = plan(files)
+    expect(p).toMatchObject({ kind: 'dynamic', build: ['npm', 'run', 'build'], start: ['node', '.next/standalone/server.js'] })
+    expect(p.reasons.join('\n')).toMatch(/standalone/)
+    expect(plan({ ...files, Procfile: 'web: npm start\n' }).start).toEqual(['sh', '-lc', 'npm start'])
+  })
+
   it('Python: FastAPI under uvicorn, Flask under gunicorn, on $PORT through sh -lc', () => {
     const fastapi = plan({ 'requirements.txt': 'fastapi\nuvicorn\n', 'main.py': 'from fastapi import FastAPI\napi = FastAPI()\n' })
     expect(fastapi).toMatchObject({ kind: 'dynamic', detected: 'python', start: ['sh', '-lc', 'uvicorn main:api --host 0.0.0.0 --port $PORT'] })

@@ -125,7 +125,8 @@ async function buildContainersLeft(marker: string): Promise<number> {
 }
 
 const EXPRESS = {
-  'package.json': JSON.stringify({ name: 'hello-express', private: true, scripts: { start: 'node server.js' }, dependencies: { express: '^4.21.0' } }),
+  // Salted: the build stage's cache outlives a run (it is no parent of the release image), and the first build here must be cold.
+  'package.json': JSON.stringify({ name: 'hello-express', description: `salt ${randomBase32(12)}`, private: true, scripts: { start: 'node server.js' }, dependencies: { express: '^4.21.0' } }),
   'server.js': "const app = require('express')()\napp.get('/', (req, res) => res.send('hello from express'))\napp.listen(Number(process.env.PORT), '0.0.0.0')\n",
 }
 

@@ -95,7 +95,14 @@ export class DockerDriver implements RuntimeDriver {
       logger: options.logger,
     })
     this.networks = new WorkspaceNetworks(options.docker, options.platformId, options.subnets, options.logger)
-    this.images = new DockerImages({ docker: options.docker, networks: this.networks, platformId: options.platformId, caBundle: options.caBundle, logger: options.logger })
+    this.images = new DockerImages({
+      docker: options.docker,
+      networks: this.networks,
+      platformId: options.platformId,
+      caBundle: options.caBundle,
+      runtimeImage: (recipe, signal) => reachable(this.templates.ensureRuntime(recipe, signal)),
+      logger: options.logger,
+    })
     this.instances = new DockerInstances({
       docker: options.docker,
       platformId: options.platformId,

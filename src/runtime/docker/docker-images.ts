@@ -9,6 +9,7 @@ import { MiosaError } from '../../core/errors.js'
 import type { BuiltImage, ImageBuildSpec, ImageStore } from '../image-store.js'
 import { LABEL } from './container-spec.js'
 import { dockerArchiveToOci } from './oci-archive.js'
+import { RUNTIME_FOR } from './template-recipes.js'
 import type { WorkspaceNetworks } from './workspace-networks.js'
 
 // Release images on the Docker Engine. Builds use the classic builder (the API's version
@@ -31,6 +32,8 @@ export interface DockerImagesOptions {
   platformId: () => string
   /** Host path of the trusted CA bundle build steps need (npm and pip through an intercepting proxy). */
   caBundle?: string | undefined
+  /** The image of a runtime recipe (runtime-node, runtime-python), built when missing. */
+  runtimeImage: (recipe: string, signal?: AbortSignal) => Promise<string>
   /** Where export spools an image's layers (default: the OS temp dir). */
   spoolDir?: string | undefined
   logger: Logger
@@ -56,8 +59,16 @@ export class DockerImages implements ImageStore {
     return this.options.caBundle === undefined ? undefined : readFile(this.options.caBundle)
   }
 
-  async build(spec: ImageBuildSpec): Promise<BuiltImage> {
-    const network = await this.options.networks.ensure(spec.workspaceId)
+  runtimeImage(runtime: 'node' | 'python', signal?: AbortSignal): Promise<string> {
+    return this.options.runtimeImage(RUNTIME_FOR[runtime], signal)
+  }
+
+  /** Builds holding the workspace's network: the reconciler's prune would otherwise remove it under a RUN step. */
+  build(spec: ImageBuildSpec): Promise<BuiltImage> {
+    return this.options.networks.hold(spec.workspaceId, 'sandboxes', (network) => this.buildOn(network, spec))
+  }
+
+  private async buildOn(network: string, spec: ImageBuildSpec): Promise<BuiltImage> {
     spec.signal?.throwIfAborted()
     // A private tag until the digest is known: the image is never dangling, not even for a moment.
     const buildTag = `miosa-build:${randomBytes(8).toString('hex')}`
@@ -70,7 +81,7 @@ export class DockerImages implements ImageStore {
         t: buildTag,
         dockerfile: spec.dockerfile ?? 'Dockerfile',
         labels: { ...spec.labels, [LABEL.managed]: 'true', [LABEL.platform]: this.options.platformId() },
-        buildargs: spec.buildArgs ?? {},
+        // No build args: build-time values never reach an image build (they would stay in its history).
         networkmode: network,
         memory,
         memswap: memory,

@@ -10,7 +10,7 @@ import { exited, run } from '../processes.js'
 import type { RuntimeTemplate, TemplateBuildStatus, TemplateProgress } from '../runtime-driver.js'
 import { LABEL } from './container-spec.js'
 import { linkOrCopy, nodeDistribution, npmDistribution } from './node-distribution.js'
-import { BASE, DEBIAN_SUITE, RECIPES, computeHash, packageTemplatesDir, publicRecipe, recipe } from './template-recipes.js'
+import { APT_INSTALL_SCRIPT, BASE, DEBIAN_SUITE, RECIPES, computeHash, packageTemplatesDir, publicRecipe, recipe } from './template-recipes.js'
 import type { Input, Recipe, TemplateDefinition } from './template-recipes.js'
 
 // Sandbox template images, all built on this machine (no registry needed): a Debian
@@ -87,7 +87,7 @@ export class TemplateImages {
   /** The public templates (not the internal base), each with its image and whether it is present. */
   async list(): Promise<RuntimeTemplate[]> {
     return Promise.all(
-      RECIPES.filter((r) => r.name !== BASE).map(async (r) => {
+      RECIPES.filter((r) => r.name !== BASE && r.internal !== true).map(async (r) => {
         const image = this.overrides[r.name] ?? (await this.tag(r.name))
         const info = await this.inspect(image)
         return {
@@ -117,6 +117,13 @@ export class TemplateImages {
     const image = await this.ensureImage(name, onProgress, signal)
     await this.alias(name, image)
     return image
+  }
+
+  /** The image of an internal runtime recipe (runtime-node, runtime-python): built first when missing. */
+  async ensureRuntime(name: string, signal?: AbortSignal): Promise<string> {
+    if (recipe(name).internal !== true) throw new MiosaError('internal', `${name} is not a runtime image`)
+    signal?.throwIfAborted()
+    return this.ensureImage(name, undefined, signal)
   }
 
   /**
@@ -284,9 +291,11 @@ export class TemplateImages {
     return tmp
   }
 
-  /** Puts Node.js (node/bin/node, node/include/node) or npm (npm/) into a build context. */
+  /** Puts Node.js (node/bin/node, node/include/node), npm (npm/) or apt-install.sh into a build context. */
   private async addInput(input: Input, context: string): Promise<void> {
-    if (input === 'node') {
+    if (input === 'apt-install') {
+      await cp(join(this.templatesDir, ...APT_INSTALL_SCRIPT), join(context, 'apt-install.sh'))
+    } else if (input === 'node') {
       const node = await nodeDistribution(this.cacheDir)
       await mkdir(join(context, 'node', 'bin'), { recursive: true })
       await linkOrCopy(node.binary, join(context, 'node', 'bin', 'node'))
@@ -379,10 +388,10 @@ export class TemplateImages {
     }
   }
 
-  /** miosa/template-<name>:<hash>, or BASE_IMAGE. */
+  /** miosa/template-<name>:<hash>, miosa/<runtime>:<hash>, or BASE_IMAGE. */
   private async tag(name: string): Promise<string> {
     if (name === BASE) return BASE_IMAGE
-    return `miosa/template-${name}:${await this.hash(name)}`
+    return `miosa/${recipe(name).internal === true ? '' : 'template-'}${name}:${await this.hash(name)}`
   }
 
   /** A short hash of the recipe, its files and its parent's hash: what decides whether an image is current. */

@@ -23,10 +23,12 @@ export interface TemplateDefinition {
   user: 'root' | 'miosa'
   /** The port its dev server listens on by convention, if any. */
   defaultPort: number | null
+  /** A release's runtime base (miosa/runtime-<name>), never a sandbox template. */
+  internal?: boolean
 }
 
-/** What a build context holds beyond templates/<name>/. */
-export type Input = 'node' | 'npm'
+/** What a build context holds beyond templates/<name>/ (apt-install: the sandbox template's apt-install.sh). */
+export type Input = 'node' | 'npm' | 'apt-install'
 
 export interface Recipe extends TemplateDefinition {
   /** The parent image to build FROM (BASE for the first template). */
@@ -107,7 +109,33 @@ export const RECIPES: readonly Recipe[] = [
     defaultPort: 9292,
     inputs: [],
   },
+  {
+    name: 'runtime-node',
+    description: `Releases of Node.js apps: Debian 12 minbase, CA certificates, Node.js ${NODE_PACKAGE.major} and npm ${NPM_PACKAGE.major}`,
+    parent: null,
+    from: BASE,
+    user: 'miosa',
+    defaultPort: null,
+    internal: true,
+    inputs: ['apt-install', 'node', 'npm'],
+  },
+  {
+    name: 'runtime-python',
+    description: "Releases of Python apps: Debian 12 minbase, CA certificates, Python 3 with Debian's Flask, gunicorn, FastAPI and uvicorn",
+    parent: null,
+    from: BASE,
+    user: 'miosa',
+    defaultPort: null,
+    internal: true,
+    inputs: ['apt-install'],
+  },
 ]
+
+/** The runtime base a release of each kind of app builds its release stage FROM. */
+export const RUNTIME_FOR = { node: 'runtime-node', python: 'runtime-python' } as const
+
+/** Where a template's apt-install.sh (the apt-install input) is, under the templates directory. */
+export const APT_INSTALL_SCRIPT = ['miosa-sandbox', 'apt-install.sh'] as const
 
 const RECIPE_BY_NAME = new Map(RECIPES.map((r) => [r.name, r]))
 
@@ -117,9 +145,9 @@ export function recipe(name: string): Recipe {
   return r
 }
 
-/** Templates callers may name: every recipe but the internal base. */
+/** Templates callers may name: every recipe but the internal base and runtimes. */
 export function publicRecipe(name: string): Recipe {
-  if (name === BASE) throw new MiosaError('not_found', `template ${name} not found`)
+  if (name === BASE || RECIPE_BY_NAME.get(name)?.internal === true) throw new MiosaError('not_found', `template ${name} not found`)
   return recipe(name)
 }
 
@@ -130,8 +158,9 @@ export async function computeHash(r: Recipe, templatesDir: string, parentFingerp
   } else {
     hash.update(`from ${await parentFingerprint(r.from)}\0`)
     // Inputs by their version ranges: a cached download is reused, so the range decides what goes in.
-    const versions: Record<Input, string> = { node: `${NODE_PACKAGE.name}@${NODE_PACKAGE.major}`, npm: `${NPM_PACKAGE.name}@${NPM_PACKAGE.major}` }
+    const versions: Record<Input, string> = { node: `${NODE_PACKAGE.name}@${NODE_PACKAGE.major}`, npm: `${NPM_PACKAGE.name}@${NPM_PACKAGE.major}`, 'apt-install': 'apt-install.sh' }
     for (const input of r.inputs) hash.update(`input ${versions[input]}\0`)
+    if (r.inputs.includes('apt-install')) hash.update(await readFile(join(templatesDir, ...APT_INSTALL_SCRIPT))).update('\0')
     const dir = join(templatesDir, r.name)
     let entries: string[]
     try {
