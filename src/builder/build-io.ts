@@ -1,6 +1,10 @@
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip } from 'node:zlib'
+import type { BlobStore } from '../blobs/blob-store.js'
+import { MiosaError } from '../core/errors.js'
+import type { RuntimeDriver, RuntimeRef } from '../runtime/runtime-driver.js'
+import { WORKSPACE } from './source-snapshot.js'
 
 // What builds that run steps in a builder container share (static builds in
 // container-builder.ts, image builds with build-time values in image-build-env.ts).
@@ -8,8 +12,8 @@ import { createGunzip } from 'node:zlib'
 /** Build output lines longer than this are cut (a minified bundle printed whole). */
 const MAX_LINE = 8 * 1024
 
-export /** The snapshot without its gzip: the runtime's extractor cannot sniff compression on a stream. */
-function plainTar(gzipped: Readable): Readable {
+/** The snapshot without its gzip: the runtime's extractor cannot sniff compression on a stream. */
+export function plainTar(gzipped: Readable): Readable {
   const gunzip = createGunzip()
   // pipeline destroys the gunzip stream with the error, so the upload fails with it.
   pipeline(gzipped, gunzip).catch(() => {})
@@ -20,8 +24,8 @@ export function seconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`
 }
 
-export /** Cuts a byte stream into lines (UTF-8, \n or \r\n; a bare \r, as progress bars use, ends a line too). */
-function lineSplitter(onLine: (line: string) => void): { push(chunk: Buffer): void; end(): void } {
+/** Cuts a byte stream into lines (UTF-8, \n or \r\n; a bare \r, as progress bars use, ends a line too). */
+export function lineSplitter(onLine: (line: string) => void): { push(chunk: Buffer): void; end(): void } {
   const decoder = new TextDecoder('utf-8')
   let pending = ''
   const emit = (line: string) => onLine(line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}…` : line)
@@ -44,8 +48,8 @@ function lineSplitter(onLine: (line: string) => void): { push(chunk: Buffer): vo
   }
 }
 
-export /** Rejects as soon as `signal` aborts (with its reason); the work itself is left to settle on its own. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+/** Rejects as soon as `signal` aborts (with its reason); the work itself is left to settle on its own. */
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   promise.catch(() => {}) // a rejection after the abort has nobody waiting for it
   if (signal.aborted) return Promise.reject(signal.reason as Error)
   return new Promise<T>((resolve, reject) => {
@@ -64,8 +68,15 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   })
 }
 
-export /** How a step is shown in logs and errors: a given command line as typed, else the argv. */
-function display(argv: readonly string[]): string {
+/** How a step is shown in logs and errors: a given command line as typed, else the argv. */
+export function display(argv: readonly string[]): string {
   if (argv.length === 3 && argv[0] === 'sh' && argv[1] === '-lc') return argv[2] ?? ''
   return argv.join(' ')
+}
+
+/** The source snapshot into a builder container's /workspace, emptied first: the template's starter app is not part of the source. */
+export async function uploadSource(runtime: RuntimeDriver, ref: RuntimeRef, source: { blobs: BlobStore; sha256: string }, signal: AbortSignal): Promise<void> {
+  const cleared = await abortable(runtime.exec(ref, { argv: ['find', WORKSPACE, '-mindepth', '1', '-delete'], cwd: '/', timeoutMs: 60_000 }), signal)
+  if (cleared.exit_code !== 0) throw new MiosaError('internal', `emptying the builder's ${WORKSPACE} failed (exit ${cleared.exit_code ?? 'by a signal'}): ${cleared.stderr.slice(0, 300)}`)
+  await abortable((async () => runtime.uploadArchive(ref, WORKSPACE, plainTar(await source.blobs.get(source.sha256))))(), signal)
 }

@@ -8,7 +8,7 @@ import type { BlobStore } from '../blobs/blob-store.js'
 import { MiosaError } from '../core/errors.js'
 import type { ImageStore } from '../runtime/image-store.js'
 import type { RuntimeDriver, RuntimeRef } from '../runtime/runtime-driver.js'
-import { abortable, display, lineSplitter, plainTar, seconds } from './build-io.js'
+import { abortable, display, lineSplitter, seconds, uploadSource } from './build-io.js'
 import type { BuildJob, BuildPlan, BuildSettings, Builder, PublishKind, Release, SourceSnapshot } from './builder.js'
 import { DETECT_READS, detectPlan } from './detect.js'
 import { buildImageRelease, exportImageArchive } from './image-build.js'
@@ -189,7 +189,7 @@ export class ContainerBuilder implements Builder {
       if (signal.aborted) throw signal.reason
       this.running.add(ref.id)
       const container = ref
-      await abortable((async () => this.runtime.uploadArchive(container, WORKSPACE, plainTar(await this.blobs.get(job.source.sha256))))(), signal)
+      await uploadSource(this.runtime, container, { blobs: this.blobs, sha256: job.source.sha256 }, signal)
 
       for (const step of [plan.install, plan.build]) {
         if (step === null) continue

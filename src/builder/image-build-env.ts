@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { MiosaError } from '../core/errors.js'
 import type { RuntimeRef } from '../runtime/runtime-driver.js'
-import { abortable, display, lineSplitter, plainTar, seconds } from './build-io.js'
+import { abortable, display, lineSplitter, seconds, uploadSource } from './build-io.js'
 import type { BuildJob } from './builder.js'
 import { WORKSPACE, finishSteps, isStandalone, preludeStep, releaseCopies, setupSteps } from './dockerfiles.js'
 import type { ImageBuildContext } from './image-build.js'
@@ -33,7 +33,7 @@ export async function buildInBuilder(ctx: ImageBuildContext, job: BuildJob, temp
     if (signal.aborted) throw signal.reason
     ctx.running.add(ref.id)
     const container = ref
-    await abortable((async () => ctx.runtime.uploadArchive(container, WORKSPACE, plainTar(await ctx.blobs.get(job.source.sha256))))(), signal)
+    await uploadSource(ctx.runtime, container, { blobs: ctx.blobs, sha256: job.source.sha256 }, signal)
 
     // The venv is copied out of the container: its python a copy, not a link to /usr/bin (links out of the tree are dropped).
     const steps = [...setupSteps(plan, { copies: true }), plan.install, plan.build, ...finishSteps(plan, standalone)]
