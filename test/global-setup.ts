@@ -11,7 +11,9 @@ import { TemplateImages } from '../src/runtime/docker/template-images.js'
 
 const AGENT_SOURCE = 'src/runtime/agent/agent.ts'
 const AGENT_BUILT = 'dist/runtime/agent/agent.js'
-const TEMPLATES_USED_BY_TESTS = ['node', 'nextjs', 'python', 'static']
+const TEMPLATES_USED_BY_TESTS = ['node', 'nextjs', 'python', 'static', 'go', 'ruby']
+/** The slim images Node and Python releases are built on. */
+const RUNTIMES_USED_BY_TESTS = ['runtime-node', 'runtime-python']
 
 export default async function setup(): Promise<void> {
   if (!existsSync(AGENT_BUILT) || statSync(AGENT_BUILT).mtimeMs < statSync(AGENT_SOURCE).mtimeMs) {
@@ -33,5 +35,11 @@ export default async function setup(): Promise<void> {
       process.stderr.write(`building sandbox template ${name} (first run on this machine)…\n`)
     })
     if (announced) process.stderr.write(`built ${name} in ${Math.round((Date.now() - started) / 1000)} s\n`)
+  }
+  for (const name of RUNTIMES_USED_BY_TESTS) {
+    const started = Date.now()
+    await images.ensureRuntime(name)
+    const ms = Date.now() - started
+    if (ms > 2000) process.stderr.write(`built ${name} in ${Math.round(ms / 1000)} s\n`)
   }
 }
