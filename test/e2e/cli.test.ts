@@ -130,7 +130,7 @@ describe('help', () => {
     projects: ['create', 'list', 'get', 'update', 'delete'],
     sandbox: [
       'create', 'list', 'get', 'update', 'exec', 'write-file', 'read-file', 'ls', 'stat', 'mkdir', 'mv', 'rm', 'upload', 'download',
-      'terminal', 'stop', 'resume', 'keep-alive', 'snapshot', 'snapshots', 'fork', 'destroy',
+      'terminal', 'stop', 'resume', 'keep-alive', 'snapshot', 'snapshots', 'services', 'fork', 'destroy',
     ],
     templates: ['list', 'build'],
     preview: ['url'],
@@ -153,6 +153,7 @@ describe('help', () => {
   /** Groups below a noun, and their subcommands. */
   const GROUPS: Record<string, string[]> = {
     'sandbox snapshots': ['list', 'get', 'delete'],
+    'sandbox services': ['list', 'remove'],
     'tenant branding': ['set', 'get'],
     'tenant preview-domain': ['set', 'get', 'verify', 'delete'],
   }
@@ -201,7 +202,7 @@ describe('help', () => {
       expect(commandsIn(r.stdout).toSorted(), `subcommands of ${group}`).toEqual(expected.toSorted())
       for (const sub of expected) leaves.push([...group.split(' '), sub])
     }
-    expect(leaves).toHaveLength(79)
+    expect(leaves).toHaveLength(81)
 
     // A leaf already walked (server, login, ...) has its help in hand; the rest are fetched.
     const leafHelps = await inParallel(leaves, (path) =>

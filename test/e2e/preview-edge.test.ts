@@ -151,18 +151,6 @@ describe.sequential('previews through the edge', () => {
     await expect.poll(async () => (await edge(host())).status, { timeout: 5000, interval: 250 }).toBe(200)
   })
 
-  it('resumes a paused sandbox on a preview request instead of showing an error', async () => {
-    expect((await api('POST', `/sandboxes/${sandbox.id}/stop`)).state).toBe('paused')
-    const res = await edge(host())
-    // Stopping ended the sandbox's processes: the sandbox is running again, and the page says
-    // that nothing listens on the port yet (not that the sandbox is paused).
-    expect((await api('GET', `/sandboxes/${sandbox.id}`)).state).toBe('running')
-    expect(res.status).toBe(502)
-    expect(res.body).toContain('3000')
-    await startServer()
-    expect((await edge(host())).status).toBe(200)
-  }, 60_000)
-
   it('renders branded 404 and 502 pages with the tenant colour and logo and no miosa wordmark', async () => {
     await api('PUT', '/tenant/branding', {
       workspace_id: sandbox.workspace_id,
@@ -181,6 +169,19 @@ describe.sequential('previews through the edge', () => {
     expect(unknown.status).toBe(404)
     expect(unknown.body).not.toContain('#ff6600')
   })
+
+  it('resumes a paused sandbox on a preview request instead of showing an error', async () => {
+    expect((await api('POST', `/sandboxes/${sandbox.id}/stop`)).state).toBe('paused')
+    const res = await edge(host())
+    // Stopping ended the sandbox's processes: the sandbox is running again, and the answer says
+    // that it is starting and the server on the port does not answer yet (not that it is paused).
+    expect((await api('GET', `/sandboxes/${sandbox.id}`)).state).toBe('running')
+    expect(res.status).toBe(503)
+    expect(res.headers['retry-after']).toBe('2')
+    expect(res.body).toContain('3000')
+    await startServer()
+    expect((await edge(host())).status).toBe(200)
+  }, 60_000)
 
   it('refuses a hostile branding value, naming the field (the edge escapes what it renders anyway: test/edge)', async () => {
     const hostile = 'https://help.clinic.example/?q="><script>alert(1)</script>'
