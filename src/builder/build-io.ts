@@ -4,6 +4,7 @@ import { createGunzip } from 'node:zlib'
 import type { BlobStore } from '../blobs/blob-store.js'
 import { MiosaError } from '../core/errors.js'
 import type { RuntimeDriver, RuntimeRef } from '../runtime/runtime-driver.js'
+import type { BuildJob } from './builder.js'
 import { WORKSPACE } from './source-snapshot.js'
 
 // What builds that run steps in a builder container share (static builds in
@@ -79,4 +80,36 @@ export async function uploadSource(runtime: RuntimeDriver, ref: RuntimeRef, sour
   const cleared = await abortable(runtime.exec(ref, { argv: ['find', WORKSPACE, '-mindepth', '1', '-delete'], cwd: '/', timeoutMs: 60_000 }), signal)
   if (cleared.exit_code !== 0) throw new MiosaError('internal', `emptying the builder's ${WORKSPACE} failed (exit ${cleared.exit_code ?? 'by a signal'}): ${cleared.stderr.slice(0, 300)}`)
   await abortable((async () => runtime.uploadArchive(ref, WORKSPACE, plainTar(await source.blobs.get(source.sha256))))(), signal)
+}
+
+export interface StepRun {
+  job: BuildJob
+  /** When the whole build must have finished (Date.now() clock). */
+  deadline: number
+  env: Record<string, string>
+  /** How a step's argv is run (e.g. wrapped in a prelude); as it is by default. */
+  argvOf?: (step: readonly string[]) => string[]
+  signal: AbortSignal
+}
+
+/** Runs build steps in a builder container in order, every output line logged; a failed or late step is an invalid error naming it. */
+export async function runBuildSteps(runtime: RuntimeDriver, ref: RuntimeRef, steps: readonly (readonly string[] | null)[], o: StepRun): Promise<void> {
+  const { job, signal } = o
+  for (const step of steps) {
+    if (step === null) continue
+    const shown = display(step)
+    job.onLog(`$ ${shown}`)
+    const remaining = o.deadline - Date.now()
+    if (remaining <= 0) throw new MiosaError('invalid', `the build timed out after ${seconds(job.timeoutMs)}`)
+    const stdout = lineSplitter(job.onLog)
+    const stderr = lineSplitter(job.onLog)
+    const argv = o.argvOf === undefined ? [...step] : o.argvOf(step)
+    const result = await abortable(runtime.exec(ref, { argv, cwd: WORKSPACE, env: o.env, timeoutMs: remaining }, { onStdout: stdout.push, onStderr: stderr.push, signal }), signal)
+    stdout.end()
+    stderr.end()
+    if (result.timed_out) throw new MiosaError('invalid', `the build timed out after ${seconds(job.timeoutMs)} (during \`${shown}\`)`)
+    if (result.exit_code !== 0) {
+      throw new MiosaError('invalid', `the build failed: \`${shown}\` exited with ${result.exit_code ?? 'a signal'}`, { details: { step: shown, exit_code: result.exit_code } })
+    }
+  }
 }

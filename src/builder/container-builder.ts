@@ -8,7 +8,7 @@ import type { BlobStore } from '../blobs/blob-store.js'
 import { MiosaError } from '../core/errors.js'
 import type { ImageStore } from '../runtime/image-store.js'
 import type { RuntimeDriver, RuntimeRef } from '../runtime/runtime-driver.js'
-import { abortable, display, lineSplitter, seconds, uploadSource } from './build-io.js'
+import { abortable, runBuildSteps, seconds, uploadSource } from './build-io.js'
 import type { BuildJob, BuildPlan, BuildSettings, Builder, PublishKind, Release, SourceSnapshot } from './builder.js'
 import { DETECT_READS, detectPlan } from './detect.js'
 import { buildImageRelease, exportImageArchive } from './image-build.js'
@@ -191,25 +191,7 @@ export class ContainerBuilder implements Builder {
       const container = ref
       await uploadSource(this.runtime, container, { blobs: this.blobs, sha256: job.source.sha256 }, signal)
 
-      for (const step of [plan.install, plan.build]) {
-        if (step === null) continue
-        const shown = display(step)
-        job.onLog(`$ ${shown}`)
-        const remaining = deadline - Date.now()
-        if (remaining <= 0) throw new MiosaError('invalid', `the build timed out after ${seconds(job.timeoutMs)}`)
-        const stdout = lineSplitter(job.onLog)
-        const stderr = lineSplitter(job.onLog)
-        const result = await abortable(
-          this.runtime.exec(container, { argv: step, cwd: WORKSPACE, env: { ...job.env, ...BUILD_ENV }, timeoutMs: remaining }, { onStdout: stdout.push, onStderr: stderr.push, signal }),
-          signal,
-        )
-        stdout.end()
-        stderr.end()
-        if (result.timed_out) throw new MiosaError('invalid', `the build timed out after ${seconds(job.timeoutMs)} (during \`${shown}\`)`)
-        if (result.exit_code !== 0) {
-          throw new MiosaError('invalid', `the build failed: \`${shown}\` exited with ${result.exit_code ?? 'a signal'}`, { details: { step: shown, exit_code: result.exit_code } })
-        }
-      }
+      await runBuildSteps(this.runtime, container, [plan.install, plan.build], { job, deadline, env: { ...job.env, ...BUILD_ENV }, signal })
 
       const output = await this.findOutput(container, plan)
       job.onLog(`release: ${output === '.' ? 'the workspace' : `${output}/`}`)

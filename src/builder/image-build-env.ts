@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { MiosaError } from '../core/errors.js'
 import type { RuntimeRef } from '../runtime/runtime-driver.js'
-import { abortable, display, lineSplitter, seconds, uploadSource } from './build-io.js'
+import { abortable, runBuildSteps, uploadSource } from './build-io.js'
 import type { BuildJob } from './builder.js'
 import { WORKSPACE, finishSteps, isStandalone, preludeStep, releaseCopies, setupSteps } from './dockerfiles.js'
 import type { ImageBuildContext } from './image-build.js'
@@ -37,25 +37,7 @@ export async function buildInBuilder(ctx: ImageBuildContext, job: BuildJob, temp
 
     // The venv is copied out of the container: its python a copy, not a link to /usr/bin (links out of the tree are dropped).
     const steps = [...setupSteps(plan, { copies: true }), plan.install, plan.build, ...finishSteps(plan, standalone)]
-    for (const step of steps) {
-      if (step === null) continue
-      const shown = display(step)
-      job.onLog(`$ ${shown}`)
-      const remaining = deadline - Date.now()
-      if (remaining <= 0) throw new MiosaError('invalid', `the build timed out after ${seconds(job.timeoutMs)}`)
-      const stdout = lineSplitter(job.onLog)
-      const stderr = lineSplitter(job.onLog)
-      const result = await abortable(
-        ctx.runtime.exec(container, { argv: preludeStep(step), cwd: WORKSPACE, env: { ...job.env }, timeoutMs: remaining }, { onStdout: stdout.push, onStderr: stderr.push, signal }),
-        signal,
-      )
-      stdout.end()
-      stderr.end()
-      if (result.timed_out) throw new MiosaError('invalid', `the build timed out after ${seconds(job.timeoutMs)} (during \`${shown}\`)`)
-      if (result.exit_code !== 0) {
-        throw new MiosaError('invalid', `the build failed: \`${shown}\` exited with ${result.exit_code ?? 'a signal'}`, { details: { step: shown, exit_code: result.exit_code } })
-      }
-    }
+    await runBuildSteps(ctx.runtime, container, steps, { job, deadline, env: { ...job.env }, argvOf: preludeStep, signal })
 
     await mkdir(app, { recursive: true })
     for (const copy of releaseCopies(standalone, true)) {
