@@ -1,6 +1,8 @@
 // Sandbox costs on the real Docker Engine, through the platform's HTTP API, each against
 // a peer run in the same process: plain Docker (Engine API over the unix socket, what a
-// thin wrapper around Docker does) doing the same work.
+// thin wrapper around Docker does) doing the same work. Time to interactive also has a
+// second peer: plain Docker on a user-defined bridge network, the isolation every
+// sandbox has (its workspace's network), which costs Docker itself ~100 ms a start.
 //
 //   time to interactive  create a sandbox, then `node -v` in it answers (≥30 runs one at a
 //                        time with the warm pool, the same cold, and 10 at once)
@@ -47,11 +49,8 @@ function stats(name: string, samples: number[]): Stats {
   return { name, n: sorted.length, median: at(50), p95: at(95), p99: at(99) }
 }
 
-const rows: Array<Stats & { peer?: Stats }> = []
-
-function report(ours: Stats, peer?: Stats): void {
-  rows.push(peer === undefined ? ours : { ...ours, peer })
-  const ratio = peer === undefined ? '' : `  | ${peer.name}: median ${peer.median.toFixed(1)} ms → ${(ours.median / peer.median).toFixed(2)}× peer`
+function report(ours: Stats, ...peers: Stats[]): void {
+  const ratio = peers.map((peer) => `  | ${peer.name}: median ${peer.median.toFixed(1)} ms → ${(ours.median / peer.median).toFixed(2)}×`).join('')
   console.log(`${ours.name.padEnd(46)} n=${String(ours.n).padStart(3)}  median ${ours.median.toFixed(1).padStart(7)} ms  p95 ${ours.p95.toFixed(1).padStart(7)}  p99 ${ours.p99.toFixed(1).padStart(7)}${ratio}`)
 }
 
@@ -119,10 +118,14 @@ async function dockerExec(container: Docker.Container, cmd: string[]): Promise<s
   return text
 }
 
-async function peerTimeToInteractive(image: string): Promise<[number, Docker.Container]> {
+async function peerTimeToInteractive(image: string, network?: string): Promise<[number, Docker.Container]> {
   let container: Docker.Container | undefined
   const [ms] = await timed(async () => {
-    container = await docker.createContainer({ Image: image, Cmd: ['sleep', 'infinity'], HostConfig: { Init: true, AutoRemove: false } })
+    container = await docker.createContainer({
+      Image: image,
+      Cmd: ['sleep', 'infinity'],
+      HostConfig: { Init: true, AutoRemove: false, ...(network === undefined ? {} : { NetworkMode: network }) },
+    })
     await container.start()
     const out = await dockerExec(container, ['node', '-v'])
     if (!out.startsWith('v22')) throw new Error(`peer node -v answered ${out}`)
@@ -211,22 +214,33 @@ async function main(): Promise<void> {
   await images.ensure('nextjs')
   console.log(`miosa sandbox bench: ${RUNS} sequential runs, ${AT_ONCE} at once; Docker ${(await docker.version()).Version}\n`)
 
-  // Peer first: plain Docker create + start + exec `node -v`, and exec `true`.
-  const peerTti: number[] = []
-  const peerContainers: Docker.Container[] = []
-  for (let i = 0; i < RUNS; i++) {
-    const [ms, c] = await peerTimeToInteractive(nodeImage)
-    peerTti.push(ms)
-    peerContainers.push(c)
+  // Peers first: plain Docker create + start + exec `node -v` (on the default bridge, then
+  // on a network of its own), and exec `true`.
+  const network = await docker.createNetwork({ Name: `miosa-bench-peer-${process.pid}`, Driver: 'bridge' })
+  const peer = async (label: string, on?: string) => {
+    const tti: number[] = []
+    const containers: Docker.Container[] = []
+    for (let i = 0; i < RUNS; i++) {
+      const [ms, c] = await peerTimeToInteractive(nodeImage, on)
+      tti.push(ms)
+      containers.push(c)
+    }
+    const exec: number[] = []
+    const probe = containers[0] as Docker.Container
+    for (let i = 0; i < 100; i++) exec.push((await timed(() => dockerExec(probe, ['true'])))[0])
+    const atOnce = await Promise.all(Array.from({ length: AT_ONCE }, () => peerTimeToInteractive(nodeImage, on)))
+    await Promise.all([...containers, ...atOnce.map(([, c]) => c)].map((c) => c.remove({ force: true })))
+    return {
+      tti: stats(`docker${label}`, tti),
+      atOnce: stats(`docker${label}, ${AT_ONCE} at once`, atOnce.map(([ms]) => ms)),
+      exec: stats('docker exec true', exec),
+    }
   }
-  const peerExec: number[] = []
-  const probe = peerContainers[0] as Docker.Container
-  for (let i = 0; i < 100; i++) peerExec.push((await timed(() => dockerExec(probe, ['true'])))[0])
-  const peerAtOnce = await Promise.all(Array.from({ length: AT_ONCE }, () => peerTimeToInteractive(nodeImage)))
-  await Promise.all([...peerContainers, ...peerAtOnce.map(([, c]) => c)].map((c) => c.remove({ force: true })))
-  const peerTtiStats = stats('docker create+start+exec node -v', peerTti)
-  const peerAtOnceStats = stats(`docker, ${AT_ONCE} at once`, peerAtOnce.map(([ms]) => ms))
-  const peerExecStats = stats('docker exec true', peerExec)
+  const plain = await peer('')
+  const networked = await peer(' (own network)', network.id)
+  await network.remove()
+  const peerExecStats = plain.exec
+  console.log(`peers: ${plain.tti.name} ${plain.tti.median.toFixed(1)} ms, ${networked.tti.name} ${networked.tti.median.toFixed(1)} ms (create + start + exec node -v)\n`)
 
   // Warm pool on (the default, 2 per workspace and template).
   {
@@ -240,12 +254,17 @@ async function main(): Promise<void> {
         tti.push(ms)
         await api.destroy(id)
       }
-      report(stats('TTI, warm pool (create → node -v)', tti), peerTtiStats)
+      report(stats('TTI, warm pool (create → node -v)', tti), plain.tti, networked.tti)
 
       await sleep(POOL_REFILL_WAIT_MS * 2)
       const atOnce = await Promise.all(Array.from({ length: AT_ONCE }, () => api.timeToInteractive()))
-      report(stats(`TTI, ${AT_ONCE} at once (pool of 2, rest cold)`, atOnce.map(([ms]) => ms)), peerAtOnceStats)
+      report(stats(`TTI, ${AT_ONCE} at once (pool of 2, rest cold)`, atOnce.map(([ms]) => ms)), plain.atOnce, networked.atOnce)
       await Promise.all(atOnce.map(([, id]) => api.destroy(id)))
+      // The burst grew the pool (up to MIOSA_SANDBOX_WARM_POOL_MAX, 8): the next one is mostly claims.
+      await sleep(POOL_REFILL_WAIT_MS * 4)
+      const again = await Promise.all(Array.from({ length: AT_ONCE }, () => api.timeToInteractive()))
+      report(stats(`TTI, ${AT_ONCE} at once again (pool grown to 8)`, again.map(([ms]) => ms)), plain.atOnce, networked.atOnce)
+      await Promise.all(again.map(([, id]) => api.destroy(id)))
       if (!ONLY_TTI) await execAndLifecycle(api, peerExecStats)
     } finally {
       await t.close()
@@ -263,9 +282,9 @@ async function main(): Promise<void> {
         tti.push(ms)
         await api.destroy(id)
       }
-      report(stats('TTI, cold (no warm pool)', tti), peerTtiStats)
+      report(stats('TTI, cold (no warm pool)', tti), plain.tti, networked.tti)
       const atOnce = await Promise.all(Array.from({ length: AT_ONCE }, () => api.timeToInteractive()))
-      report(stats(`TTI, ${AT_ONCE} at once, cold (no warm pool)`, atOnce.map(([ms]) => ms)), peerAtOnceStats)
+      report(stats(`TTI, ${AT_ONCE} at once, cold (no warm pool)`, atOnce.map(([ms]) => ms)), plain.atOnce, networked.atOnce)
       await Promise.all(atOnce.map(([, id]) => api.destroy(id)))
       if (!ONLY_TTI) await nextjsSnapshots(api)
     } finally {

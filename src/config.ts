@@ -37,6 +37,8 @@ export interface Config {
   templatesDir: string | undefined
   /** Started sandboxes kept ready per workspace and template, for instant creates; 0 turns the pool off. */
   sandboxWarmPool: number
+  /** What a key's pool may grow to after a burst of creates asked for more at once. */
+  sandboxWarmPoolMax: number
   /** How often idle sandboxes are looked for. */
   sandboxReaperIntervalMs: number
   /** How often containers and the store are reconciled (also once at start). */
@@ -90,6 +92,7 @@ const sources = {
   debianMirror: 'MIOSA_DEBIAN_MIRROR',
   templatesDir: 'MIOSA_TEMPLATES_DIR',
   sandboxWarmPool: 'MIOSA_SANDBOX_WARM_POOL',
+  sandboxWarmPoolMax: 'MIOSA_SANDBOX_WARM_POOL_MAX',
   sandboxReaperIntervalMs: 'MIOSA_SANDBOX_REAPER_INTERVAL_MS',
   reconcileIntervalMs: 'MIOSA_RECONCILE_INTERVAL_MS',
   instanceReconcileIntervalMs: 'MIOSA_INSTANCE_RECONCILE_INTERVAL_MS',
@@ -137,6 +140,7 @@ const schema = z.object({
     .refine((path) => existsSync(path), 'no such directory')
     .optional(),
   sandboxWarmPool: z.coerce.number().int().min(0).max(32),
+  sandboxWarmPoolMax: z.coerce.number().int().min(0).max(64),
   sandboxReaperIntervalMs: z.coerce.number().int().min(100),
   reconcileIntervalMs: z.coerce.number().int().min(1000),
   instanceReconcileIntervalMs: z.coerce.number().int().min(100),
@@ -185,6 +189,7 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     debianMirror: emptyToUndefined(env.MIOSA_DEBIAN_MIRROR),
     templatesDir: emptyToUndefined(env.MIOSA_TEMPLATES_DIR),
     sandboxWarmPool: env.MIOSA_SANDBOX_WARM_POOL ?? 2,
+    sandboxWarmPoolMax: env.MIOSA_SANDBOX_WARM_POOL_MAX ?? 8,
     sandboxReaperIntervalMs: env.MIOSA_SANDBOX_REAPER_INTERVAL_MS ?? 5_000,
     reconcileIntervalMs: env.MIOSA_RECONCILE_INTERVAL_MS ?? 30_000,
     instanceReconcileIntervalMs: env.MIOSA_INSTANCE_RECONCILE_INTERVAL_MS ?? 1_000,

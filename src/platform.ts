@@ -79,6 +79,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     subnets: config.sandboxSubnets,
     warmPool: {
       size: config.sandboxWarmPool,
+      maxSize: config.sandboxWarmPoolMax,
       cpu: DEFAULT_SANDBOX_LIMITS.cpu,
       memoryMb: DEFAULT_SANDBOX_LIMITS.memoryMb,
       pidsLimit: DEFAULT_SANDBOX_LIMITS.pidsLimit,

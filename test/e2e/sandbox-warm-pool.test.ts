@@ -151,4 +151,15 @@ describe.sequential('the warm pool', () => {
     const inside = await exec(alice.key, small.id, 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes')
     expect(inside.stdout.trim()).toBe(String(256 * 1024 * 1024))
   }, 120_000)
+
+  it('a burst of creates grows its pool to the burst, so the next burst is served from it', async () => {
+    const carol = await t.newOrganization('Carol Org')
+    // The first burst meets a pool of one: the rest start cold, and the pool learns the burst's size.
+    const first = await Promise.all([1, 2, 3].map((n) => create(carol.key, { name: `burst-a${n}` })))
+    const workspace = first[0]?.workspace_id as string
+    const ready = await poolOf(workspace, 'node', 3)
+    const second = await Promise.all([1, 2, 3].map((n) => create(carol.key, { name: `burst-b${n}` })))
+    expect(second.map((s) => s.id).sort()).toEqual(ready.slice(0, 3).map((p) => p.sandboxId).sort())
+    await Promise.all([...first, ...second].map((s) => t.call('DELETE', `/api/v1/sandboxes/${s.id}`, { key: carol.key })))
+  }, 120_000)
 })

@@ -10,11 +10,12 @@ import { WarmPool } from '../../src/runtime/docker/warm-pool.js'
 const key: WarmKey = { organizationId: 'org_a', workspaceId: 'ws_a', template: 'node' }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-function pool(size: number, busy = () => false) {
+function pool(size: number, busy = () => false, maxSize?: number) {
   const started: string[] = []
   const destroyed: string[] = []
   const warm = new WarmPool({
     size,
+    ...(maxSize === undefined ? {} : { maxSize }),
     idleMs: 60_000,
     start: async (k, sandboxId) => {
       started.push(`${k.organizationId}/${k.workspaceId}/${k.template}/${sandboxId}`)
@@ -75,6 +76,32 @@ describe('WarmPool', () => {
     await sleep(100)
     expect(started).toHaveLength(4)
     expect(warm.reserve(key)).toMatch(/^sbx_/)
+    await warm.close()
+  })
+
+  it('grows to the size of a burst, up to its maximum, once the burst has started', async () => {
+    let busy = false
+    const { warm, started } = pool(2, () => busy, 4)
+    warm.demand(key)
+    await sleep(100)
+    busy = true // six creates at once: two are claims, four start cold
+    const burst = Array.from({ length: 6 }, () => warm.reserve(key))
+    expect(burst.filter((id) => id !== undefined)).toHaveLength(2)
+    expect(warm.target(key)).toBe(4)
+    for (let i = 0; i < 4; i++) warm.demand(key) // the cold ones, started
+    busy = false
+    warm.refillDeferred()
+    await sleep(250)
+    expect(started).toHaveLength(2 + 4)
+    const next = Array.from({ length: 5 }, () => warm.reserve(key))
+    expect(next.filter((id) => id !== undefined)).toHaveLength(4)
+    await warm.close()
+  })
+
+  it('stays at its size when the maximum is not above it', async () => {
+    const { warm } = pool(2)
+    for (let i = 0; i < 5; i++) warm.reserve(key)
+    expect(warm.target(key)).toBe(2)
     await warm.close()
   })
 

@@ -56,7 +56,7 @@ export interface DockerDriverOptions {
   /** An IPv4 /16 the workspace networks are carved from. */
   subnets: string
   /** Containers kept started per workspace and template (0: none), with these limits. */
-  warmPool: { size: number; cpu: number; memoryMb: number; pidsLimit: number }
+  warmPool: { size: number; maxSize?: number; cpu: number; memoryMb: number; pidsLimit: number }
   logger: Logger
 }
 
@@ -113,6 +113,7 @@ export class DockerDriver implements RuntimeDriver {
     const limits = options.warmPool
     this.pool = new WarmPool({
       size: limits.size,
+      ...(limits.maxSize === undefined ? {} : { maxSize: limits.maxSize }),
       idleMs: WARM_POOL_IDLE_MS,
       start: (key, sandboxId) => this.start({ ...key, sandboxId, cpu: limits.cpu, memoryMb: limits.memoryMb, pidsLimit: limits.pidsLimit }),
       destroy: (ref) => this.destroy(ref),

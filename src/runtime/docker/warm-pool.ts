@@ -10,6 +10,8 @@ import type { RuntimeRef, WarmKey } from '../runtime-driver.js'
 // only for keys that were asked for recently, and is emptied when they go quiet. A claim
 // refills the pool right after, ahead of the next create; while sandboxes start cold (a
 // burst larger than the pool) refills wait for them, so they never compete for the daemon.
+// A key that had a burst keeps as many ready as that burst asked for (up to maxSize), so
+// the next burst is a claim too; after idleMs without one it falls back to size.
 
 /** A pool that fails to fill waits this long before trying again. */
 const FILL_BACKOFF_MS = 30_000
@@ -18,6 +20,8 @@ const RESERVATION_TTL_MS = 60_000
 const SWEEP_MS = 15_000
 /** A claim refills the pool this much later, once the creates that arrived with it have started. */
 const REFILL_DELAY_MS = 100
+/** Creates this close together count as one burst. */
+const BURST_WINDOW_MS = 5_000
 
 interface Pool {
   key: WarmKey
@@ -27,11 +31,18 @@ interface Pool {
   deferred: boolean
   lastDemand: number
   failedAt: number
+  /** When the creates of the current burst arrived (within BURST_WINDOW_MS of now). */
+  arrivals: number[]
+  /** The largest burst seen, and when: the pool is sized for it until idleMs has passed. */
+  peak: number
+  peakAt: number
 }
 
 export interface WarmPoolOptions {
   /** Containers kept ready per key. */
   size: number
+  /** Ready containers a key that asked for more at once may grow to (default: size). */
+  maxSize?: number
   /** A key not asked for in this long has its pool removed. */
   idleMs: number
   /** Creates and starts a container for a sandbox id, answering once its agent is ready. */
@@ -56,7 +67,7 @@ export class WarmPool {
   reserve(key: WarmKey): string | undefined {
     if (this.options.size === 0 || this.closed) return undefined
     const pool = this.pool(key)
-    pool.lastDemand = Date.now()
+    this.arrived(pool)
     const first = pool.ready.entries().next()
     if (first.done === true) return undefined
     const [sandboxId, ref] = first.value
@@ -84,6 +95,12 @@ export class WarmPool {
     this.fill(pool)
   }
 
+  /** How many containers the pool for this key keeps ready now (for tests and metrics). */
+  target(key: WarmKey): number {
+    const pool = this.pools.get(keyOf(key))
+    return pool === undefined ? 0 : this.targetOf(pool)
+  }
+
   /** True for containers the pool holds or is starting: not sandboxes yet, so not the reconciler's. */
   owns(sandboxId: string): boolean {
     return this.owned.has(sandboxId)
@@ -104,11 +121,29 @@ export class WarmPool {
     const name = keyOf(key)
     let pool = this.pools.get(name)
     if (pool === undefined) {
-      pool = { key, ready: new Map(), filling: 0, deferred: false, lastDemand: Date.now(), failedAt: 0 }
+      pool = { key, ready: new Map(), filling: 0, deferred: false, lastDemand: Date.now(), failedAt: 0, arrivals: [], peak: 0, peakAt: 0 }
       this.pools.set(name, pool)
     }
     this.timer ??= setInterval(() => void this.sweep(), SWEEP_MS).unref()
     return pool
+  }
+
+  /** A create asked for this key: counted into the current burst. */
+  private arrived(pool: Pool, now = Date.now()): void {
+    pool.lastDemand = now
+    pool.arrivals = pool.arrivals.filter((at) => now - at < BURST_WINDOW_MS)
+    pool.arrivals.push(now)
+    if (pool.arrivals.length >= pool.peak || now - pool.peakAt >= this.options.idleMs) {
+      pool.peak = pool.arrivals.length
+      pool.peakAt = now
+    }
+  }
+
+  private targetOf(pool: Pool, now = Date.now()): number {
+    const { size } = this.options
+    const max = Math.max(size, this.options.maxSize ?? size)
+    const burst = now - pool.peakAt < this.options.idleMs ? pool.peak : 0
+    return Math.min(max, Math.max(size, burst))
   }
 
   /** The runtime is no longer busy: refill the pools that asked meanwhile. */
@@ -126,7 +161,8 @@ export class WarmPool {
       pool.deferred = true
       return
     }
-    while (!this.closed && pool.ready.size + pool.filling < this.options.size) {
+    const target = this.targetOf(pool)
+    while (!this.closed && pool.ready.size + pool.filling < target) {
       pool.filling++
       const sandboxId = newId('sandbox')
       this.owned.add(sandboxId)
@@ -150,7 +186,14 @@ export class WarmPool {
 
   private async sweep(now = Date.now()): Promise<void> {
     for (const [name, pool] of this.pools) {
-      if (now - pool.lastDemand < this.options.idleMs) continue
+      if (now - pool.lastDemand < this.options.idleMs) {
+        // A burst long past: keep only what the key asks for now.
+        for (const [sandboxId, ref] of [...pool.ready].slice(this.targetOf(pool, now))) {
+          pool.ready.delete(sandboxId)
+          await this.discard(sandboxId, ref)
+        }
+        continue
+      }
       this.pools.delete(name)
       for (const [sandboxId, ref] of pool.ready) await this.discard(sandboxId, ref)
     }
