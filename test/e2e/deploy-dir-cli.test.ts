@@ -2,8 +2,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli } from '../helpers/cli.js'
-import type { CliResult } from '../helpers/cli.js'
+import { cliAs } from '../helpers/cli.js'
 import { getViaEdge } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
@@ -19,16 +18,7 @@ import type { TestPlatform } from '../helpers/platform.js'
 let t: TestPlatform
 let tmp: string
 let key: string
-
-function miosa(args: string[]): Promise<CliResult> {
-  return runCli(args, { env: { MIOSA_CONFIG: join(tmp, 'config.json'), MIOSA_API_URL: t.apiUrl, MIOSA_API_KEY: key, XDG_CONFIG_HOME: tmp } })
-}
-
-async function json(args: string[]): Promise<any> {
-  const result = await miosa([...args, '--json'])
-  expect(result.code, `miosa ${args.join(' ')}\n${result.stderr}\n${result.stdout}`).toBe(0)
-  return JSON.parse(result.stdout)
-}
+const { miosa, json } = cliAs(() => ({ apiUrl: t.apiUrl, key: key, home: tmp }))
 
 async function writeTree(root: string, files: Record<string, string>): Promise<void> {
   for (const [path, content] of Object.entries(files)) {

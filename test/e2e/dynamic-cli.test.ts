@@ -2,8 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli } from '../helpers/cli.js'
-import type { CliResult } from '../helpers/cli.js'
+import { cliAs } from '../helpers/cli.js'
 import { getViaEdge, writeWorkspace } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
@@ -16,17 +15,7 @@ import type { TestPlatform } from '../helpers/platform.js'
 let t: TestPlatform
 let tmp: string
 let key: string
-
-function miosa(args: string[]): Promise<CliResult> {
-  return runCli(args, { env: { MIOSA_CONFIG: join(tmp, 'config.json'), MIOSA_API_URL: t.apiUrl, MIOSA_API_KEY: key, XDG_CONFIG_HOME: tmp } })
-}
-
-async function json(args: string[]): Promise<any> {
-  const end = args.indexOf('--')
-  const result = await miosa(end === -1 ? [...args, '--json'] : [...args.slice(0, end), '--json', ...args.slice(end)])
-  expect(result.code, `miosa ${args.join(' ')}\n${result.stderr}\n${result.stdout}`).toBe(0)
-  return JSON.parse(result.stdout)
-}
+const { miosa, json } = cliAs(() => ({ apiUrl: t.apiUrl, key: key, home: tmp }))
 
 const fetchLive = (url: string) => getViaEdge(t, url)
 const writeFiles = (sandboxId: string, files: Record<string, string>) => writeWorkspace(t, key, sandboxId, files)

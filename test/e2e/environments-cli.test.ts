@@ -2,8 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli } from '../helpers/cli.js'
-import type { CliResult } from '../helpers/cli.js'
+import { cliAs } from '../helpers/cli.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import { insertVersionRecord } from '../helpers/version-records.js'
 import type { TestPlatform } from '../helpers/platform.js'
@@ -16,16 +15,7 @@ let t: TestPlatform
 let tmp: string
 let org: { id: string; key: string }
 let workspace: { id: string }
-
-function miosa(args: string[]): Promise<CliResult> {
-  return runCli(args, { env: { MIOSA_CONFIG: join(tmp, 'config.json'), MIOSA_API_URL: t.apiUrl, MIOSA_API_KEY: org.key, XDG_CONFIG_HOME: tmp } })
-}
-
-async function json(args: string[]): Promise<any> {
-  const r = await miosa([...args, '--json'])
-  expect(r.code, `miosa ${args.join(' ')}\n${r.stderr}`).toBe(0)
-  return JSON.parse(r.stdout)
-}
+const { miosa, json } = cliAs(() => ({ apiUrl: t.apiUrl, key: org.key, home: tmp }))
 
 beforeAll(async () => {
   t = await startTestPlatform({ reconcileIntervalMs: 3_600_000 })

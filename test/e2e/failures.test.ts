@@ -2,8 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli } from '../helpers/cli.js'
-import type { CliResult } from '../helpers/cli.js'
+import { cliAs } from '../helpers/cli.js'
 import { callApi, writeWorkspace } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
@@ -22,12 +21,9 @@ let t: TestPlatform
 let tmp: string
 let key: string
 let sandbox: any
+const { miosa } = cliAs(() => ({ apiUrl: t.apiUrl, key: key, home: tmp }))
 
 const api = (method: string, path: string, body?: unknown) => callApi(t, key, method, path, body)
-
-function miosa(args: string[]): Promise<CliResult> {
-  return runCli(args, { env: { MIOSA_CONFIG: join(tmp, 'config.json'), MIOSA_API_URL: t.apiUrl, MIOSA_API_KEY: key, XDG_CONFIG_HOME: tmp } })
-}
 
 beforeAll(async () => {
   t = await startTestPlatform({ instanceReconcileIntervalMs: 250 })

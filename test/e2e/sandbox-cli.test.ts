@@ -2,8 +2,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli } from '../helpers/cli.js'
-import type { CliResult } from '../helpers/cli.js'
+import { cliAs } from '../helpers/cli.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
@@ -15,22 +14,9 @@ import type { TestPlatform } from '../helpers/platform.js'
 let t: TestPlatform
 let tmp: string
 let key: string
-
-function miosa(args: string[], stdin?: string): Promise<CliResult> {
-  return runCli(args, {
-    env: { MIOSA_CONFIG: join(tmp, 'config.json'), MIOSA_API_URL: t.apiUrl, MIOSA_API_KEY: key, XDG_CONFIG_HOME: tmp },
-    ...(stdin === undefined ? {} : { stdin }),
-  })
-}
+const { miosa, json } = cliAs(() => ({ apiUrl: t.apiUrl, key: key, home: tmp }))
 
 /** Runs a --json command that must succeed, and answers its document. (--json goes before a `--`: after it, it would be part of the command.) */
-async function json(args: string[]): Promise<any> {
-  const end = args.indexOf('--')
-  const result = await miosa(end === -1 ? [...args, '--json'] : [...args.slice(0, end), '--json', ...args.slice(end)])
-  expect(result.code, `miosa ${args.join(' ')}\n${result.stderr}`).toBe(0)
-  return JSON.parse(result.stdout)
-}
-
 beforeAll(async () => {
   t = await startTestPlatform()
   key = (await t.newOrganization('Seed Flow Org')).key

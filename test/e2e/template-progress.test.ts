@@ -6,8 +6,7 @@ import Docker from 'dockerode'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { packageTemplatesDir } from '../../src/runtime/docker/template-recipes.js'
 import { prebuildTemplates } from '../../src/prebuild-templates.js'
-import { runCli } from '../helpers/cli.js'
-import type { CliResult } from '../helpers/cli.js'
+import { cliAs } from '../helpers/cli.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
@@ -22,12 +21,9 @@ const docker = new Docker()
 let t: TestPlatform
 let tmp: string
 let key: string
+const { miosa } = cliAs(() => ({ apiUrl: t.apiUrl, key: key, home: tmp }))
 /** miosa/template-<name>:latest before the test: building a variant re-points it, the test points it back. */
 const latest = new Map<string, string>()
-
-function miosa(args: string[]): Promise<CliResult> {
-  return runCli(args, { env: { MIOSA_CONFIG: join(tmp, 'config.json'), MIOSA_API_URL: t.apiUrl, MIOSA_API_KEY: key, XDG_CONFIG_HOME: tmp } })
-}
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'miosa-template-progress-'))
