@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { homedir } from 'node:os'
+import { availableParallelism, homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { MiosaError } from './core/errors.js'
@@ -225,7 +225,8 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     rateLimitBurst: flags.rateLimitBurst ?? env.MIOSA_RATE_LIMIT_BURST ?? 400,
     edgeRateLimitRps: flags.edgeRateLimitRps ?? env.MIOSA_EDGE_RATE_LIMIT_RPS ?? 1000,
     edgeRateLimitBurst: flags.edgeRateLimitBurst ?? env.MIOSA_EDGE_RATE_LIMIT_BURST ?? 2000,
-    sandboxCreateConcurrency: env.MIOSA_SANDBOX_CREATE_CONCURRENCY ?? 4,
+    // Half the CPUs: a container's start and its agent's boot are CPU-bound, and the other half is left to resumes and requests.
+    sandboxCreateConcurrency: env.MIOSA_SANDBOX_CREATE_CONCURRENCY ?? Math.max(1, Math.floor(availableParallelism() / 2)),
     sandboxCreateQueue: env.MIOSA_SANDBOX_CREATE_QUEUE ?? 100,
   }
   const result = schema.safeParse(raw)

@@ -7,7 +7,8 @@ import { MiosaError } from './errors.js'
 // So creations run at most `concurrency` at a time, taking turns between organizations
 // (round robin), each organization queueing at most `queuePerOrganization`; beyond that a
 // creation is refused with 429 rather than queued for minutes. Lifecycle calls (stop,
-// resume, exec, files) never come through here.
+// resume, exec, files) never queue here; a resume even goes ahead of creations not yet
+// started (`ahead`), since it must boot a container as a creation does.
 
 export interface AdmissionLimits {
   /** Creations running at once, over all organizations. */
@@ -26,6 +27,11 @@ export interface CreationAdmission {
   readonly limits: AdmissionLimits
   /** A place in the organization's queue; throws `rate_limited` when the queue is full. */
   enter(organizationId: string): CreationTicket
+  /**
+   * Runs a lifecycle call (a resume) ahead of creations: no creation starts while it runs,
+   * so it shares the daemon and the CPU only with those already running.
+   */
+  ahead<T>(work: () => Promise<T>): Promise<T>
 }
 
 /** Used for the Retry-After of a refusal until creations have been timed. */
@@ -33,6 +39,8 @@ const INITIAL_ESTIMATE_MS = 1000
 
 export class FairCreationQueue implements CreationAdmission {
   private running = 0
+  /** Lifecycle calls running ahead of creations. */
+  private priority = 0
   /** Organizations with creations waiting, in turn order; each with its waiting starts, oldest first. */
   private readonly waiting = new Map<string, Array<() => void>>()
   /** Places handed out and not yet running, per organization (what the queue bound counts). */
@@ -94,6 +102,16 @@ export class FairCreationQueue implements CreationAdmission {
     }
   }
 
+  async ahead<T>(work: () => Promise<T>): Promise<T> {
+    this.priority++
+    try {
+      return await work()
+    } finally {
+      this.priority--
+      this.next()
+    }
+  }
+
   /** Creations running and waiting now (for tests and logs). */
   stats(): { running: number; waiting: number } {
     let waiting = 0
@@ -103,7 +121,7 @@ export class FairCreationQueue implements CreationAdmission {
 
   /** Resolves when the organization's creation may start (counted as running from then). */
   private turn(organizationId: string): Promise<void> {
-    if (this.running < this.limits.concurrency && this.waiting.size === 0) {
+    if (this.running < this.limits.concurrency && this.waiting.size === 0 && this.priority === 0) {
       this.running++
       return Promise.resolve()
     }
@@ -116,7 +134,7 @@ export class FairCreationQueue implements CreationAdmission {
 
   /** Starts the next waiting creation: the first organization in turn order, which then goes to the back. */
   private next(): void {
-    while (this.running < this.limits.concurrency) {
+    while (this.running < this.limits.concurrency && this.priority === 0) {
       const first = this.waiting.entries().next()
       if (first.done === true) return
       const [organizationId, starts] = first.value
@@ -134,4 +152,5 @@ export class FairCreationQueue implements CreationAdmission {
 export const UNLIMITED_ADMISSION: CreationAdmission = {
   limits: { concurrency: Infinity, queuePerOrganization: Infinity },
   enter: () => ({ run: (work) => work(), cancel: () => {} }),
+  ahead: (work) => work(),
 }

@@ -440,7 +440,7 @@ export class SandboxService {
       const record = await this.record(scope, id)
       if (record.state === 'running') return record
       this.expectState(record, ['paused'], 'resume')
-      await this.deps.runtime.resume(this.refOf(record))
+      await (this.deps.admission ?? UNLIMITED_ADMISSION).ahead(() => this.deps.runtime.resume(this.refOf(record)))
       this.activity.touch(id)
       const resumed = await this.update(record, { state: 'running', last_activity_at: nowIso() })
       this.resumedAt.set(id, Date.now())

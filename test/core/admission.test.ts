@@ -64,4 +64,27 @@ describe('FairCreationQueue', () => {
     const again = [queue.enter('a'), queue.enter('a')]
     for (const ticket of again) ticket.cancel()
   })
+
+  it('starts no creation while a resume runs ahead of them', async () => {
+    const queue = new FairCreationQueue({ concurrency: 1, queuePerOrganization: 10 })
+    const started: string[] = []
+    const first = deferred()
+    const one = queue.enter('a').run(async () => {
+      started.push('a1')
+      await first.promise
+    })
+    const two = queue.enter('a').run(async () => {
+      started.push('a2')
+    })
+    const resume = deferred()
+    const ahead = queue.ahead(() => resume.promise)
+    first.resolve()
+    await one
+    await tick()
+    expect(started).toEqual(['a1'])
+    resume.resolve()
+    await ahead
+    await two
+    expect(started).toEqual(['a1', 'a2'])
+  })
 })
