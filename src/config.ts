@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { homedir } from 'node:os'
+import { availableParallelism, homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { MiosaError } from './core/errors.js'
@@ -56,6 +56,18 @@ export interface Config {
   edgeHostname: string
   /** DNS servers (ip or ip:port) for verifying tenant preview domains; empty: the system's. */
   dnsServers: string[]
+  /** Requests per second each API key may make, sustained (a token bucket's refill); 0 turns API rate limits off. */
+  rateLimitRps: number
+  /** Requests an API key may make at once after a quiet spell (the bucket's capacity). */
+  rateLimitBurst: number
+  /** Requests per second the edge serves per preview or app host, sustained; 0 turns edge rate limits off. */
+  edgeRateLimitRps: number
+  /** Requests a host may get at once at the edge. */
+  edgeRateLimitBurst: number
+  /** Sandbox creations running at once over all organizations (the rest wait their turn, organizations round robin). */
+  sandboxCreateConcurrency: number
+  /** Sandbox creations an organization may have waiting; more answer 429. */
+  sandboxCreateQueue: number
 }
 
 export interface ServerFlags {
@@ -64,6 +76,10 @@ export interface ServerFlags {
   port?: string | number | undefined
   edgePort?: string | number | undefined
   baseDomain?: string | undefined
+  rateLimitRps?: string | number | undefined
+  rateLimitBurst?: string | number | undefined
+  edgeRateLimitRps?: string | number | undefined
+  edgeRateLimitBurst?: string | number | undefined
 }
 
 const port = z.coerce.number().int().min(0).max(65535)
@@ -100,6 +116,12 @@ const sources = {
   edgePublicUrl: 'MIOSA_EDGE_PUBLIC_URL',
   edgeHostname: 'MIOSA_EDGE_HOSTNAME',
   dnsServers: 'MIOSA_DNS_SERVERS',
+  rateLimitRps: '--rate-limit-rps / MIOSA_RATE_LIMIT_RPS',
+  rateLimitBurst: '--rate-limit-burst / MIOSA_RATE_LIMIT_BURST',
+  edgeRateLimitRps: '--edge-rate-limit-rps / MIOSA_EDGE_RATE_LIMIT_RPS',
+  edgeRateLimitBurst: '--edge-rate-limit-burst / MIOSA_EDGE_RATE_LIMIT_BURST',
+  sandboxCreateConcurrency: 'MIOSA_SANDBOX_CREATE_CONCURRENCY',
+  sandboxCreateQueue: 'MIOSA_SANDBOX_CREATE_QUEUE',
 } satisfies Record<keyof Config, string>
 
 const schema = z.object({
@@ -156,6 +178,12 @@ const schema = z.object({
     .regex(/^\s*[0-9.:[\]a-f]+(\s*,\s*[0-9.:[\]a-f]+)*\s*$/i, 'must be DNS server addresses separated by commas, e.g. 127.0.0.1:5353')
     .optional()
     .transform((value) => (value === undefined ? [] : value.split(',').map((s) => s.trim()))),
+  rateLimitRps: z.coerce.number().min(0),
+  rateLimitBurst: z.coerce.number().int().min(1),
+  edgeRateLimitRps: z.coerce.number().min(0),
+  edgeRateLimitBurst: z.coerce.number().int().min(1),
+  sandboxCreateConcurrency: z.coerce.number().int().min(1).max(1000),
+  sandboxCreateQueue: z.coerce.number().int().min(1),
 })
 
 /** The host's own trust store, when it has one: what containers need behind a TLS-inspecting proxy. */
@@ -197,6 +225,14 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     edgePublicUrl: emptyToUndefined(env.MIOSA_EDGE_PUBLIC_URL),
     edgeHostname: emptyToUndefined(env.MIOSA_EDGE_HOSTNAME) ?? `edge.${(flags.baseDomain ?? env.MIOSA_BASE_DOMAIN ?? 'localhost').toLowerCase()}`,
     dnsServers: emptyToUndefined(env.MIOSA_DNS_SERVERS),
+    // Generous: an interactive user, a CI job or an SDK loop never meets them; a runaway script does.
+    rateLimitRps: flags.rateLimitRps ?? env.MIOSA_RATE_LIMIT_RPS ?? 200,
+    rateLimitBurst: flags.rateLimitBurst ?? env.MIOSA_RATE_LIMIT_BURST ?? 400,
+    edgeRateLimitRps: flags.edgeRateLimitRps ?? env.MIOSA_EDGE_RATE_LIMIT_RPS ?? 1000,
+    edgeRateLimitBurst: flags.edgeRateLimitBurst ?? env.MIOSA_EDGE_RATE_LIMIT_BURST ?? 2000,
+    // Half the CPUs: a container's start and its agent's boot are CPU-bound, and the other half is left to resumes and requests.
+    sandboxCreateConcurrency: env.MIOSA_SANDBOX_CREATE_CONCURRENCY ?? Math.max(1, Math.floor(availableParallelism() / 2)),
+    sandboxCreateQueue: env.MIOSA_SANDBOX_CREATE_QUEUE ?? 100,
   }
   const result = schema.safeParse(raw)
   if (!result.success) {

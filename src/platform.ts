@@ -11,6 +11,7 @@ import { ContainerBuilder } from './builder/container-builder.js'
 import type { BlobStore } from './blobs/blob-store.js'
 import { openBlobStore } from './blobs/open-blob-store.js'
 import type { Config } from './config.js'
+import { FairCreationQueue } from './core/admission.js'
 import { randomBase32 } from './core/ids.js'
 import { ensurePreviewSigningKey } from './core/preview-signing.js'
 import { SandboxReaper } from './core/sandbox-reaper.js'
@@ -18,6 +19,7 @@ import { SandboxReconciler } from './core/sandbox-reconciler.js'
 import { DEFAULT_SANDBOX_LIMITS } from './core/sandboxes.js'
 import { MiosaError } from './core/errors.js'
 import { InflightRequests } from './core/inflight.js'
+import { rateLimiterFor } from './core/rate-limiter.js'
 import { createServices } from './core/services.js'
 import type { Services } from './core/services.js'
 import { createEdgeServer } from './edge/edge-server.js'
@@ -110,6 +112,8 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       const loaded = await runtime.images.load(await blobs.get(release.archive_sha256))
       if (loaded !== release.sha256) throw new MiosaError('internal', `the archive of release ${release.sha256} holds image ${loaded}`)
     },
+    // Creations take turns, so a burst from one organization never stalls another's lifecycle calls.
+    admission: new FairCreationQueue({ concurrency: config.sandboxCreateConcurrency, queuePerOrganization: config.sandboxCreateQueue }),
     checkArchive: archiveChecker({ spoolDir: join(config.dataDir, 'spool'), maxBytes: ARCHIVE_LIMIT_BYTES }),
     previews: {
       edgePublicUrl: config.edgePublicUrl,
@@ -131,6 +135,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     logger,
     bodyLimitBytes: config.bodyLimitBytes,
     version: VERSION,
+    rateLimiter: rateLimiterFor({ perSecond: config.rateLimitRps, burst: config.rateLimitBurst }),
     checkReady: async () => {
       if (stopping) throw new Error('shutting down')
       await store.ping()
@@ -145,6 +150,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     logger: logger.child({ component: 'edge' }),
     baseDomain: config.baseDomain,
     inflight,
+    hostLimiter: rateLimiterFor({ perSecond: config.edgeRateLimitRps, burst: config.edgeRateLimitBurst }),
     backend: platformEdgeBackend(services, runtime, releaseFiles),
   })
 

@@ -58,8 +58,16 @@ function toMs(value: string): number {
 }
 
 /** wrk in a child process, awaited; throws when it fails or its output cannot be read. */
-export async function wrk(o: { url: string; seconds: number; threads: number; connections: number; host?: string | undefined }): Promise<WrkResult> {
-  const args = [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, '--latency', ...(o.host === undefined ? [] : ['-H', `Host: ${o.host}`]), o.url]
+export async function wrk(o: {
+  url: string
+  seconds: number
+  threads: number
+  connections: number
+  host?: string | undefined
+  headers?: Record<string, string> | undefined
+}): Promise<WrkResult> {
+  const headers = [...(o.host === undefined ? [] : [`Host: ${o.host}`]), ...Object.entries(o.headers ?? {}).map(([k, v]) => `${k}: ${v}`)]
+  const args = [`-t${o.threads}`, `-c${o.connections}`, `-d${o.seconds}s`, '--latency', ...headers.flatMap((h) => ['-H', h]), o.url]
   const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''

@@ -4,10 +4,12 @@ import type { Logger } from 'pino'
 import sjson from 'secure-json-parse'
 import { MiosaError } from '../core/errors.js'
 import { randomBase32 } from '../core/ids.js'
+import type { RateLimiter } from '../core/rate-limiter.js'
 import type { Services } from '../core/services.js'
 import { passThroughBodies, streamBody } from './body-stream.js'
 import { errorBody, makeErrorHandler } from './error-handler.js'
 import { buildOpenApiDocument } from './openapi.js'
+import { limitRequestsPerKey } from './rate-limits.js'
 import { authorize, parseBody, parseParams, parseQuery } from './request-context.js'
 import type { AnyRoute, AnySocketRoute, RouteContext, SocketContext } from './route.js'
 import { routes } from './routes/index.js'
@@ -22,6 +24,8 @@ export interface ApiServerOptions {
   version: string
   /** Readiness: throws when a dependency (the store) cannot serve. */
   checkReady: () => Promise<void>
+  /** Requests per API key (rate-limits.ts); none: unlimited. */
+  rateLimiter?: RateLimiter | undefined
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -58,6 +62,7 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     reply.header('x-request-id', request.id)
   })
   app.setErrorHandler(makeErrorHandler(options.bodyLimitBytes))
+  if (options.rateLimiter !== undefined) limitRequestsPerKey(app, options.rateLimiter)
   app.setNotFoundHandler((request, reply) => {
     const error = new MiosaError('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)
     return reply.status(404).send(errorBody(error, request.id))

@@ -57,6 +57,9 @@ export function makeErrorHandler(bodyLimit: number) {
       return reply.status(500).send(errorBody(hidden, request.id))
     }
     if (STATUS[known.code] >= 500) request.log.warn({ err: known }, known.message)
+    // A refusal for rate (a key's bucket, a full creation queue) says when to come back.
+    const retryAfter = (known.details as { retry_after_seconds?: unknown } | null | undefined)?.retry_after_seconds
+    if (known.code === 'rate_limited' && typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter))
     return reply.status(STATUS[known.code]).send(errorBody(known, request.id))
   }
 }

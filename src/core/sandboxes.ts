@@ -3,6 +3,8 @@ import type { Page } from '../schemas/common.js'
 import type { PreviewUrl, Sandbox, SandboxState, Snapshot } from '../schemas/sandboxes.js'
 import { DEFAULT_ENVIRONMENT } from '../schemas/deployments.js'
 import type { DeploymentRecord, OrgScope, SandboxRecord, SnapshotRecord, Store } from '../store/store.js'
+import { UNLIMITED_ADMISSION } from './admission.js'
+import type { CreationAdmission, CreationTicket } from './admission.js'
 import { attributionOf, attributionPatchOf, listQueryOf } from './attribution.js'
 import type { AttributionInput, AttributionPatchInput, ListInput } from './attribution.js'
 import { nowIso } from './clock.js'
@@ -83,6 +85,8 @@ export class SandboxService {
       defaults?: SandboxDefaults
       log?: Log
       previewUrls?: PreviewUrls
+      /** Creations take turns here (admission.ts); default: all at once. */
+      admission?: CreationAdmission | undefined
       /** Throws when the deployment has no such environment (environments.ts). */
       ensureEnvironment?: ((scope: OrgScope, deployment: DeploymentRecord, environment: string) => Promise<void>) | undefined
     },
@@ -128,6 +132,8 @@ export class SandboxService {
     if (snapshot === undefined) await this.checkTemplate(template)
     const develop = await this.developmentEnvironment(scope, workspaceId, input)
 
+    // A place in the organization's creation queue, or a 429 now, before anything is written.
+    const ticket = (this.deps.admission ?? UNLIMITED_ADMISSION).enter(organizationId)
     const now = nowIso()
     // A warm pool's container already carries its sandbox id: take that id when one is ready.
     const warmId =
@@ -159,8 +165,14 @@ export class SandboxService {
       updated_at: now,
       destroyed_at: null,
     }
-    const record = await this.insertWithSlug(base)
-    const provisioned = this.provision(record, snapshot?.runtime_ref?.id, opts.onProgress)
+    let record: SandboxRecord
+    try {
+      record = await this.insertWithSlug(base)
+    } catch (error) {
+      ticket.cancel()
+      throw error
+    }
+    const provisioned = this.provision(record, snapshot?.runtime_ref?.id, opts.onProgress, ticket)
     if (opts.wait === true) await provisioned
     return this.get(organizationId, record.id)
   }
@@ -428,7 +440,7 @@ export class SandboxService {
       const record = await this.record(scope, id)
       if (record.state === 'running') return record
       this.expectState(record, ['paused'], 'resume')
-      await this.deps.runtime.resume(this.refOf(record))
+      await (this.deps.admission ?? UNLIMITED_ADMISSION).ahead(() => this.deps.runtime.resume(this.refOf(record)))
       this.activity.touch(id)
       const resumed = await this.update(record, { state: 'running', last_activity_at: nowIso() })
       this.resumedAt.set(id, Date.now())
@@ -527,11 +539,11 @@ export class SandboxService {
 
   // ── internals ───────────────────────────────────────────────────────────────
 
-  private provision(record: SandboxRecord, fromImage: string | undefined, onProgress?: (p: TemplateProgress) => void): Promise<void> {
+  private provision(record: SandboxRecord, fromImage: string | undefined, onProgress?: (p: TemplateProgress) => void, ticket?: CreationTicket): Promise<void> {
     const work = (async () => {
       let ref: RuntimeRef | undefined
       try {
-        ref = await this.deps.runtime.createSandbox(
+        ref = await (ticket ?? UNLIMITED_ADMISSION.enter(record.organization_id)).run(() => this.deps.runtime.createSandbox(
           {
             sandboxId: record.id,
             organizationId: record.organization_id,
@@ -543,7 +555,7 @@ export class SandboxService {
             pidsLimit: this.defaults.pidsLimit,
           },
           onProgress === undefined ? {} : { onProgress },
-        )
+        ))
         const created = ref
         await this.locks.run(record.id, async () => {
           const current = await this.record(scopeOf(record), record.id)

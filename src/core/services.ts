@@ -2,6 +2,7 @@ import type { Builder } from '../builder/builder.js'
 import type { HealthChecker, InstanceDriver } from '../runtime/instance-driver.js'
 import type { RuntimeDriver } from '../runtime/runtime-driver.js'
 import type { ReleaseRecord, Store } from '../store/store.js'
+import type { CreationAdmission } from './admission.js'
 import { ApiKeyService } from './api-keys.js'
 import { DeploymentService } from './deployments.js'
 import { EnvVarService } from './env-vars.js'
@@ -89,6 +90,8 @@ export interface ServiceDeps {
   checkArchive: ArchiveChecker
   log: Log
   sandboxDefaults?: SandboxDefaults
+  /** Sandbox creations take turns here (admission.ts); default: all at once. */
+  admission?: CreationAdmission | undefined
   previews?: PreviewConfig
   /** Runs builds; without one, publishing answers unavailable ('no builder configured'). */
   builder?: Builder | undefined
@@ -116,6 +119,7 @@ export function createServices(deps: ServiceDeps): Services {
     log: deps.log,
     previewUrls: new PreviewUrls({ edgePublicUrl: previews.edgePublicUrl, edgePort: previews.edgePort, baseDomain: previews.baseDomain }),
     ...(deps.sandboxDefaults === undefined ? {} : { defaults: deps.sandboxDefaults }),
+    admission: deps.admission,
     ensureEnvironment: async (scope, deployment, environment) => {
       await environments.ensure(scope, deployment, environment)
     },

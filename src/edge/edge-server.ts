@@ -4,9 +4,11 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { MiosaError } from '../core/errors.js'
 import { InflightRequests } from '../core/inflight.js'
+import type { RateLimiter } from '../core/rate-limiter.js'
 import { admitRequest, admitsUpgrade, ACCESS_COOKIE } from './access.js'
 import type { AccessContext } from './access.js'
 import type { AppSite, EdgeBackend, PreviewSite } from './edge-backend.js'
+import { refusedForRate, refusedUpgradeForRate } from './host-limits.js'
 import { createHostRouter } from './host-router.js'
 import type { EdgeRoute, HostRouter } from './host-router.js'
 import { allowFraming, brandingOf, sendPage, sendStartingPage } from './pages.js'
@@ -53,6 +55,8 @@ export interface EdgeOptions {
    * the platform's one counter; default: a counter of the edge's own.
    */
   inflight?: InflightRequests | undefined
+  /** Requests per host (host-limits.ts); none: unlimited. */
+  hostLimiter?: RateLimiter | undefined
 }
 
 interface Resolved {
@@ -103,9 +107,11 @@ class Edge {
   private readonly lastPicked = new Map<string, number>()
   private picks = 0
   private readonly access: AccessContext
+  private readonly hostLimiter: RateLimiter | undefined
 
   constructor(options: EdgeOptions) {
     this.logger = options.logger
+    this.hostLimiter = options.hostLimiter
     this.backend = options.backend
     this.access = { backend: options.backend, logger: options.logger }
     this.route = createHostRouter(options.baseDomain)
@@ -144,6 +150,7 @@ class Edge {
       return
     }
     const host = hostOf(req.rawHeaders)
+    if (this.hostLimiter !== undefined && refusedForRate(this.hostLimiter, host, req, res)) return
     const resolved = this.cached(host)
     if (resolved?.route?.kind === 'app') return this.serveApp(req, res, host, resolved.app)
     return this.handleSlowly(req, res, host, resolved)
@@ -282,6 +289,7 @@ class Edge {
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', ignore) // until piped: a visitor hanging up mid-check is no crash
     const host = hostOf(req.rawHeaders)
+    if (this.hostLimiter !== undefined && refusedUpgradeForRate(this.hostLimiter, host, socket)) return
     const resolved = this.cached(host) ?? (await this.resolve(host))
     if (resolved.route?.kind === 'app') {
       this.upgradeApp(req, socket, head, host, resolved.app)

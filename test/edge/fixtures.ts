@@ -9,6 +9,7 @@ import type { Logger } from 'pino'
 import { WebSocketServer } from 'ws'
 import { MiosaError } from '../../src/core/errors.js'
 import type { InflightRequests } from '../../src/core/inflight.js'
+import type { RateLimiter } from '../../src/core/rate-limiter.js'
 import type { AccessGrant, AccessRefusal, AppRoute, AppSite, EdgeBackend, HostRoute, PreviewSite } from '../../src/edge/edge-backend.js'
 import { createEdgeServer } from '../../src/edge/edge-server.js'
 import type { Branding } from '../../src/edge/error-page.js'
@@ -242,7 +243,10 @@ export interface TestEdge {
   close: () => Promise<void>
 }
 
-export async function startEdge(backend: EdgeBackend, options: { resolveCacheMs?: number; inflight?: InflightRequests } = {}): Promise<TestEdge> {
+export async function startEdge(
+  backend: EdgeBackend,
+  options: { resolveCacheMs?: number; inflight?: InflightRequests; hostLimiter?: RateLimiter } = {},
+): Promise<TestEdge> {
   let logs = ''
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -251,7 +255,7 @@ export async function startEdge(backend: EdgeBackend, options: { resolveCacheMs?
     },
   })
   const logger: Logger = pino({ level: 'debug' }, sink)
-  const server = createEdgeServer({ logger, baseDomain: 'localhost', backend, resolveCacheMs: options.resolveCacheMs ?? 0, inflight: options.inflight })
+  const server = createEdgeServer({ logger, baseDomain: 'localhost', backend, resolveCacheMs: options.resolveCacheMs ?? 0, inflight: options.inflight, hostLimiter: options.hostLimiter })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   return {

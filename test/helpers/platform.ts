@@ -32,11 +32,14 @@ export async function startTestPlatform(overrides: Partial<Config> = {}, opts: {
   // A given dataDir restarts a platform on the state an earlier one left (see close({ keep: true })).
   const dataDir = overrides.dataDir ?? (await mkdtemp(join(tmpdir(), 'miosa-test-')))
   // No warm pool unless a test asks for one: spare containers would only compete for two cores.
+  // No request rate limits either: benches drive one key and one host far past any default.
   const config: Config = {
     ...loadConfig({ dataDir, port: 0, edgePort: 0 }, { MIOSA_CACHE_DIR: process.env.MIOSA_CACHE_DIR }),
     logLevel: 'silent',
     logPretty: false,
     sandboxWarmPool: 0,
+    rateLimitRps: 0,
+    edgeRateLimitRps: 0,
     ...overrides,
   }
   const platform = createPlatform(config, { logger: opts.logger ?? pino({ level: 'silent' }) })

@@ -8,13 +8,27 @@ export function registerServer(program: Command): void {
     .option('--port <port>', 'API port (MIOSA_PORT; default 8080)')
     .option('--edge-port <port>', 'edge port for previews and apps (MIOSA_EDGE_PORT; default 8081)')
     .option('--base-domain <domain>', 'domain previews and apps are served under (MIOSA_BASE_DOMAIN; default localhost)')
+    .option('--rate-limit-rps <n>', 'requests per second per API key, sustained (MIOSA_RATE_LIMIT_RPS; default 200; 0: off)')
+    .option('--rate-limit-burst <n>', 'requests per API key at once (MIOSA_RATE_LIMIT_BURST; default 400)')
+    .option('--edge-rate-limit-rps <n>', 'requests per second per preview or app host at the edge (MIOSA_EDGE_RATE_LIMIT_RPS; default 1000; 0: off)')
+    .option('--edge-rate-limit-burst <n>', 'requests per host at once at the edge (MIOSA_EDGE_RATE_LIMIT_BURST; default 2000)')
     .option('--prebuild-templates', 'build every sandbox template image before serving, so no first sandbox create waits for one')
     .addHelpText('after', '\nEnvironment: MIOSA_DATABASE_URL=postgres://… uses PostgreSQL instead of SQLite; MIOSA_ROOT_KEY sets the root key.')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       // The one command that runs server code; loaded lazily so every other command stays SDK-only and starts fast.
       const { serve } = await import('../../../serve.js')
       await serve(
-        { dataDir: str(opts.dataDir), host: str(opts.host), port: str(opts.port), edgePort: str(opts.edgePort), baseDomain: str(opts.baseDomain) },
+        {
+          dataDir: str(opts.dataDir),
+          host: str(opts.host),
+          port: str(opts.port),
+          edgePort: str(opts.edgePort),
+          baseDomain: str(opts.baseDomain),
+          rateLimitRps: str(opts.rateLimitRps),
+          rateLimitBurst: str(opts.rateLimitBurst),
+          edgeRateLimitRps: str(opts.edgeRateLimitRps),
+          edgeRateLimitBurst: str(opts.edgeRateLimitBurst),
+        },
         { json: opts.json === true, prebuildTemplates: opts.prebuildTemplates === true },
       )
     })
