@@ -111,6 +111,7 @@ function sandbox(organizationId: string, workspaceId: string, overrides: Partial
     cpu: 1,
     memory_mb: 512,
     env: {},
+    egress: null,
     deployment_id: null,
     environment: null,
     snapshot_id: null,

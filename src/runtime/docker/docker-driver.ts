@@ -10,6 +10,7 @@ import { AgentClient } from '../agent/agent-client.js'
 import { AGENT_DIR, AGENT_OWNER_ENV, AGENT_PORT, AGENT_TOKEN_ENV } from '../agent/protocol.js'
 import type { FileStat } from '../agent/protocol.js'
 import type {
+  EgressPolicy,
   ExecResult,
   ExecSpec,
   ExecStreams,
@@ -26,9 +27,10 @@ import type {
 import { LABEL, containerOptions } from './container-spec.js'
 import { DockerImages } from './docker-images.js'
 import { DockerInstances } from './docker-instances.js'
+import { EgressRules } from './egress-rules.js'
 import { TemplateImages, prepareAgentDir } from './template-images.js'
 import { WarmPool } from './warm-pool.js'
-import { WorkspaceNetworks } from './workspace-networks.js'
+import { WorkspaceNetworks, bridgeName } from './workspace-networks.js'
 
 const DRIVER = 'docker'
 const SNAPSHOT_REPO = 'miosa/snapshot'
@@ -78,6 +80,7 @@ export class DockerDriver implements RuntimeDriver {
   /** Runtime instances of dynamic deployments, on each workspace's apps network. close() leaves them running. */
   readonly instances: DockerInstances
   private readonly pool: WarmPool
+  private readonly egress: EgressRules
   private readonly sessions = new Map<string, Promise<Session>>()
   /** Sandboxes being started without the pool right now. */
   private coldStarts = 0
@@ -94,6 +97,7 @@ export class DockerDriver implements RuntimeDriver {
       ...(options.templatesDir === undefined ? {} : { templatesDir: options.templatesDir }),
       logger: options.logger,
     })
+    this.egress = new EgressRules(options.logger)
     this.networks = new WorkspaceNetworks(options.docker, options.platformId, options.subnets, options.logger)
     this.images = new DockerImages({
       docker: options.docker,
@@ -137,7 +141,14 @@ export class DockerDriver implements RuntimeDriver {
     const pooled = spec.fromSnapshot === undefined && (spec.kind ?? 'sandbox') === 'sandbox'
     const warm = pooled ? this.pool.claim(spec.sandboxId) : undefined
     if (warm !== undefined) {
-      await this.fitLimits(warm, spec)
+      try {
+        await this.fitLimits(warm, spec)
+        // Pooled containers start open: a restricted sandbox gets its rules before it is handed out.
+        await this.enforceEgress(warm, spec.egress)
+      } catch (error) {
+        await this.destroy(warm).catch(() => {})
+        throw error
+      }
       return warm
     }
     // While sandboxes start cold, the pool waits: refilling it now would only slow them down.
@@ -209,6 +220,7 @@ export class DockerDriver implements RuntimeDriver {
     const ref = { driver: DRIVER, id: container.id }
     try {
       await container.start()
+      await this.enforceEgress(ref, spec.egress)
       await this.session(ref, true)
     } catch (error) {
       await this.destroy(ref).catch(() => {})
@@ -228,17 +240,46 @@ export class DockerDriver implements RuntimeDriver {
   async stop(ref: RuntimeRef): Promise<void> {
     this.forget(ref)
     await ignoreMissing(this.container(ref).stop({ t: STOP_GRACE_S }), [304])
+    await this.releaseEgress(ref)
   }
 
-  async resume(ref: RuntimeRef): Promise<void> {
+  async resume(ref: RuntimeRef, o: { egress?: EgressPolicy | null | undefined } = {}): Promise<void> {
     this.forget(ref)
     await ignoreMissing(this.container(ref).start(), [304], false)
+    // Before the agent answers: nothing runs commands in it until its rules are in.
+    await this.enforceEgress(ref, o.egress)
     await this.session(ref, true)
   }
 
   async destroy(ref: RuntimeRef): Promise<void> {
     this.forget(ref)
     await ignoreMissing(this.container(ref).remove({ force: true, v: true }), [404])
+    await this.releaseEgress(ref)
+  }
+
+  async syncEgress(restricted: ReadonlyArray<{ ref: RuntimeRef; egress: EgressPolicy }>): Promise<void> {
+    for (const { ref, egress } of restricted) {
+      await this.enforceEgress(ref, egress).catch((error: unknown) => this.options.logger.warn({ err: error, container: ref.id }, 'egress: could not apply rules'))
+    }
+    const removed = await this.egress.prune(async () => new Set((await this.docker.listContainers()).map((c) => c.Id)))
+    if (removed > 0) this.options.logger.info({ removed }, 'egress: removed rules of containers no longer running')
+  }
+
+  /** Puts the policy's rules in place for the container's current address (nothing for an open sandbox, or a stopped one). */
+  private async enforceEgress(ref: RuntimeRef, policy: EgressPolicy | null | undefined): Promise<void> {
+    if (policy === null || policy === undefined) return
+    const info = await this.container(ref).inspect()
+    if (!info.State.Running) return
+    const [network, settings] = Object.entries(info.NetworkSettings.Networks)[0] ?? []
+    if (network === undefined || settings === undefined || settings.IPAddress === '') {
+      throw new MiosaError('internal', 'the sandbox container has no address to apply its egress policy to')
+    }
+    await this.egress.apply({ containerId: info.Id, ip: settings.IPAddress, bridge: bridgeName(network) }, policy)
+  }
+
+  /** A rule left behind would only restrict whichever container gets the address next: the reconciler retries. */
+  private async releaseEgress(ref: RuntimeRef): Promise<void> {
+    await this.egress.remove(ref.id).catch((error: unknown) => this.options.logger.warn({ err: error, container: ref.id }, 'egress: could not remove rules'))
   }
 
   async snapshot(ref: RuntimeRef, snapshotId: string): Promise<SnapshotRef> {
