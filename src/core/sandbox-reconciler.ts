@@ -7,8 +7,8 @@ import type { SandboxService } from './sandboxes.js'
 /**
  * Makes the store and the runtime agree, at startup and then periodically: containers
  * of live sandboxes are re-adopted (a stopped container is a paused sandbox, a running
- * one a running sandbox), containers nobody owns are removed, and sandboxes whose
- * container vanished go to `error` with the reason. Level-triggered: any pass can be
+ * one a running sandbox), containers nobody owns are removed, sandboxes whose
+ * container vanished go to `error` with the reason, and egress rules are put back. Level-triggered: any pass can be
  * re-run at any time.
  */
 export class SandboxReconciler {
@@ -50,6 +50,11 @@ export class SandboxReconciler {
         this.deps.log.warn({ sandbox_id: fresh.id, reason }, 'reconciler: sandbox lost')
       })
     }
+    // Host rules do not survive a reboot and a restarted container may have a new address: put them back.
+    const restricted = live.flatMap((r) =>
+      r.egress !== null && r.runtime_ref !== null && (r.state === 'running' || r.state === 'snapshotting') ? [{ ref: r.runtime_ref, egress: r.egress }] : [],
+    )
+    await this.deps.runtime.syncEgress?.(restricted)
     await this.deps.runtime.releaseUnused?.(new Set(live.map((r) => r.workspace_id)))
     return { adopted, removed, lost }
   }

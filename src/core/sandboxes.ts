@@ -45,6 +45,9 @@ export interface CreateSandbox extends AttributionInput {
   environment?: string | undefined
   cpu?: number | undefined
   memory_mb?: number | undefined
+  /** false: no connections beyond its workspace network but to egress.allow. */
+  allow_internet?: boolean | undefined
+  egress?: { allow: string[] } | undefined
 }
 
 export interface UpdateSandbox extends AttributionPatchInput {
@@ -152,6 +155,7 @@ export class SandboxService {
       cpu: input.cpu ?? this.defaults.cpu,
       memory_mb: input.memory_mb ?? this.defaults.memoryMb,
       env: input.env ?? {},
+      egress: input.allow_internet === false || input.egress !== undefined ? { allow: [...new Set(input.egress?.allow ?? [])] } : null,
       deployment_id: develop?.deploymentId ?? null,
       environment: develop?.environment ?? null,
       snapshot_id: snapshot?.id ?? null,
@@ -440,7 +444,7 @@ export class SandboxService {
       const record = await this.record(scope, id)
       if (record.state === 'running') return record
       this.expectState(record, ['paused'], 'resume')
-      await (this.deps.admission ?? UNLIMITED_ADMISSION).ahead(() => this.deps.runtime.resume(this.refOf(record)))
+      await (this.deps.admission ?? UNLIMITED_ADMISSION).ahead(() => this.deps.runtime.resume(this.refOf(record), { egress: record.egress }))
       this.activity.touch(id)
       const resumed = await this.update(record, { state: 'running', last_activity_at: nowIso() })
       this.resumedAt.set(id, Date.now())
@@ -532,6 +536,7 @@ export class SandboxService {
       ...rest,
       last_activity_at: new Date(lastUse).toISOString(),
       env_keys: Object.keys(env).sort(),
+      allow_internet: record.egress === null,
       expires_at: record.state === 'running' ? new Date(lastUse + record.timeout_seconds * 1000).toISOString() : null,
       previews,
     }
@@ -553,6 +558,7 @@ export class SandboxService {
             cpu: record.cpu,
             memoryMb: record.memory_mb,
             pidsLimit: this.defaults.pidsLimit,
+            egress: record.egress,
           },
           onProgress === undefined ? {} : { onProgress },
         ))

@@ -22,6 +22,17 @@ export interface SandboxSpec {
    * publish) never comes from or feeds a warm pool and is not in listSandboxes.
    */
   kind?: 'sandbox' | 'builder' | undefined
+  /** Where it may open connections beyond its workspace network; absent or null: anywhere. */
+  egress?: EgressPolicy | null | undefined
+}
+
+/**
+ * A restricted sandbox's egress: connections leaving its workspace network go only to
+ * these IPv4 addresses, CIDRs and host names (resolved when the rules are applied), and
+ * to DNS through the runtime's resolver. An empty list: no internet at all.
+ */
+export interface EgressPolicy {
+  allow: string[]
 }
 
 /** What a warm pool keeps containers ready for. */
@@ -126,8 +137,8 @@ export interface RuntimeDriver {
   createSandbox(spec: SandboxSpec, o?: { signal?: AbortSignal; onProgress?: (p: TemplateProgress) => void }): Promise<RuntimeRef>
   /** Stops compute, keeping the filesystem. */
   stop(ref: RuntimeRef): Promise<void>
-  /** Starts a new session from the kept filesystem; answers once the agent is ready. */
-  resume(ref: RuntimeRef): Promise<void>
+  /** Starts a new session from the kept filesystem (its egress policy in force); answers once the agent is ready. */
+  resume(ref: RuntimeRef, o?: { egress?: EgressPolicy | null | undefined }): Promise<void>
   /** Removes compute and filesystem. Idempotent: an already-gone sandbox is fine. */
   destroy(ref: RuntimeRef): Promise<void>
   /** Freezes the current filesystem into a snapshot that outlives the sandbox. */
@@ -159,6 +170,11 @@ export interface RuntimeDriver {
   listSandboxes(): Promise<RuntimeSandbox[]>
   /** Optional: every builder of this platform the runtime knows (sandboxId is the builder's id), for cleanup after a crash. */
   listBuilders?(): Promise<RuntimeSandbox[]>
+  /**
+   * Optional: puts the egress rules of these running sandboxes in place again (after a
+   * platform restart or a host reboot) and removes rules left for containers that stopped or went.
+   */
+  syncEgress?(restricted: ReadonlyArray<{ ref: RuntimeRef; egress: EgressPolicy }>): Promise<void>
   /** Optional: frees what only workspaces outside `liveWorkspaces` used (networks). */
   releaseUnused?(liveWorkspaces: ReadonlySet<string>): Promise<void>
   close(): Promise<void>

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { parseDuration } from '../core/durations.js'
+import { egressInputSchema, egressOutputSchema } from './egress.js'
 import { attributionInput, attributionOutput, attributionPatch, idOf, listQuery, nameSchema, timestamp } from './common.js'
 
 export const SANDBOX_STATES = ['creating', 'running', 'paused', 'snapshotting', 'destroyed', 'error'] as const
@@ -50,6 +51,8 @@ export const sandboxSchema = z
     last_activity_at: timestamp,
     expires_at: timestamp.nullable().meta({ description: 'When an idle running sandbox is stopped (persistent) or destroyed' }),
     preview_public: z.boolean().meta({ description: 'Anyone may open its previews, without a token (default false: private)' }),
+    allow_internet: z.boolean().meta({ description: 'false: connections beyond its workspace network go only to egress.allow' }),
+    egress: egressOutputSchema,
     previews: z
       .record(z.string(), z.string())
       .meta({
@@ -77,7 +80,16 @@ export const createSandboxSchema = z.strictObject({
   environment: z.string().min(1).max(64).optional().meta({ description: 'The deployment environment whose runtime env vars the sandbox gets (default production when deployment_id is given)' }),
   cpu: z.number().min(0.1).max(64).optional(),
   memory_mb: z.number().int().min(64).max(262_144).optional(),
+  allow_internet: z
+    .boolean()
+    .optional()
+    .meta({ description: 'false: no connections beyond its workspace network (DNS still resolves), except to egress.allow. Default true. Kept across stop, resume and fork' }),
+  egress: egressInputSchema.optional(),
   ...attributionInput,
+}).superRefine((input, ctx) => {
+  if (input.allow_internet === true && input.egress !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['egress'], message: 'an allow-list restricts the sandbox: leave allow_internet out, or set it to false' })
+  }
 })
 
 export const updateSandboxSchema = z.strictObject({

@@ -21,7 +21,7 @@ export interface StoredRef {
   id: string
 }
 
-export type SandboxRecord = Omit<Sandbox, 'env_keys' | 'expires_at' | 'previews'> & {
+export type SandboxRecord = Omit<Sandbox, 'env_keys' | 'expires_at' | 'previews' | 'allow_internet'> & {
   /** Given at creation, merged into every exec and terminal. */
   env: Record<string, string>
   runtime_ref: StoredRef | null

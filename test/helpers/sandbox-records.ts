@@ -26,6 +26,7 @@ export function insertSandboxRecord(
     cpu: 1,
     memory_mb: 512,
     env: {},
+    egress: null,
     deployment_id: null,
     environment: null,
     snapshot_id: null,

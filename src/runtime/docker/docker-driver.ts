@@ -10,6 +10,7 @@ import { AgentClient } from '../agent/agent-client.js'
 import { AGENT_DIR, AGENT_OWNER_ENV, AGENT_PORT, AGENT_TOKEN_ENV } from '../agent/protocol.js'
 import type { FileStat } from '../agent/protocol.js'
 import type {
+  EgressPolicy,
   ExecResult,
   ExecSpec,
   ExecStreams,
@@ -26,6 +27,7 @@ import type {
 import { LABEL, containerOptions } from './container-spec.js'
 import { DockerImages } from './docker-images.js'
 import { DockerInstances } from './docker-instances.js'
+import { DockerEgress } from './docker-egress.js'
 import { TemplateImages, prepareAgentDir } from './template-images.js'
 import { WarmPool } from './warm-pool.js'
 import { WorkspaceNetworks } from './workspace-networks.js'
@@ -78,6 +80,7 @@ export class DockerDriver implements RuntimeDriver {
   /** Runtime instances of dynamic deployments, on each workspace's apps network. close() leaves them running. */
   readonly instances: DockerInstances
   private readonly pool: WarmPool
+  private readonly egress: DockerEgress
   private readonly sessions = new Map<string, Promise<Session>>()
   /** Sandboxes being started without the pool right now. */
   private coldStarts = 0
@@ -94,6 +97,7 @@ export class DockerDriver implements RuntimeDriver {
       ...(options.templatesDir === undefined ? {} : { templatesDir: options.templatesDir }),
       logger: options.logger,
     })
+    this.egress = new DockerEgress(options.docker, options.logger)
     this.networks = new WorkspaceNetworks(options.docker, options.platformId, options.subnets, options.logger)
     this.images = new DockerImages({
       docker: options.docker,
@@ -138,7 +142,14 @@ export class DockerDriver implements RuntimeDriver {
     const pooled = spec.fromSnapshot === undefined && (spec.kind ?? 'sandbox') === 'sandbox'
     const warm = pooled ? this.pool.claim(spec.sandboxId) : undefined
     if (warm !== undefined) {
-      await this.fitLimits(warm, spec)
+      try {
+        await this.fitLimits(warm, spec)
+        // Pooled containers start open: a restricted sandbox gets its rules before it is handed out.
+        await this.egress.enforce(warm.id, spec.egress)
+      } catch (error) {
+        await this.destroy(warm).catch(() => {})
+        throw error
+      }
       return warm
     }
     // While sandboxes start cold, the pool waits: refilling it now would only slow them down.
@@ -210,6 +221,7 @@ export class DockerDriver implements RuntimeDriver {
     const ref = { driver: DRIVER, id: container.id }
     try {
       await container.start()
+      await this.egress.enforce(ref.id, spec.egress)
       await this.session(ref, true)
     } catch (error) {
       await this.destroy(ref).catch(() => {})
@@ -229,17 +241,28 @@ export class DockerDriver implements RuntimeDriver {
   async stop(ref: RuntimeRef): Promise<void> {
     this.forget(ref)
     await ignoreMissing(this.container(ref).stop({ t: STOP_GRACE_S }), [304])
+    await this.egress.release(this.container(ref).id)
   }
 
-  async resume(ref: RuntimeRef): Promise<void> {
+  async resume(ref: RuntimeRef, o: { egress?: EgressPolicy | null | undefined } = {}): Promise<void> {
     this.forget(ref)
     await ignoreMissing(this.container(ref).start(), [304], false)
+    // Before the agent answers: nothing runs commands in it until its rules are in, and it does not stay up without them.
+    await this.egress.enforce(this.container(ref).id, o.egress).catch(async (error: unknown) => {
+      await this.container(ref).stop({ t: 0 }).catch(() => {})
+      throw error
+    })
     await this.session(ref, true)
   }
 
   async destroy(ref: RuntimeRef): Promise<void> {
     this.forget(ref)
     await ignoreMissing(this.container(ref).remove({ force: true, v: true }), [404])
+    await this.egress.release(this.container(ref).id)
+  }
+
+  async syncEgress(restricted: ReadonlyArray<{ ref: RuntimeRef; egress: EgressPolicy }>): Promise<void> {
+    await this.egress.sync(restricted.map(({ ref, egress }) => ({ containerId: this.container(ref).id, egress })))
   }
 
   async snapshot(ref: RuntimeRef, snapshotId: string): Promise<SnapshotRef> {

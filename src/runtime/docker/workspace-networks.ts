@@ -218,8 +218,8 @@ export class WorkspaceNetworks {
   }
 }
 
-/** Linux interface names are at most 15 characters. */
-function bridgeName(networkName: string): string {
+/** The host interface of a workspace network's bridge (Linux interface names are at most 15 characters). */
+export function bridgeName(networkName: string): string {
   return `mb-${createHash('sha256').update(networkName).digest('hex').slice(0, 12)}`
 }
 

@@ -61,9 +61,9 @@ const sandboxes: TableSpec<SandboxRecord> = {
   columns: [
     'id', 'organization_id', 'workspace_id', 'project_id', 'name', 'slug', 'template', 'state', 'error', 'persistent',
     'timeout_seconds', 'cpu', 'memory_mb', 'env', 'snapshot_id', 'forked_from', 'runtime_ref', 'base_ref',
-    'last_activity_at', 'preview_public', 'deployment_id', 'environment', ...ATTRIBUTION, 'created_at', 'updated_at', 'destroyed_at',
+    'last_activity_at', 'preview_public', 'deployment_id', 'environment', 'egress', ...ATTRIBUTION, 'created_at', 'updated_at', 'destroyed_at',
   ],
-  jsonColumns: ['metadata', 'env', 'runtime_ref', 'base_ref'],
+  jsonColumns: ['metadata', 'env', 'runtime_ref', 'base_ref', 'egress'],
   booleanColumns: ['persistent', 'preview_public'],
 }
 

@@ -24,6 +24,8 @@ export function registerCreate(parent: Command): void {
       .option('--environment <name>', 'the deployment environment whose env vars it gets (default production; needs --deployment)')
       .addOption(new Option('--cpu <cores>', 'CPU cores (fractions allowed)').argParser(numberFlag('--cpu')))
       .addOption(new Option('--memory-mb <mb>', 'memory limit in MiB').argParser(numberFlag('--memory-mb')))
+      .option('--no-internet', 'no connections beyond its workspace network (DNS still resolves), except to --allow-egress')
+      .option('--allow-egress <cidr-or-host>', 'with --no-internet (implied): an IPv4 address, CIDR or host name it may still reach (repeatable)', collect)
       .option('--wait', 'wait until it is running, showing progress on stderr (the first use of a template builds its image)')
       .addOption(new Option('--wait-timeout <minutes>', `give up waiting after this long (default ${DEFAULT_WAIT_MINUTES})`).argParser(numberFlag('--wait-timeout'))),
   ).addHelpText(
@@ -33,7 +35,8 @@ Examples:
   miosa sandbox create --template nextjs --name my-agent-workspace --timeout 1h --wait --json
   miosa sandbox create --template node --name one-off-test --timeout 10m --non-persistent --json
   miosa sandbox create --snapshot <snapshot-id> --name restored --timeout 1h --wait --json
-  miosa sandbox create --template node --deployment smile-dental --environment staging --wait --json`,
+  miosa sandbox create --template node --deployment smile-dental --environment staging --wait --json
+  miosa sandbox create --template python --no-internet --allow-egress 10.0.0.0/8 --allow-egress pypi.internal.example --wait --json`,
   )
   run(cmd, async ({ client, progress }, _args, opts) => {
     const input = {
@@ -47,6 +50,8 @@ Examples:
       ...(opts.env === undefined ? {} : { env: parsePairs(opts.env as string[], '--env') }),
       ...(opts.cpu === undefined ? {} : { cpu: opts.cpu }),
       ...(opts.memoryMb === undefined ? {} : { memory_mb: opts.memoryMb }),
+      ...(opts.internet === false ? { allow_internet: false } : {}),
+      ...(opts.allowEgress === undefined ? {} : { egress: { allow: opts.allowEgress as string[] } }),
       ...attributionFrom(opts),
     } as CreateSandboxInput
     const c = await client()
