@@ -4,6 +4,9 @@ import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { MiosaError } from './core/errors.js'
 import { parseMasterKey } from './core/secret-box.js'
+import { DEFAULT_QUOTA_LIMITS } from './core/quotas.js'
+import { QUOTA_LIMIT_MAX, QUOTA_RESOURCES } from './schemas/quotas.js'
+import type { QuotaLimits, QuotaResource } from './schemas/quotas.js'
 
 // Flags and environment, validated once. Everything else receives a Config and never
 // reads process.env itself.
@@ -54,6 +57,10 @@ export interface Config {
   edgeHostname: string
   /** DNS servers (ip or ip:port) for verifying tenant preview domains; empty: the system's. */
   dnsServers: string[]
+  /** MIOSA_QUOTAS=off turns quota checks off (use and limits are still reported). */
+  quotasEnabled: boolean
+  /** Each organization's limits unless the root key sets its own (--quota-<resource> / MIOSA_QUOTA_<RESOURCE>). */
+  quotaDefaults: QuotaLimits
 }
 
 export interface ServerFlags {
@@ -62,6 +69,8 @@ export interface ServerFlags {
   port?: string | number | undefined
   edgePort?: string | number | undefined
   baseDomain?: string | undefined
+  /** --quota-running-sandboxes etc.: platform default limits, by resource. */
+  quotas?: Partial<Record<QuotaResource, string | number | undefined>> | undefined
 }
 
 const port = z.coerce.number().int().min(0).max(65535)
@@ -97,6 +106,8 @@ const sources = {
   edgePublicUrl: 'MIOSA_EDGE_PUBLIC_URL',
   edgeHostname: 'MIOSA_EDGE_HOSTNAME',
   dnsServers: 'MIOSA_DNS_SERVERS',
+  quotasEnabled: 'MIOSA_QUOTAS',
+  quotaDefaults: '--quota-<resource> / MIOSA_QUOTA_<RESOURCE>',
 } satisfies Record<keyof Config, string>
 
 const schema = z.object({
@@ -152,7 +163,16 @@ const schema = z.object({
     .regex(/^\s*[0-9.:[\]a-f]+(\s*,\s*[0-9.:[\]a-f]+)*\s*$/i, 'must be DNS server addresses separated by commas, e.g. 127.0.0.1:5353')
     .optional()
     .transform((value) => (value === undefined ? [] : value.split(',').map((s) => s.trim()))),
+  quotasEnabled: z.enum(['on', 'off'], 'must be on or off').transform((v) => v === 'on'),
+  quotaDefaults: z.strictObject(
+    Object.fromEntries(QUOTA_RESOURCES.map((r) => [r, z.coerce.number('must be a number').min(0).max(QUOTA_LIMIT_MAX)])) as Record<QuotaResource, z.ZodCoercedNumber>,
+  ),
 })
+
+/** `running_sandboxes` → `--quota-running-sandboxes / MIOSA_QUOTA_RUNNING_SANDBOXES`. */
+function quotaFlag(resource: QuotaResource): string {
+  return `--quota-${resource.replaceAll('_', '-')} / MIOSA_QUOTA_${resource.toUpperCase()}`
+}
 
 /** The host's own trust store, when it has one: what containers need behind a TLS-inspecting proxy. */
 const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt'
@@ -192,12 +212,17 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     edgePublicUrl: emptyToUndefined(env.MIOSA_EDGE_PUBLIC_URL),
     edgeHostname: emptyToUndefined(env.MIOSA_EDGE_HOSTNAME) ?? `edge.${(flags.baseDomain ?? env.MIOSA_BASE_DOMAIN ?? 'localhost').toLowerCase()}`,
     dnsServers: emptyToUndefined(env.MIOSA_DNS_SERVERS),
+    quotasEnabled: emptyToUndefined(env.MIOSA_QUOTAS) ?? 'on',
+    quotaDefaults: Object.fromEntries(
+      QUOTA_RESOURCES.map((r) => [r, flags.quotas?.[r] ?? emptyToUndefined(env[`MIOSA_QUOTA_${r.toUpperCase()}`]) ?? DEFAULT_QUOTA_LIMITS[r]]),
+    ),
   }
   const result = schema.safeParse(raw)
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const key = issue.path[0] as keyof Config
-      return `${sources[key] ?? String(key)}: ${issue.message}`
+      const source = key === 'quotaDefaults' && issue.path[1] !== undefined ? quotaFlag(issue.path[1] as QuotaResource) : sources[key]
+      return `${source ?? String(key)}: ${issue.message}`
     })
     throw new MiosaError('invalid', `invalid configuration: ${problems.join('; ')}`, { details: { problems } })
   }
