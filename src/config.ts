@@ -4,6 +4,9 @@ import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { MiosaError } from './core/errors.js'
 import { parseMasterKey } from './core/secret-box.js'
+import { DEFAULT_QUOTA_LIMITS } from './core/quotas.js'
+import { QUOTA_LIMIT_MAX, QUOTA_RESOURCES } from './schemas/quotas.js'
+import type { QuotaLimits, QuotaResource } from './schemas/quotas.js'
 
 // Flags and environment, validated once. Everything else receives a Config and never
 // reads process.env itself.
@@ -68,6 +71,10 @@ export interface Config {
   sandboxCreateConcurrency: number
   /** Sandbox creations an organization may have waiting; more answer 429. */
   sandboxCreateQueue: number
+  /** MIOSA_QUOTAS=off turns quota checks off (use and limits are still reported). */
+  quotasEnabled: boolean
+  /** Each organization's limits unless the root key sets its own (--quota-<resource> / MIOSA_QUOTA_<RESOURCE>). */
+  quotaDefaults: QuotaLimits
 }
 
 export interface ServerFlags {
@@ -80,6 +87,8 @@ export interface ServerFlags {
   rateLimitBurst?: string | number | undefined
   edgeRateLimitRps?: string | number | undefined
   edgeRateLimitBurst?: string | number | undefined
+  /** --quota-running-sandboxes etc.: platform default limits, by resource. */
+  quotas?: Partial<Record<QuotaResource, string | number | undefined>> | undefined
 }
 
 const port = z.coerce.number().int().min(0).max(65535)
@@ -122,6 +131,8 @@ const sources = {
   edgeRateLimitBurst: '--edge-rate-limit-burst / MIOSA_EDGE_RATE_LIMIT_BURST',
   sandboxCreateConcurrency: 'MIOSA_SANDBOX_CREATE_CONCURRENCY',
   sandboxCreateQueue: 'MIOSA_SANDBOX_CREATE_QUEUE',
+  quotasEnabled: 'MIOSA_QUOTAS',
+  quotaDefaults: '--quota-<resource> / MIOSA_QUOTA_<RESOURCE>',
 } satisfies Record<keyof Config, string>
 
 const schema = z.object({
@@ -184,7 +195,16 @@ const schema = z.object({
   edgeRateLimitBurst: z.coerce.number().int().min(1),
   sandboxCreateConcurrency: z.coerce.number().int().min(1).max(1000),
   sandboxCreateQueue: z.coerce.number().int().min(1),
+  quotasEnabled: z.enum(['on', 'off'], 'must be on or off').transform((v) => v === 'on'),
+  quotaDefaults: z.strictObject(
+    Object.fromEntries(QUOTA_RESOURCES.map((r) => [r, z.coerce.number('must be a number').min(0).max(QUOTA_LIMIT_MAX)])) as Record<QuotaResource, z.ZodCoercedNumber>,
+  ),
 })
+
+/** `running_sandboxes` → `--quota-running-sandboxes / MIOSA_QUOTA_RUNNING_SANDBOXES`. */
+function quotaFlag(resource: QuotaResource): string {
+  return `--quota-${resource.replaceAll('_', '-')} / MIOSA_QUOTA_${resource.toUpperCase()}`
+}
 
 /** The host's own trust store, when it has one: what containers need behind a TLS-inspecting proxy. */
 const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt'
@@ -233,12 +253,17 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     // Half the CPUs: a container's start and its agent's boot are CPU-bound, and the other half is left to resumes and requests.
     sandboxCreateConcurrency: env.MIOSA_SANDBOX_CREATE_CONCURRENCY ?? Math.max(1, Math.floor(availableParallelism() / 2)),
     sandboxCreateQueue: env.MIOSA_SANDBOX_CREATE_QUEUE ?? 100,
+    quotasEnabled: emptyToUndefined(env.MIOSA_QUOTAS) ?? 'on',
+    quotaDefaults: Object.fromEntries(
+      QUOTA_RESOURCES.map((r) => [r, flags.quotas?.[r] ?? emptyToUndefined(env[`MIOSA_QUOTA_${r.toUpperCase()}`]) ?? DEFAULT_QUOTA_LIMITS[r]]),
+    ),
   }
   const result = schema.safeParse(raw)
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const key = issue.path[0] as keyof Config
-      return `${sources[key] ?? String(key)}: ${issue.message}`
+      const source = key === 'quotaDefaults' && issue.path[1] !== undefined ? quotaFlag(issue.path[1] as QuotaResource) : sources[key]
+      return `${source ?? String(key)}: ${issue.message}`
     })
     throw new MiosaError('invalid', `invalid configuration: ${problems.join('; ')}`, { details: { problems } })
   }

@@ -100,6 +100,8 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     instanceDriver: runtime.instances,
     checkHealth,
     inflight,
+    quotaDefaults: config.quotaDefaults,
+    quotasEnabled: config.quotasEnabled,
     // The key sealing env values: MIOSA_MASTER_KEY, else <data-dir>/master-key (made on first start, mode 0600).
     masterKeys: config.masterKey !== undefined ? envMasterKeySource(config.masterKey) : fileMasterKeySource(join(config.dataDir, MASTER_KEY_FILE)),
     ensureImage: async (release, onLog) => {

@@ -29,6 +29,7 @@ import { registerRestart } from './commands/restart/run.js'
 import { registerEnv } from './commands/env/index.js'
 import { registerAdmin } from './commands/admin/index.js'
 import { registerEnvironments } from './commands/environments/index.js'
+import { registerLimits } from './commands/limits/index.js'
 
 // `miosa … | head` closes stdout early: that is the reader's choice, not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
@@ -93,6 +94,7 @@ registerRestart(program)
 registerEnv(program)
 registerAdmin(program)
 registerEnvironments(program)
+registerLimits(program)
 
 // The program's --version only when no command is named: `miosa promote <deployment> --version 18`
 // is the command's own option (the program would otherwise take it wherever it appears).

@@ -14,6 +14,7 @@ import type { PreviewUrls } from './preview-urls.js'
 import { environmentSlugOf, insertWithSlug, slugify } from './slugs.js'
 import type { RuntimeInstances } from './runtime-instances.js'
 import type { WorkspaceService } from './workspaces.js'
+import type { QuotaService } from './quotas.js'
 
 // Deployments: the stable app with its managed URL, and per environment the version it
 // serves. Versions are made by publishing (publish.ts); here they are read, archived, and
@@ -111,6 +112,8 @@ export class DeploymentService {
       environments: EnvironmentService
       /** Dynamic versions go live through a rollout of their instances. */
       instances?: RuntimeInstances | undefined
+      /** A creation past the deployments quota is refused (quota_exceeded). */
+      quotas?: QuotaService | undefined
     },
   ) {}
 
@@ -172,14 +175,14 @@ export class DeploymentService {
    * The deployment a publish by name would use, without creating it: the existing one, or
    * what would be created (id empty). For checks made before anything is written.
    */
-  async findOrPlan(organizationId: string, input: CreateDeployment): Promise<Pick<DeploymentRecord, 'id' | 'slug' | 'project_id'>> {
+  async findOrPlan(organizationId: string, input: CreateDeployment): Promise<Pick<DeploymentRecord, 'id' | 'slug' | 'project_id' | 'workspace_id'>> {
     const workspaceId = await this.workspaceOf(organizationId, input.workspace_id)
     const slug = input.slug ?? slugify(input.name, 'app')
     const scope = { organization_id: organizationId }
     const [existing] = await this.deps.store.deployments.find(scope, { workspace_id: workspaceId, slug }, 1)
     if (existing !== undefined) return existing
     if (input.project_id !== undefined && (await this.deps.store.projects.get(scope, input.project_id)) === undefined) throw notFound('project', input.project_id)
-    return { id: '', slug, project_id: input.project_id ?? null }
+    return { id: '', slug, project_id: input.project_id ?? null, workspace_id: workspaceId }
   }
 
   /**
@@ -477,7 +480,8 @@ export class DeploymentService {
       created_at: now,
       updated_at: now,
     }
-    return insertWithSlug(input.slug, slugify(input.name, 'app'), (slug) => this.deps.store.deployments.insert({ ...base, slug }))
+    const insert = () => insertWithSlug(input.slug, slugify(input.name, 'app'), (slug) => this.deps.store.deployments.insert({ ...base, slug }))
+    return this.deps.quotas === undefined ? insert() : this.deps.quotas.admit(base, { deployments: 1 }, insert)
   }
 
   private async workspaceOf(organizationId: string, workspaceId: string | undefined): Promise<string> {

@@ -17,6 +17,7 @@ import type { Log } from './log.js'
 import { silentLog } from './log.js'
 import type { EnvironmentValues } from './environment-values.js'
 import type { RuntimeInstances } from './runtime-instances.js'
+import type { QuotaService } from './quotas.js'
 import { secretMasker } from './secret-masker.js'
 import type { SandboxService } from './sandboxes.js'
 
@@ -124,6 +125,8 @@ export class PublishService {
       sandboxes: SandboxService
       /** Dynamic versions go live through a rollout of their instances. */
       instances?: RuntimeInstances | undefined
+      /** Builds past the concurrent-builds quota, or with storage full, are refused (quota_exceeded). */
+      quotas?: QuotaService | undefined
       /** The env vars of deployment environments: build-time ones go to the builder, secrets are masked in logs. */
       environmentValues?: EnvironmentValues | undefined
       /** Undefined: publishing answers unavailable. */
@@ -152,10 +155,15 @@ export class PublishService {
   async publishByName(organizationId: string, caller: OrganizationCaller, input: PublishByName, opts: { wait?: boolean } = {}): Promise<Version> {
     const scope = { organization_id: organizationId }
     // Everything the request names is checked before anything is created.
-    await this.deps.environments.ensure(scope, await this.deps.deployments.findOrPlan(organizationId, deploymentInput(input)), input.environment ?? DEFAULT_ENVIRONMENT)
+    const planned = await this.deps.deployments.findOrPlan(organizationId, deploymentInput(input))
+    await this.deps.environments.ensure(scope, planned, input.environment ?? DEFAULT_ENVIRONMENT)
     const source = await this.sourceOf(scope, requireSandbox(input))
-    const deployment = await this.deps.deployments.findOrCreate(organizationId, deploymentInput(input))
-    return this.publishSource(deployment, caller, input, source, opts)
+    // A build refused by a quota creates no deployment either.
+    const { deployment, version } = await this.admitBuild({ organization_id: organizationId, workspace_id: planned.workspace_id }, async () => {
+      const deployment = await this.deps.deployments.findOrCreate(organizationId, deploymentInput(input))
+      return { deployment, version: await this.createVersion(deployment, caller, input, source) }
+    })
+    return this.startBuild(deployment, version, input, async () => source, opts)
   }
 
   /** Publishes an uploaded tar (or tar.gz) of a source directory. The upload is captured before this answers. */
@@ -218,8 +226,13 @@ export class PublishService {
     source: SourceSnapshot,
     opts: { wait?: boolean },
   ): Promise<Version> {
-    const version = await this.createVersion(deployment, caller, input, source)
+    const version = await this.admitBuild(deployment, () => this.createVersion(deployment, caller, input, source))
     return this.startBuild(deployment, version, input, async () => source, opts)
+  }
+
+  /** Runs `write` (which records a version building) once the concurrent-builds quota has room and storage is not full. */
+  private admitBuild<T>(subject: { organization_id: string; workspace_id: string }, write: () => Promise<T>): Promise<T> {
+    return this.deps.quotas === undefined ? write() : this.deps.quotas.admit(subject, { concurrent_builds: 1, storage: true }, write)
   }
 
   private createVersion(deployment: DeploymentRecord, caller: OrganizationCaller, input: PublishInput, source: SourceSnapshot): Promise<VersionRecord> {

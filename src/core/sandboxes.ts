@@ -16,6 +16,8 @@ import { silentLog } from './log.js'
 import { PreviewUrls } from './preview-urls.js'
 import { SandboxActivity } from './sandbox-activity.js'
 import type { WorkspaceService } from './workspaces.js'
+import { runningSandboxDemand } from './quotas.js'
+import type { QuotaService } from './quotas.js'
 
 // The Sandbox primitive: a long-lived workspace record whose compute comes and goes.
 // States are the documents' own: running, paused, snapshotting, destroyed, plus
@@ -85,6 +87,8 @@ export class SandboxService {
       store: Store
       runtime: RuntimeDriver
       workspaces: WorkspaceService
+      /** Creations, forks and resumes are refused (quota_exceeded) past its limits; without it, none is. */
+      quotas?: QuotaService | undefined
       defaults?: SandboxDefaults
       log?: Log
       previewUrls?: PreviewUrls
@@ -138,11 +142,8 @@ export class SandboxService {
     // A place in the organization's creation queue, or a 429 now, before anything is written.
     const ticket = (this.deps.admission ?? UNLIMITED_ADMISSION).enter(organizationId)
     const now = nowIso()
-    // A warm pool's container already carries its sandbox id: take that id when one is ready.
-    const warmId =
-      snapshot === undefined ? this.deps.runtime.reserveWarm?.({ organizationId, workspaceId, template }) : undefined
     const base: Omit<SandboxRecord, 'slug'> = {
-      id: warmId ?? newId('sandbox'),
+      id: newId('sandbox'),
       organization_id: organizationId,
       workspace_id: workspaceId,
       project_id: input.project_id ?? null,
@@ -171,7 +172,11 @@ export class SandboxService {
     }
     let record: SandboxRecord
     try {
-      record = await this.insertWithSlug(base)
+      record = await this.admit(base, true, () => {
+        // A warm pool's container already carries its sandbox id: take that id when one is ready.
+        const warmId = snapshot === undefined ? this.deps.runtime.reserveWarm?.({ organizationId, workspaceId, template }) : undefined
+        return this.insertWithSlug({ ...base, id: warmId ?? base.id })
+      })
     } catch (error) {
       ticket.cancel()
       throw error
@@ -354,7 +359,8 @@ export class SandboxService {
         created_at: now,
         updated_at: now,
       }
-      await this.deps.store.snapshots.insert(snapshot)
+      const insert = () => this.deps.store.snapshots.insert(snapshot)
+      await (this.deps.quotas === undefined ? insert() : this.deps.quotas.admit(record, { storage: true }, insert))
       const ref = await this.whileSnapshotting(record, () => this.deps.runtime.snapshot(this.refOf(record), snapshot.id)).catch(
         async (error: unknown) => {
           await this.deps.store.snapshots.update(scope, snapshot.id, { state: 'failed', error: reasonOf(error), updated_at: nowIso() })
@@ -412,7 +418,7 @@ export class SandboxService {
       return { source: record, image: ref }
     })
     const now = nowIso()
-    const record = await this.insertWithSlug({
+    const record = await this.admit(source, true, () => this.insertWithSlug({
       ...source,
       id: forkId,
       name: input.name ?? `${source.name} (fork)`,
@@ -428,6 +434,10 @@ export class SandboxService {
       created_at: now,
       updated_at: now,
       destroyed_at: null,
+    })).catch(async (error: unknown) => {
+      // Refused (a quota) or not recorded: the fork's image has nobody to use it.
+      await this.deps.runtime.deleteSnapshot({ ...image, sizeBytes: null }).catch(() => {})
+      throw error
     })
     await this.provision(record, image.id)
     return this.get(organizationId, record.id)
@@ -444,9 +454,11 @@ export class SandboxService {
       const record = await this.record(scope, id)
       if (record.state === 'running') return record
       this.expectState(record, ['paused'], 'resume')
-      await (this.deps.admission ?? UNLIMITED_ADMISSION).ahead(() => this.deps.runtime.resume(this.refOf(record), { egress: record.egress }))
-      this.activity.touch(id)
-      const resumed = await this.update(record, { state: 'running', last_activity_at: nowIso() })
+      const resumed = await this.admit(record, false, async () => {
+        await (this.deps.admission ?? UNLIMITED_ADMISSION).ahead(() => this.deps.runtime.resume(this.refOf(record), { egress: record.egress }))
+        this.activity.touch(id)
+        return this.update(record, { state: 'running', last_activity_at: nowIso() })
+      })
       this.resumedAt.set(id, Date.now())
       this.log.info({ sandbox_id: id }, 'sandbox resumed')
       for (const hook of this.resumeHooks) {
@@ -628,6 +640,11 @@ export class SandboxService {
 
   private expectNotDestroyed(record: SandboxRecord): void {
     if (record.state === 'destroyed') throw new MiosaError('conflict', `sandbox ${record.id} is destroyed`, { details: { state: 'destroyed' } })
+  }
+
+  /** Runs `write` (which makes the sandbox run, and exist when `isNew`) once its organization's and workspace's quotas have room. */
+  private admit<T>(record: Pick<SandboxRecord, 'organization_id' | 'workspace_id' | 'cpu' | 'memory_mb'>, isNew: boolean, write: () => Promise<T>): Promise<T> {
+    return this.deps.quotas === undefined ? write() : this.deps.quotas.admit(record, runningSandboxDemand(record, isNew), write)
   }
 
   private async insertWithSlug(base: Omit<SandboxRecord, 'slug'>): Promise<SandboxRecord> {

@@ -19,7 +19,9 @@ import { memoryMasterKeySource } from './secret-box.js'
 import type { MasterKeySource } from './secret-box.js'
 import { ProjectService } from './projects.js'
 import { PublishService } from './publish.js'
-import { RuntimeInstances } from './runtime-instances.js'
+import { QuotaService } from './quotas.js'
+import type { QuotaLimits } from '../schemas/quotas.js'
+import { DEFAULT_INSTANCE_LIMITS, RuntimeInstances } from './runtime-instances.js'
 import { BackgroundServices } from './background-services.js'
 import { SandboxOperations } from './sandbox-operations.js'
 import type { ArchiveChecker } from './sandbox-operations.js'
@@ -59,6 +61,8 @@ export interface Services {
   publish: PublishService
   /** Runtime instances of dynamic deployments: rollouts, the reconciler, targets for the edge. */
   instances: RuntimeInstances
+  /** Limits per organization and workspace, and the checks every creation passes. */
+  quotas: QuotaService
 }
 
 /** Where previews are reached, and how tenant preview domains are verified (from Config). */
@@ -107,15 +111,21 @@ export interface ServiceDeps {
   inflight?: InflightRequests | undefined
   /** Where the master key sealing env values lives (src/secrets/master-key-file.ts); default: a key in memory only. */
   masterKeys?: MasterKeySource | undefined
+  /** Platform default limits (Config.quotaDefaults); default: DEFAULT_QUOTA_LIMITS. */
+  quotaDefaults?: QuotaLimits | undefined
+  /** false: no quota is checked (Config.quotasEnabled). */
+  quotasEnabled?: boolean | undefined
 }
 
 export function createServices(deps: ServiceDeps): Services {
   const previews = deps.previews ?? DEFAULT_PREVIEW_CONFIG
   const workspaces = new WorkspaceService(deps.store)
+  const quotas = new QuotaService({ store: deps.store, defaults: deps.quotaDefaults, enabled: deps.quotasEnabled, instanceSize: DEFAULT_INSTANCE_LIMITS })
   const sandboxes = new SandboxService({
     store: deps.store,
     runtime: deps.runtime,
     workspaces,
+    quotas,
     log: deps.log,
     previewUrls: new PreviewUrls({ edgePublicUrl: previews.edgePublicUrl, edgePort: previews.edgePort, baseDomain: previews.baseDomain }),
     ...(deps.sandboxDefaults === undefined ? {} : { defaults: deps.sandboxDefaults }),
@@ -143,12 +153,13 @@ export function createServices(deps: ServiceDeps): Services {
     },
   })
   const envVars = new EnvVarService({ store: deps.store, keys: deps.masterKeys ?? memoryMasterKeySource(), environments })
-  const deployments = new DeploymentService({ store: deps.store, workspaces, urls: sandboxes.previewUrls, environments, instances })
+  const deployments = new DeploymentService({ store: deps.store, workspaces, urls: sandboxes.previewUrls, environments, instances, quotas })
   const publish = new PublishService({
     store: deps.store,
     deployments,
     environments,
     instances,
+    quotas,
     environmentValues: envVars,
     sandboxes,
     builder: deps.builder,
@@ -182,5 +193,6 @@ export function createServices(deps: ServiceDeps): Services {
     deployments,
     publish,
     instances,
+    quotas,
   }
 }

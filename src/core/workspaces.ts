@@ -83,8 +83,9 @@ export class WorkspaceService {
           details: { projects: projects.map((p) => p.id) },
         })
       }
-      // Its branding and preview domain go with it.
+      // Its branding, preview domain and limits go with it.
       await tx.tenantSettings.delete(scope, id)
+      await tx.quotas.deleteWorkspaceLimits(scope, id)
       await tx.workspaces.delete(scope, id)
     })
   }

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { attributionInput, attributionOutput, attributionPatch, nameSchema, slugSchema, timestamp } from './common.js'
+import { limitsPatchSchema } from './quotas.js'
 
 export const workspaceSchema = z
   .object({
@@ -19,7 +20,7 @@ export const createWorkspaceSchema = z.strictObject({
   ...attributionInput,
 })
 
-export const updateWorkspaceSchema = z.strictObject({ name: nameSchema.optional(), ...attributionPatch })
+export const updateWorkspaceSchema = z.strictObject({ name: nameSchema.optional(), ...attributionPatch, limits: limitsPatchSchema.optional() })
 
 export type Workspace = z.infer<typeof workspaceSchema>
 export type CreateWorkspaceInput = z.input<typeof createWorkspaceSchema>

@@ -1,3 +1,4 @@
+import { Limits } from './limits.js'
 import type { ApiKey, CreateApiKeyInput, CreatedApiKey } from '../schemas/api-keys.js'
 import type { CreateOrganizationInput, Organization } from '../schemas/organizations.js'
 import type { CreateProjectInput, Project, UpdateProjectInput } from '../schemas/projects.js'
@@ -69,6 +70,8 @@ export class MiosaClient {
   readonly env: EnvVars
   /** Platform administration (root key). */
   readonly admin: Admin
+  /** Quotas of organizations and workspaces, with their use. */
+  readonly limits: Limits
   private readonly transport: Transport
 
   constructor(options: ClientOptions = {}) {
@@ -87,6 +90,7 @@ export class MiosaClient {
     this.deployments = new Deployments(this.transport, API, this.versions)
     this.env = new EnvVars(this.transport, API)
     this.admin = new Admin(this.transport, API)
+    this.limits = new Limits(this.transport, API)
   }
 
   get apiUrl(): string {

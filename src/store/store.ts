@@ -8,6 +8,7 @@ import type { BackgroundService } from '../schemas/sandbox-services.js'
 import type { PreviewToken, ShareToken } from '../schemas/previews.js'
 import type { Deployment, Instance, InstanceEvent, RouteChange, Version } from '../schemas/deployments.js'
 import type { Environment } from '../schemas/environments.js'
+import type { QuotaOverrides } from '../schemas/quotas.js'
 
 // The store as core sees it: typed tables of plain records, every organization-owned
 // table reached only through a scope that names the organization. Dialects (SQLite,
@@ -175,6 +176,37 @@ export interface DeploymentRoutesStore {
   deleteForEnvironment(scope: OrgScope, projectId: string, environment: string): Promise<number>
 }
 
+/** What an organization (or one of its workspaces) holds now, counted from the tables that hold it. */
+export interface QuotaUsageRecord {
+  /** Sandboxes creating, running or snapshotting. */
+  running_sandboxes: number
+  /** Sandboxes in any state but destroyed and error. */
+  sandboxes: number
+  /** vCPUs and MiB of the running sandboxes. */
+  sandbox_vcpus: number
+  sandbox_memory_mb: number
+  /** Runtime instances with a container (any state). */
+  instances: number
+  /** Versions in status building. */
+  builds: number
+  deployments: number
+  /** Bytes of ready snapshots. */
+  snapshot_bytes: number
+  /** Bytes of the distinct releases the versions reference. */
+  release_bytes: number
+}
+
+export interface QuotaStore {
+  /** The limits the organization (workspaceId null) or the workspace overrides; empty when none. */
+  getLimits(scope: OrgScope, workspaceId: string | null): Promise<QuotaOverrides>
+  /** Replaces the overrides of the organization (workspaceId null) or the workspace. */
+  setLimits(scope: OrgScope, workspaceId: string | null, limits: QuotaOverrides, updatedAt: string): Promise<void>
+  /** Removes a workspace's overrides (the workspace is being deleted). */
+  deleteWorkspaceLimits(scope: OrgScope, workspaceId: string): Promise<void>
+  /** Use of the whole organization, or of one workspace. */
+  usage(scope: OrgScope, workspaceId?: string): Promise<QuotaUsageRecord>
+}
+
 /** Scope of a query on an organization's table: the caller's organization, always. */
 export interface OrgScope {
   organization_id: string
@@ -294,6 +326,7 @@ export interface Store {
   }
   readonly instanceEvents: Table<InstanceEventRecord, OrgScope>
   readonly envVars: EnvVarsStore
+  readonly quotas: QuotaStore
   readonly settings: {
     get(key: string): Promise<string | undefined>
     set(key: string, value: string): Promise<void>

@@ -149,6 +149,7 @@ describe('help', () => {
     env: ['set', 'list', 'unset'],
     admin: ['rotate-master-key'],
     environments: ['list', 'create', 'delete'],
+    limits: ['set'],
   }
   /** Groups below a noun, and their subcommands. */
   const GROUPS: Record<string, string[]> = {
@@ -202,7 +203,7 @@ describe('help', () => {
       expect(commandsIn(r.stdout).toSorted(), `subcommands of ${group}`).toEqual(expected.toSorted())
       for (const sub of expected) leaves.push([...group.split(' '), sub])
     }
-    expect(leaves).toHaveLength(81)
+    expect(leaves).toHaveLength(82)
 
     // A leaf already walked (server, login, ...) has its help in hand; the rest are fetched.
     const leafHelps = await inParallel(leaves, (path) =>

@@ -1,5 +1,6 @@
 import { deletedSchema, idParams, listQuery, pageOf } from '../../schemas/common.js'
 import { createWorkspaceSchema, updateWorkspaceSchema, workspaceSchema } from '../../schemas/workspaces.js'
+import { limitsReportSchema } from '../../schemas/quotas.js'
 import { defineRoute } from '../route.js'
 
 const tag = 'Workspaces'
@@ -42,12 +43,27 @@ export const workspaceRoutes = [
     path: '/workspaces/:id',
     scope: 'organization',
     tag,
-    summary: "Rename a workspace or change its attribution (its slug never changes: it is in URLs)",
+    summary: "Rename a workspace, change its attribution (its slug never changes: it is in URLs) or its limits (within the organization's; null returns one to the organization's)",
     params: idParams('workspace'),
     body: updateWorkspaceSchema,
     response: workspaceSchema,
     example: { name: 'Dr Smith Dental' },
-    handler: ({ services, organizationId, params, body }) => services.workspaces.update(organizationId, params.id, body),
+    handler: async ({ services, organizationId, params, body }) => {
+      const { limits, ...rest } = body
+      // Limits first: a refused limit leaves the name and attribution as they were too.
+      if (limits !== undefined) await services.quotas.setWorkspaceLimits(organizationId, params.id, limits)
+      return services.workspaces.update(organizationId, params.id, rest)
+    },
+  }),
+  defineRoute({
+    method: 'GET',
+    path: '/workspaces/:id/limits',
+    scope: 'organization',
+    tag,
+    summary: "A workspace's limits (its own, else the organization's) and its current use per resource",
+    params: idParams('workspace'),
+    response: limitsReportSchema,
+    handler: ({ services, organizationId, params }) => services.quotas.workspaceReport(organizationId, params.id),
   }),
   defineRoute({
     method: 'DELETE',

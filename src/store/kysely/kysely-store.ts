@@ -22,6 +22,7 @@ import { KyselyTable } from './table.js'
 import { TenantSettingsTable } from './tenant-settings-table.js'
 import { environmentsTable } from './environments-table.js'
 import { EnvVarsTable } from './env-vars-table.js'
+import { QuotasTable } from './quotas-table.js'
 import { DeploymentRoutesTable, deploymentsTable, instanceEventsSpec, instancesTable, releasesTable, routeChangesSpec, versionsTable } from './deployment-tables.js'
 import type { AnyDatabase, Dialect, TableSpec } from './table.js'
 
@@ -123,6 +124,7 @@ export class KyselyStore implements Store {
   readonly instances: Store['instances']
   readonly instanceEvents: KyselyTable<InstanceEventRecord, OrgScope>
   readonly envVars: EnvVarsTable
+  readonly quotas: QuotasTable
   readonly settings: Store['settings']
 
   constructor(
@@ -164,6 +166,7 @@ export class KyselyStore implements Store {
     this.instances = instancesTable(db, dialect)
     this.instanceEvents = new KyselyTable(db, dialect, instanceEventsSpec)
     this.envVars = new EnvVarsTable(db)
+    this.quotas = new QuotasTable(db)
     this.settings = {
       get: async (key) => {
         const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst()

@@ -9,6 +9,7 @@ import * as envVars from './0007-env-vars.js'
 import * as sandboxEnvironments from './0008-sandbox-environments.js'
 import * as versionErrorDetails from './0009-version-error-details.js'
 import * as sandboxServices from './0010-sandbox-services.js'
+import * as quotas from './0011-quotas.js'
 import * as sandboxEgress from './0012-sandbox-egress.js'
 
 // Listed here rather than read from disk, so the compiled package needs no file lookup.
@@ -24,5 +25,6 @@ export const migrations: Record<string, Migration> = {
   '0008-sandbox-environments': sandboxEnvironments,
   '0009-version-error-details': versionErrorDetails,
   '0010-sandbox-services': sandboxServices,
+  '0011-quotas': quotas,
   '0012-sandbox-egress': sandboxEgress,
 }
