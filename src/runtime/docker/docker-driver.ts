@@ -27,10 +27,10 @@ import type {
 import { LABEL, containerOptions } from './container-spec.js'
 import { DockerImages } from './docker-images.js'
 import { DockerInstances } from './docker-instances.js'
-import { EgressRules } from './egress-rules.js'
+import { DockerEgress } from './docker-egress.js'
 import { TemplateImages, prepareAgentDir } from './template-images.js'
 import { WarmPool } from './warm-pool.js'
-import { WorkspaceNetworks, bridgeName } from './workspace-networks.js'
+import { WorkspaceNetworks } from './workspace-networks.js'
 
 const DRIVER = 'docker'
 const SNAPSHOT_REPO = 'miosa/snapshot'
@@ -80,7 +80,7 @@ export class DockerDriver implements RuntimeDriver {
   /** Runtime instances of dynamic deployments, on each workspace's apps network. close() leaves them running. */
   readonly instances: DockerInstances
   private readonly pool: WarmPool
-  private readonly egress: EgressRules
+  private readonly egress: DockerEgress
   private readonly sessions = new Map<string, Promise<Session>>()
   /** Sandboxes being started without the pool right now. */
   private coldStarts = 0
@@ -97,7 +97,7 @@ export class DockerDriver implements RuntimeDriver {
       ...(options.templatesDir === undefined ? {} : { templatesDir: options.templatesDir }),
       logger: options.logger,
     })
-    this.egress = new EgressRules(options.logger)
+    this.egress = new DockerEgress(options.docker, options.logger)
     this.networks = new WorkspaceNetworks(options.docker, options.platformId, options.subnets, options.logger)
     this.images = new DockerImages({
       docker: options.docker,
@@ -144,7 +144,7 @@ export class DockerDriver implements RuntimeDriver {
       try {
         await this.fitLimits(warm, spec)
         // Pooled containers start open: a restricted sandbox gets its rules before it is handed out.
-        await this.enforceEgress(warm, spec.egress)
+        await this.egress.enforce(warm.id, spec.egress)
       } catch (error) {
         await this.destroy(warm).catch(() => {})
         throw error
@@ -220,7 +220,7 @@ export class DockerDriver implements RuntimeDriver {
     const ref = { driver: DRIVER, id: container.id }
     try {
       await container.start()
-      await this.enforceEgress(ref, spec.egress)
+      await this.egress.enforce(ref.id, spec.egress)
       await this.session(ref, true)
     } catch (error) {
       await this.destroy(ref).catch(() => {})
@@ -240,46 +240,28 @@ export class DockerDriver implements RuntimeDriver {
   async stop(ref: RuntimeRef): Promise<void> {
     this.forget(ref)
     await ignoreMissing(this.container(ref).stop({ t: STOP_GRACE_S }), [304])
-    await this.releaseEgress(ref)
+    await this.egress.release(this.container(ref).id)
   }
 
   async resume(ref: RuntimeRef, o: { egress?: EgressPolicy | null | undefined } = {}): Promise<void> {
     this.forget(ref)
     await ignoreMissing(this.container(ref).start(), [304], false)
-    // Before the agent answers: nothing runs commands in it until its rules are in.
-    await this.enforceEgress(ref, o.egress)
+    // Before the agent answers: nothing runs commands in it until its rules are in, and it does not stay up without them.
+    await this.egress.enforce(this.container(ref).id, o.egress).catch(async (error: unknown) => {
+      await this.container(ref).stop({ t: 0 }).catch(() => {})
+      throw error
+    })
     await this.session(ref, true)
   }
 
   async destroy(ref: RuntimeRef): Promise<void> {
     this.forget(ref)
     await ignoreMissing(this.container(ref).remove({ force: true, v: true }), [404])
-    await this.releaseEgress(ref)
+    await this.egress.release(this.container(ref).id)
   }
 
   async syncEgress(restricted: ReadonlyArray<{ ref: RuntimeRef; egress: EgressPolicy }>): Promise<void> {
-    for (const { ref, egress } of restricted) {
-      await this.enforceEgress(ref, egress).catch((error: unknown) => this.options.logger.warn({ err: error, container: ref.id }, 'egress: could not apply rules'))
-    }
-    const removed = await this.egress.prune(async () => new Set((await this.docker.listContainers()).map((c) => c.Id)))
-    if (removed > 0) this.options.logger.info({ removed }, 'egress: removed rules of containers no longer running')
-  }
-
-  /** Puts the policy's rules in place for the container's current address (nothing for an open sandbox, or a stopped one). */
-  private async enforceEgress(ref: RuntimeRef, policy: EgressPolicy | null | undefined): Promise<void> {
-    if (policy === null || policy === undefined) return
-    const info = await this.container(ref).inspect()
-    if (!info.State.Running) return
-    const [network, settings] = Object.entries(info.NetworkSettings.Networks)[0] ?? []
-    if (network === undefined || settings === undefined || settings.IPAddress === '') {
-      throw new MiosaError('internal', 'the sandbox container has no address to apply its egress policy to')
-    }
-    await this.egress.apply({ containerId: info.Id, ip: settings.IPAddress, bridge: bridgeName(network) }, policy)
-  }
-
-  /** A rule left behind would only restrict whichever container gets the address next: the reconciler retries. */
-  private async releaseEgress(ref: RuntimeRef): Promise<void> {
-    await this.egress.remove(ref.id).catch((error: unknown) => this.options.logger.warn({ err: error, container: ref.id }, 'egress: could not remove rules'))
+    await this.egress.sync(restricted.map(({ ref, egress }) => ({ containerId: this.container(ref).id, egress })))
   }
 
   async snapshot(ref: RuntimeRef, snapshotId: string): Promise<SnapshotRef> {
