@@ -857,6 +857,15 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         expect(await store.sandboxes.findBySlug(box.slug, ['creating', 'running', 'paused', 'snapshotting'])).toBeUndefined()
       })
 
+      it('a sandbox keeps its egress policy: null (open), an empty allow-list, or its targets', async () => {
+        const { scope, box } = await newSandbox()
+        expect((await store.sandboxes.get(scope, box.id))?.egress).toBeNull()
+        const closed = await newSandbox({ egress: { allow: [] } })
+        expect((await store.sandboxes.get(closed.scope, closed.box.id))?.egress).toEqual({ allow: [] })
+        const listed = await newSandbox({ egress: { allow: ['10.0.0.0/8', 'mirror.example.org'] } })
+        expect((await store.sandboxes.findByIds([listed.box.id]))[0]?.egress).toEqual({ allow: ['10.0.0.0/8', 'mirror.example.org'] })
+      })
+
       it('preview tokens round-trip, are scoped, listed by sandbox, and found by id across organizations', async () => {
         const { scope, box } = await newSandbox()
         const other = await newSandbox()

@@ -176,6 +176,17 @@ describe.sequential('egress policy', () => {
     expect(await probe(closed.id, archive.host)).toMatch(/^blocked/)
   }, 60_000)
 
+  it('a container stopped behind the platform\'s back loses its rules at the next pass, and gets them again on resume', async () => {
+    const container = await containerOf(closed.id)
+    await docker.getContainer(container).stop({ t: 0 })
+    expect(await rulesOf(container)).not.toEqual([])
+    await t.platform.reconciler.reconcile()
+    expect(await rulesOf(container)).toEqual([])
+    expect((await t.call('GET', `/api/v1/sandboxes/${closed.id}`, { key })).json.state).toBe('paused')
+    expect(await probe(closed.id, archive.host)).toMatch(/^blocked/) // the exec resumes it first
+    expect(await rulesOf(container)).not.toEqual([])
+  }, 60_000)
+
   it('destroy removes its rules', async () => {
     const container = await containerOf(closed.id)
     await t.call('DELETE', `/api/v1/sandboxes/${closed.id}`, { key })
