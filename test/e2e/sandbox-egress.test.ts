@@ -162,7 +162,7 @@ describe.sequential('egress policy', () => {
     await t.call('DELETE', `/api/v1/sandboxes/${fork.json.id}`, { key })
   }, 120_000)
 
-  it('the reconciler puts back rules the host lost (a reboot, a flush)', async () => {
+  it('a platform restart puts back the rules the host lost (a reboot, a flush) before it serves', async () => {
     const container = await containerOf(closed.id)
     const rules = await rulesOf(container)
     const chain = rules.find((l) => l.startsWith('-N '))?.slice(3) as string
@@ -171,10 +171,11 @@ describe.sequential('egress policy', () => {
     await run('iptables', ['-w', '5', '-F', chain])
     await run('iptables', ['-w', '5', '-X', chain])
     expect(await probe(closed.id, archive.host)).toBe('connected')
-    await t.platform.reconciler.reconcile()
+    await t.close({ keep: true })
+    t = await startTestPlatform({ dataDir: t.dataDir, sandboxWarmPool: 1 })
     expect(await rulesOf(container)).toEqual(rules)
     expect(await probe(closed.id, archive.host)).toMatch(/^blocked/)
-  }, 60_000)
+  }, 120_000)
 
   it('a container stopped behind the platform\'s back loses its rules at the next pass, and gets them again on resume', async () => {
     const container = await containerOf(closed.id)
