@@ -11,6 +11,8 @@ export async function removePlatformResources(platformId: string, driver?: Runti
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {})))
   const images = await docker.listImages({ filters: { label: [label] } })
   for (const image of images) await docker.getImage(image.Id).remove({ force: true }).catch(() => {})
+  // Egress rules of containers that no longer run (these, and any left by a crash) go too.
+  await driver?.syncEgress?.([]).catch(() => {})
   // The driver removes its networks together with the firewall rules it added for them.
   await driver?.releaseUnused?.(new Set()).catch(() => {})
   const networks = await docker.listNetworks({ filters: { label: [label] } })
