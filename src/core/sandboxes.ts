@@ -401,6 +401,21 @@ export class SandboxService {
     const scope = { organization_id: organizationId }
     await this.settle(scope, id)
     const forkId = newId('sandbox')
+    // A fork starts a container as a create does: it takes its turn the same way (or a 429 before any snapshot).
+    const ticket = (this.deps.admission ?? UNLIMITED_ADMISSION).enter(organizationId)
+    let forked: { record: SandboxRecord; image: string }
+    try {
+      forked = await this.forkRecord(scope, id, forkId, input)
+    } catch (error) {
+      ticket.cancel()
+      throw error
+    }
+    await this.provision(forked.record, forked.image, undefined, ticket)
+    return this.get(organizationId, forked.record.id)
+  }
+
+  /** The fork's snapshot of its source, and its record (`creating`). */
+  private async forkRecord(scope: OrgScope, id: string, forkId: string, input: { name?: string | undefined } & AttributionInput): Promise<{ record: SandboxRecord; image: string }> {
     const { source, image } = await this.locks.run(id, async () => {
       const record = await this.record(scope, id)
       this.expectState(record, ['running', 'paused'], 'fork')
@@ -425,8 +440,7 @@ export class SandboxService {
       updated_at: now,
       destroyed_at: null,
     })
-    await this.provision(record, image.id)
-    return this.get(organizationId, record.id)
+    return { record, image: image.id }
   }
 
   // ── used by operations, the reaper and the reconciler ───────────────────────
