@@ -133,11 +133,14 @@ export class SandboxService {
     const develop = await this.developmentEnvironment(scope, workspaceId, input)
 
     // A place in the organization's creation queue, or a 429 now, before anything is written.
-    const ticket = (this.deps.admission ?? UNLIMITED_ADMISSION).enter(organizationId)
+    const queued = (this.deps.admission ?? UNLIMITED_ADMISSION).enter(organizationId)
     const now = nowIso()
     // A warm pool's container already carries its sandbox id: take that id when one is ready.
     const warmId =
       snapshot === undefined ? this.deps.runtime.reserveWarm?.({ organizationId, workspaceId, template }) : undefined
+    // A warm container is claimed, not started: it takes no turn (and its reservation cannot expire in the queue).
+    if (warmId !== undefined) queued.cancel()
+    const ticket = warmId === undefined ? queued : UNLIMITED_ADMISSION.enter(organizationId)
     const base: Omit<SandboxRecord, 'slug'> = {
       id: warmId ?? newId('sandbox'),
       organization_id: organizationId,
