@@ -140,7 +140,7 @@ export class SandboxService {
     const develop = await this.developmentEnvironment(scope, workspaceId, input)
 
     // A place in the organization's creation queue, or a 429 now, before anything is written.
-    const ticket = (this.deps.admission ?? UNLIMITED_ADMISSION).enter(organizationId)
+    const queued = (this.deps.admission ?? UNLIMITED_ADMISSION).enter(organizationId)
     const now = nowIso()
     const base: Omit<SandboxRecord, 'slug'> = {
       id: newId('sandbox'),
@@ -170,11 +170,17 @@ export class SandboxService {
       updated_at: now,
       destroyed_at: null,
     }
+    let ticket = queued
     let record: SandboxRecord
     try {
       record = await this.admit(base, true, () => {
-        // A warm pool's container already carries its sandbox id: take that id when one is ready.
+        // A warm pool's container already carries its sandbox id: take that id when one is ready (once the quota admits it).
         const warmId = snapshot === undefined ? this.deps.runtime.reserveWarm?.({ organizationId, workspaceId, template }) : undefined
+        if (warmId !== undefined) {
+          // A warm container is claimed, not started: it takes no turn (and its reservation cannot expire in the queue).
+          queued.cancel()
+          ticket = UNLIMITED_ADMISSION.enter(organizationId)
+        }
         return this.insertWithSlug({ ...base, id: warmId ?? base.id })
       })
     } catch (error) {
@@ -411,6 +417,21 @@ export class SandboxService {
     const scope = { organization_id: organizationId }
     await this.settle(scope, id)
     const forkId = newId('sandbox')
+    // A fork starts a container as a create does: it takes its turn the same way (or a 429 before any snapshot).
+    const ticket = (this.deps.admission ?? UNLIMITED_ADMISSION).enter(organizationId)
+    let forked: { record: SandboxRecord; image: string }
+    try {
+      forked = await this.forkRecord(scope, id, forkId, input)
+    } catch (error) {
+      ticket.cancel()
+      throw error
+    }
+    await this.provision(forked.record, forked.image, undefined, ticket)
+    return this.get(organizationId, forked.record.id)
+  }
+
+  /** The fork's snapshot of its source, and its record (`creating`). */
+  private async forkRecord(scope: OrgScope, id: string, forkId: string, input: { name?: string | undefined } & AttributionInput): Promise<{ record: SandboxRecord; image: string }> {
     const { source, image } = await this.locks.run(id, async () => {
       const record = await this.record(scope, id)
       this.expectState(record, ['running', 'paused'], 'fork')
@@ -439,8 +460,7 @@ export class SandboxService {
       await this.deps.runtime.deleteSnapshot({ ...image, sizeBytes: null }).catch(() => {})
       throw error
     })
-    await this.provision(record, image.id)
-    return this.get(organizationId, record.id)
+    return { record, image: image.id }
   }
 
   // ── used by operations, the reaper and the reconciler ───────────────────────
