@@ -17,6 +17,18 @@ export function parseInput<T>(schema: z.ZodType<T>, part: InputPart, value: unkn
   throw new MiosaError('invalid', `invalid ${part}: ${summary}`, { details: { location: part, issues } })
 }
 
+/**
+ * Every JSON body is an object: `null`, an array, a string or a number is refused before any
+ * schema sees it, so no route can take `null` for "no options" (it once rotated the master key).
+ */
+export function requireJsonObject(body: unknown): Record<string, unknown> {
+  if (body !== null && typeof body === 'object' && !Array.isArray(body)) return body as Record<string, unknown>
+  const got = body === null ? 'null' : Array.isArray(body) ? 'an array' : `a ${typeof body}`
+  throw new MiosaError('invalid', `invalid body: body: must be a JSON object, not ${got}`, {
+    details: { location: 'body', issues: [{ field: 'body', message: `must be a JSON object, not ${got}` }] },
+  })
+}
+
 function describeIssue(part: InputPart, issue: z.core.$ZodIssue): FieldIssue[] {
   const at = (path: readonly PropertyKey[]) => (path.length === 0 ? part : path.map(String).join('.'))
   if (issue.code === 'unrecognized_keys') {
