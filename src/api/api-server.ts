@@ -1,5 +1,6 @@
 import Fastify, { LogController } from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import sjson from 'secure-json-parse'
 import { MiosaError } from '../core/errors.js'
@@ -7,7 +8,7 @@ import { randomBase32 } from '../core/ids.js'
 import type { RateLimiter } from '../core/rate-limiter.js'
 import type { Services } from '../core/services.js'
 import { passThroughBodies, streamBody } from './body-stream.js'
-import { errorBody, makeErrorHandler } from './error-handler.js'
+import { clientErrorResponse, errorBody, frameworkErrorHandler, makeErrorHandler } from './error-handler.js'
 import { buildOpenApiDocument } from './openapi.js'
 import { limitRequestsPerKey } from './rate-limits.js'
 import { authorize, parseBody, parseParams, parseQuery } from './request-context.js'
@@ -41,8 +42,16 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     }),
     // A caller's own request id is kept when it is sane, so logs join up across services.
     genReqId: requestId,
+    // Path ids are bounded by their schemas (a clear 400 naming the param), and the whole
+    // request line by Node's header size limit (431); the router's own 100-character cut
+    // answered 414 in Fastify's shape.
+    routerOptions: { maxParamLength: 16 * 1024 },
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler: answerClientError,
   })
 
+  // JSON or nothing: a text/plain body would reach the schemas as a string; it is a 415 instead.
+  app.removeContentTypeParser('text/plain')
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     if (body === '') return done(null, undefined)
@@ -141,6 +150,17 @@ function registerRoute(app: FastifyInstance, prefix: string, route: AnyRoute, se
       return reply.status(route.status ?? 200).send(route.response.parse(result))
     },
   })
+}
+
+/** Node's parser refused a request (headers too large, not HTTP): answered in the standard shape, then closed. */
+function answerClientError(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  this.log.debug({ err: error }, 'client error')
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  socket.end(clientErrorResponse(error, `req_${randomBase32(16)}`))
 }
 
 function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {

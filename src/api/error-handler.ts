@@ -43,6 +43,54 @@ function fromFastify(error: FastifyError, bodyLimit: number, request: FastifyReq
   }
 }
 
+/**
+ * Errors Fastify's router raises before any route runs (a path that is not valid
+ * percent-encoding, a path segment past the router's limit): the same shape as the rest.
+ */
+export function frameworkErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const path = request.url.split('?')[0] ?? ''
+  const known =
+    error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? new MiosaError('invalid', 'params: a path segment is too long', { details: { location: 'params' } })
+      : error.code === 'FST_ERR_BAD_URL'
+        ? new MiosaError('invalid', 'path: not valid percent-encoding', { details: { location: 'path', path: path.slice(0, 200) } })
+        : undefined
+  if (known === undefined) {
+    request.log.error({ err: error }, 'router error')
+    const hidden = new MiosaError('internal', `internal error; quote request id ${request.id} when reporting it`)
+    return reply.status(500).header('x-request-id', request.id).send(errorBody(hidden, request.id))
+  }
+  return reply.status(STATUS[known.code]).header('x-request-id', request.id).send(errorBody(known, request.id))
+}
+
+/** Node's HTTP parser refusals (before any request exists) with what the client can do about each. */
+const CLIENT_ERRORS: Record<string, { status: number; reason: string; message: string }> = {
+  HPE_HEADER_OVERFLOW: {
+    status: 431,
+    reason: 'Request Header Fields Too Large',
+    message: 'request: the request line and headers are larger than the server takes (the URL and its query count); send less',
+  },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, reason: 'Request Timeout', message: 'request: not received in time' },
+}
+
+/**
+ * The raw HTTP answer to a request Node's parser refused (`clientError`): headers too large
+ * (431), too slow (408), or not HTTP at all (400), with a JSON body in the standard shape.
+ */
+export function clientErrorResponse(error: NodeJS.ErrnoException, requestId: string): string {
+  const known = CLIENT_ERRORS[error.code ?? ''] ?? { status: 400, reason: 'Bad Request', message: 'request: not valid HTTP/1.1' }
+  const body = JSON.stringify({ error: { code: 'invalid', message: known.message, details: { parser: error.code ?? null }, request_id: requestId } })
+  return [
+    `HTTP/1.1 ${known.status} ${known.reason}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    `X-Request-Id: ${requestId}`,
+    'Connection: close',
+    '',
+    body,
+  ].join('\r\n')
+}
+
 export function errorBody(error: MiosaError, requestId: string) {
   return { error: { code: error.code, message: error.message, details: error.details ?? null, request_id: requestId } }
 }

@@ -56,7 +56,7 @@ export function buildOpenApiDocument(routes: readonly AnyRoute[], version: strin
       title: 'miosa API',
       version,
       description:
-        'Every path is also served under /v1. Authenticate with "Authorization: Bearer msk_…". Errors are {"error":{"code","message","details"}}.',
+        'Every path is also served under /v1. Authenticate with "Authorization: Bearer msk_…". Every error, the server\'s own included, is {"error":{"code","message","details","request_id"}}.',
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],

@@ -5,7 +5,7 @@ import type { Caller } from '../core/caller.js'
 import { MiosaError } from '../core/errors.js'
 import type { Services } from '../core/services.js'
 import type { AnyRoute } from './route.js'
-import { gatherMetadataFilters, parseInput } from './validation.js'
+import { gatherMetadataFilters, parseInput, refuseBrokenText, requireJsonObject } from './validation.js'
 
 // Who is calling and what they sent, the same way for every kind of route (JSON, raw,
 // WebSocket upgrade). Who before what: an unauthenticated or out-of-scope caller learns
@@ -27,15 +27,16 @@ export async function authorize(route: AnyRoute, headers: IncomingHttpHeaders, s
 }
 
 export function parseParams(route: AnyRoute, params: unknown): unknown {
-  return parseInput(route.params ?? NO_INPUT, 'params', params)
+  return parseInput(route.params ?? NO_INPUT, 'params', refuseBrokenText('params', params))
 }
 
 export function parseQuery(route: AnyRoute, query: unknown): unknown {
-  return parseInput(route.query ?? NO_INPUT, 'query', gatherMetadataFilters((query ?? {}) as Record<string, unknown>))
+  return parseInput(route.query ?? NO_INPUT, 'query', refuseBrokenText('query', gatherMetadataFilters((query ?? {}) as Record<string, unknown>)))
 }
 
+/** No body at all is an empty object; any JSON body must be an object (`null` is no "nothing"). */
 export function parseBody(route: AnyRoute, body: unknown): unknown {
-  return parseInput(route.body ?? NO_INPUT, 'body', body ?? {})
+  return parseInput(route.body ?? NO_INPUT, 'body', body === undefined ? {} : requireJsonObject(body))
 }
 
 export function bearerToken(headers: IncomingHttpHeaders): string | undefined {

@@ -17,6 +17,54 @@ export function parseInput<T>(schema: z.ZodType<T>, part: InputPart, value: unkn
   throw new MiosaError('invalid', `invalid ${part}: ${summary}`, { details: { location: part, issues } })
 }
 
+/**
+ * Every JSON body is an object: `null`, an array, a string or a number is refused before any
+ * schema sees it, so no route can take `null` for "no options" (it once rotated the master key).
+ */
+export function requireJsonObject(body: unknown): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    const got = body === null ? 'null' : Array.isArray(body) ? 'an array' : `a ${typeof body}`
+    throw invalidInput('body', 'body', `must be a JSON object, not ${got}`)
+  }
+  return refuseBrokenText('body', body) as Record<string, unknown>
+}
+
+/**
+ * No string in a request (a body's keys and values, a query or path value) may hold a NUL
+ * byte or half a surrogate pair: neither is text a name, a command or a path can carry,
+ * PostgreSQL refuses to store a NUL, and a file path with one reached the runtime.
+ */
+export function refuseBrokenText<T>(part: InputPart, value: T): T {
+  const stack: Array<[string, unknown]> = [['', value]]
+  while (stack.length > 0) {
+    const [path, current] = stack.pop() as [string, unknown]
+    if (typeof current === 'string') {
+      const problem = textProblem(current)
+      if (problem !== undefined) throw invalidInput(part, path === '' ? part : path, problem)
+    } else if (current !== null && typeof current === 'object') {
+      for (const [key, child] of Object.entries(current)) {
+        const at = path === '' ? key : `${path}.${key}`
+        const problem = textProblem(key)
+        if (problem !== undefined) throw invalidInput(part, at, `its name ${problem}`)
+        stack.push([at, child])
+      }
+    }
+  }
+  return value
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+function textProblem(text: string): string | undefined {
+  if (text.includes('\u0000')) return 'holds a NUL byte (\\u0000)'
+  if (LONE_SURROGATE.test(text)) return 'holds half of a UTF-16 surrogate pair: not valid Unicode text'
+  return undefined
+}
+
+function invalidInput(part: InputPart, field: string, message: string): MiosaError {
+  return new MiosaError('invalid', `invalid ${part}: ${field}: ${message}`, { details: { location: part, issues: [{ field, message }] } })
+}
+
 function describeIssue(part: InputPart, issue: z.core.$ZodIssue): FieldIssue[] {
   const at = (path: readonly PropertyKey[]) => (path.length === 0 ? part : path.map(String).join('.'))
   if (issue.code === 'unrecognized_keys') {

@@ -11,7 +11,7 @@ import type { AppSite, EdgeBackend, PreviewSite } from './edge-backend.js'
 import { refusedForRate, refusedUpgradeForRate } from './host-limits.js'
 import { createHostRouter } from './host-router.js'
 import type { EdgeRoute, HostRouter } from './host-router.js'
-import { allowFraming, brandingOf, sendPage, sendStartingPage } from './pages.js'
+import { allowFraming, brandingOf, clientErrorResponse, sendPage, sendStartingPage } from './pages.js'
 import { EdgeProxy } from './proxy.js'
 import type { ProxyTarget, UpstreamError } from './proxy.js'
 import { StaticServer } from './static-server.js'
@@ -85,6 +85,11 @@ export function createEdgeServer(options: EdgeOptions): Server {
       options.logger.warn({ err: error, host: req.headers.host }, 'edge: upgrade failed')
       refuseUpgrade(socket, 502, 'Bad Gateway')
     })
+  })
+  server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return
+    if (!socket.writable) socket.destroy()
+    else socket.end(clientErrorResponse(error, error.rawPacket))
   })
   server.on('close', () => edge.close())
   server.keepAliveTimeout = 65_000

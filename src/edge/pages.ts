@@ -70,6 +70,35 @@ export function sendPasswordPage(req: IncomingMessage, res: ServerResponse, page
   }
 }
 
+const CLIENT_ERRORS: Record<string, { status: number; reason: string; message: string }> = {
+  HPE_HEADER_OVERFLOW: { status: 431, reason: 'Request Header Fields Too Large', message: 'The request’s address or headers are too large.' },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, reason: 'Request Timeout', message: 'The request did not arrive in time.' },
+}
+
+/**
+ * The raw answer to a request Node's parser refused (`clientError`: headers too large, not
+ * HTTP): the neutral page, or the JSON error when the bytes that did arrive asked for JSON.
+ */
+export function clientErrorResponse(error: NodeJS.ErrnoException, received: Buffer | undefined): string {
+  const known = CLIENT_ERRORS[error.code ?? ''] ?? { status: 400, reason: 'Bad Request', message: 'The request is not valid HTTP.' }
+  const head = received?.subarray(0, 64 * 1024).toString('latin1') ?? ''
+  const accept = /\r\naccept:([^\r\n]*)/i.exec(head)?.[1] ?? ''
+  const json = accept.includes('application/json') && !accept.includes('text/html')
+  const body = json
+    ? JSON.stringify({ error: { code: 'invalid', message: known.message } })
+    : renderErrorPage({ status: known.status, title: known.reason, message: known.message })
+  const headers = json ? {} : PAGE_HEADERS
+  return [
+    `HTTP/1.1 ${known.status} ${known.reason}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    `content-type: ${json ? 'application/json' : 'text/html'}; charset=utf-8`,
+    `content-length: ${Buffer.byteLength(body)}`,
+    'connection: close',
+    '',
+    body,
+  ].join('\r\n')
+}
+
 /** The tenant's branding, or the neutral look when there is none or it cannot be had. */
 export async function brandingOf(
   backend: EdgeBackend,

@@ -88,7 +88,13 @@ export const envVarDeletedSchema = z
   .object({ deployment_id: z.string(), environment: z.string(), key: z.string(), deleted: z.literal(true), ...restartFields })
   .meta({ id: 'EnvVarDeleted' })
 
+/** The value `confirm` must hold: a dangerous action is never taken on an empty or `null` body. */
+export const ROTATE_MASTER_KEY_CONFIRM = 'rotate-master-key'
+
 export const rotateMasterKeySchema = z.strictObject({
+  confirm: z.literal(ROTATE_MASTER_KEY_CONFIRM).meta({
+    description: `Must be "${ROTATE_MASTER_KEY_CONFIRM}": the explicit confirmation this platform-wide action needs`,
+  }),
   new_key: z.string().min(1).max(200).optional().meta({
     description: 'The new master key (base64 or hex of 32 bytes); default: the server makes one. Required when the key comes from MIOSA_MASTER_KEY',
   }),

@@ -56,8 +56,11 @@ export class Admin {
     private readonly api: string,
   ) {}
 
-  /** Re-encrypts every env value under a new master key (given, or made by the server), then drops the old key. */
-  rotateMasterKey(input: RotateMasterKeyInput = {}): Promise<RotateMasterKeyResult> {
+  /**
+   * Re-encrypts every env value under a new master key (given, or made by the server), then drops the old key.
+   * The server takes it only with `confirm: "rotate-master-key"`.
+   */
+  rotateMasterKey(input: RotateMasterKeyInput): Promise<RotateMasterKeyResult> {
     return this.transport.request('POST', `${this.api}/admin/rotate-master-key`, { body: input, timeoutMs: 30 * 60_000 })
   }
 }

@@ -34,7 +34,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
     const bodies: string[] = []
 
     /** A call whose response body is kept for the final leak check. */
-    async function call(method: string, path: string, opts: { key?: string; body?: unknown } = {}) {
+    async function call(method: string, path: string, opts: { key?: string; body?: unknown; rawBody?: string } = {}) {
       const res = await t.call(method, path, { key: org.key, ...opts })
       bodies.push(res.text)
       return res
@@ -292,11 +292,18 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       }
       const count = (await t.platform.store.envVars.list(scope, dep.id)).length
 
-      const refused = await call('POST', '/api/v1/admin/rotate-master-key', { body: {} })
+      const refused = await call('POST', '/api/v1/admin/rotate-master-key', { body: { confirm: 'rotate-master-key' } })
       expect(refused.status).toBe(403)
+      // A dangerous action is never taken on a body that does not ask for it by name.
+      for (const body of ['null', '{}', '[]', '{"confirm":"yes"}']) {
+        const unconfirmed = await call('POST', '/api/v1/admin/rotate-master-key', { key: t.rootKey, rawBody: body })
+        expect(unconfirmed.status, body).toBe(400)
+        expect(unconfirmed.json.error.code).toBe('invalid')
+      }
+      expect((await t.platform.store.envVars.list(scope, dep.id)).every((r) => r.key_id === keyIdOf(oldKey))).toBe(true)
       // Reads keep working while the rotation runs.
       const [rotated, during] = await Promise.all([
-        call('POST', '/api/v1/admin/rotate-master-key', { key: t.rootKey, body: {} }),
+        call('POST', '/api/v1/admin/rotate-master-key', { key: t.rootKey, body: { confirm: 'rotate-master-key' } }),
         t.platform.services.envVars.resolve(scope, dep.id, 'production', 'runtime'),
       ])
       expect(during).toEqual(before.production)
@@ -344,15 +351,15 @@ describe('a master key from MIOSA_MASTER_KEY', () => {
     const set = await t.call('POST', `/api/v1/deployments/${dep.json.id}/env`, { key: org.key, body: { key: 'TOKEN', value: SECRET, is_secret: true } })
     expect(set.json.data[0].key_id).toBe(keyIdOf(key))
 
-    const refused = await t.call('POST', '/api/v1/admin/rotate-master-key', { key: t.rootKey, body: {} })
+    const refused = await t.call('POST', '/api/v1/admin/rotate-master-key', { key: t.rootKey, body: { confirm: 'rotate-master-key' } })
     expect(refused.status).toBe(400)
     expect(refused.json.error.message).toMatch(/MIOSA_MASTER_KEY/)
-    const badKey = await t.call('POST', '/api/v1/admin/rotate-master-key', { key: t.rootKey, body: { new_key: 'not-a-key' } })
+    const badKey = await t.call('POST', '/api/v1/admin/rotate-master-key', { key: t.rootKey, body: { confirm: 'rotate-master-key', new_key: 'not-a-key' } })
     expect(badKey.status).toBe(400)
     expect(badKey.json.error.message.includes('not-a-key')).toBe(false)
 
     const next = generateMasterKey()
-    const rotated = await t.call('POST', '/api/v1/admin/rotate-master-key', { key: t.rootKey, body: { new_key: next.toString('base64') } })
+    const rotated = await t.call('POST', '/api/v1/admin/rotate-master-key', { key: t.rootKey, body: { confirm: 'rotate-master-key', new_key: next.toString('base64') } })
     expect(rotated.status, rotated.text).toBe(200)
     expect(rotated.json).toMatchObject({ re_encrypted: 1, key_id: keyIdOf(next), key_source: 'env' })
     expect(rotated.json.message).toMatch(/set MIOSA_MASTER_KEY/)

@@ -6,6 +6,7 @@ import {
   envVarParams,
   envVarsSetResultSchema,
   listEnvVarsQuery,
+  ROTATE_MASTER_KEY_CONFIRM,
   rotateMasterKeySchema,
   rotateMasterKeyResultSchema,
   setEnvVarSchema,
@@ -77,7 +78,7 @@ export const envVarRoutes = [
     summary: 'Re-encrypt every env value under a new master key without downtime, then drop the old key (root key only)',
     body: rotateMasterKeySchema,
     response: rotateMasterKeyResultSchema,
-    example: {},
-    handler: ({ services, body }) => services.envVars.rotateMasterKey(body),
+    example: { confirm: ROTATE_MASTER_KEY_CONFIRM },
+    handler: ({ services, body }) => services.envVars.rotateMasterKey({ new_key: body.new_key }),
   }),
 ]

@@ -22,7 +22,9 @@ export function registerAdmin(program: Command): void {
     const path = opts.newKeyFile as string | undefined
     const newKey = path === undefined ? undefined : await keyFromFile(path)
     const c = await client()
-    const result = await c.admin.rotateMasterKey(newKey === undefined ? {} : { new_key: newKey.key })
+    // Naming the command is the operator's confirmation; the API wants it spelled out in the body.
+    const confirm = 'rotate-master-key' as const
+    const result = await c.admin.rotateMasterKey(newKey === undefined ? { confirm } : { confirm, new_key: newKey.key })
     const lines = [`${result.re_encrypted} value(s) re-encrypted under master key ${result.key_id}: ${result.message}`]
     if (path !== undefined) {
       lines.push(
