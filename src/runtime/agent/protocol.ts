@@ -111,5 +111,5 @@ export interface FileStat {
 }
 
 export interface AgentError {
-  error: { code: 'invalid' | 'not_found' | 'conflict' | 'internal' | 'unauthenticated'; message: string }
+  error: { code: 'invalid' | 'forbidden' | 'not_found' | 'conflict' | 'payload_too_large' | 'internal' | 'unauthenticated'; message: string }
 }
