@@ -5,7 +5,6 @@ import type { ChildProcess } from 'node:child_process'
 import { stat } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { constants } from 'node:os'
-import { config } from './config.js'
 import { Failure, invalid } from './http.js'
 import { ensureDir } from './paths.js'
 
@@ -43,14 +42,8 @@ export async function extractArchive(req: IncomingMessage, dir: string): Promise
   await ensureDir(dir)
   const s = await stat(dir)
   if (!s.isDirectory()) throw invalid(`not a directory: ${dir}`)
-  // Into the owner's directory, tar runs as the owner: everything it creates is theirs. Elsewhere
-  // it runs as root, keeping no owner from the archive.
-  const owner = config.owner !== undefined && s.uid === config.owner.uid ? config.owner : undefined
-  const tar = spawn('tar', ['-x', '-f', '-', '-C', dir, ...(owner === undefined ? ['--no-same-owner'] : [])], {
-    cwd: dir,
-    stdio: ['pipe', 'ignore', 'pipe'],
-    ...(owner === undefined ? {} : { uid: owner.uid, gid: owner.gid }),
-  })
+  // As the sandbox user (./file-server.ts) or root: either way, no owner is taken from the archive.
+  const tar = spawn('tar', ['-x', '-f', '-', '-C', dir, '--no-same-owner'], { cwd: dir, stdio: ['pipe', 'ignore', 'pipe'] })
   const stderr = tail(tar)
   tar.stdin.on('error', () => {}) // EPIPE when tar stops reading a bad archive
   req.on('error', () => tar.kill('SIGKILL'))

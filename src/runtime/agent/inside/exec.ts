@@ -11,7 +11,7 @@ import type { Owner } from './config.js'
 import { WORKSPACE } from './config.js'
 import { invalid, ndjson, objectBody, readJson, sendJson } from './http.js'
 import { ensureDir, resolvePath, statIfAny } from './paths.js'
-import { killSession, spawnRetrying } from './processes.js'
+import { killSession, spawnRetrying, watch } from './processes.js'
 
 const DEFAULT_MAX_OUTPUT = 1024 * 1024
 /** After the command and what it started are gone, how long to wait for its pipes to close (trailing output) before answering. */
@@ -154,6 +154,7 @@ async function run(plan: ExecPlan, sink: ExecSink): Promise<Running> {
     return cannotStart(error)
   }
   const leader = child.pid as number
+  watch(leader)
 
   const killGroup = () => {
     try {

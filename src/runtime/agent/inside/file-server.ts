@@ -64,6 +64,10 @@ export function fileRoute(req: IncomingMessage, res: ServerResponse, route: stri
   }
 }
 
+function unanswered(error: unknown): Failure {
+  return new Failure(503, 'internal', `the sandbox user's file server did not answer: ${(error as Error).message}`)
+}
+
 /** The file server's own process: serves fileRoute on the socket (no token: only the user and root can reach it). */
 export function serveFiles(socketPath: string): void {
   const server = createServer((req, res) => {
@@ -88,24 +92,36 @@ export class FileServerClient {
   constructor(private readonly owner: Owner) {}
 
   async forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const socketPath = await this.ready()
-    const upstream = request({ socketPath, method: req.method, path: req.url, headers: req.headers })
+    let answer: IncomingMessage
+    try {
+      answer = await this.send(req, res, await this.ready())
+    } catch (error) {
+      // Killed by the user (kill -9 -1 as uid 1000, say) and not yet seen to exit: once more, with a new one.
+      const code = (error as { code?: string }).code
+      if (!(code === 'ECONNREFUSED' || code === 'ENOENT') || req.readableDidRead) throw unanswered(error)
+      this.child?.kill('SIGKILL')
+      this.starting = undefined
+      answer = await this.send(req, res, await this.ready()).catch((again: unknown) => {
+        throw unanswered(again)
+      })
+    }
+    res.writeHead(answer.statusCode ?? 502, answer.headers)
+    await pipeline(answer, res).catch(() => res.destroy())
+  }
+
+  private send(req: IncomingMessage, res: ServerResponse, socketPath: string): Promise<IncomingMessage> {
+    // A new connection each time (cheap on a Unix socket): its 'connect' is when the body may flow.
+    const upstream = request({ socketPath, method: req.method, path: req.url, headers: req.headers, agent: false })
     const response = new Promise<IncomingMessage>((resolve, reject) => {
       upstream.once('response', resolve)
       upstream.once('error', reject)
     })
-    req.pipe(upstream)
+    // Not piped before the socket is open, so a refused connection has read nothing of the body.
+    upstream.once('socket', (socket) => socket.once('connect', () => req.pipe(upstream)))
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy()
     })
-    let answer: IncomingMessage
-    try {
-      answer = await response
-    } catch (error) {
-      throw new Failure(503, 'internal', `the sandbox user's file server did not answer: ${(error as Error).message}`)
-    }
-    res.writeHead(answer.statusCode ?? 502, answer.headers)
-    await pipeline(answer, res).catch(() => res.destroy())
+    return response
   }
 
   private ready(): Promise<string> {

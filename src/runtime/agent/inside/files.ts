@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { FileStat } from '../protocol.js'
-import { config, isRoot } from './config.js'
+import { isRoot } from './config.js'
 import { Failure, forbidden, invalid } from './http.js'
 import { describe, ensureDir, statIfAny } from './paths.js'
 
@@ -29,10 +29,12 @@ const VIRTUAL_FILESYSTEMS = new Set([
   0x73636673, // securityfs
 ])
 
-/** EACCES and EPERM name the path asked for, not a temporary file next to it. */
+/** EACCES, EPERM and ENOSPC name the path asked for, not a temporary file next to it. */
 function denied(error: unknown, path: string): unknown {
   const code = (error as { code?: string }).code
-  return code === 'EACCES' || code === 'EPERM' ? forbidden(path) : error
+  if (code === 'EACCES' || code === 'EPERM') return forbidden(path)
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new Failure(413, 'payload_too_large', `no space left on the device to write ${path}`)
+  return error
 }
 
 export async function readFileTo(res: ServerResponse, path: string): Promise<void> {
@@ -111,17 +113,35 @@ async function writeAtomically(req: IncomingMessage, requested: string, mode: nu
   // Same directory, so the rename is atomic: readers see the old file or the new one, never half.
   const temp = join(dir, `.miosa-${randomBytes(6).toString('hex')}.tmp`)
   try {
-    await pipeline(req, createWriteStream(temp, { flags: 'wx', mode: 0o600 }))
+    await receive(req, temp)
     await chmod(temp, mode ?? (existing === undefined ? 0o644 : existing.mode & 0o7777))
-    // Only root can give files away; the sandbox user's writes are its own.
-    const owner = existing === undefined ? config.owner : { uid: existing.uid, gid: existing.gid }
-    if (owner !== undefined && isRoot) await chown(temp, owner.uid, owner.gid)
+    // The sandbox user's writes are its own; an agent running as root (a root template) keeps a file's owner.
+    if (existing !== undefined && isRoot) await chown(temp, existing.uid, existing.gid)
     await rename(temp, path)
   } catch (error) {
     await unlink(temp).catch(() => {})
     throw error
   }
   return describe(path)
+}
+
+/** The request body into a new file. On a failed write (a full disk) the rest of the body is read and dropped, so the caller gets the answer, not a reset connection. */
+function receive(req: IncomingMessage, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const out = createWriteStream(path, { flags: 'wx', mode: 0o600 })
+    out.once('error', (error) => {
+      req.unpipe(out)
+      req.resume()
+      reject(error)
+    })
+    // A body cut short is not a file to put in place.
+    out.once('finish', () => (req.complete ? resolve() : reject(new Failure(400, 'invalid', 'the request body ended early'))))
+    req.once('error', (error) => {
+      out.destroy()
+      reject(error)
+    })
+    req.pipe(out)
+  })
 }
 
 export async function list(path: string): Promise<FileStat[]> {

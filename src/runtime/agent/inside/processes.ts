@@ -1,7 +1,9 @@
 // Process containment: what an exec started ends with it. Each exec is its own session
 // (spawned detached: setsid), so everything it forks shares its session id unless it calls
-// setsid itself; a process that does is still found as a descendant while its parent lives.
-// No cgroup: Docker mounts the container's cgroup tree read-only, so /proc is the record.
+// setsid itself. One that does is found as a descendant of the exec's processes: /proc is
+// looked at every WATCH_MS while execs run, so it is known even after its parent exits and
+// it is re-parented to init. No cgroup: Docker mounts the container's cgroup tree
+// read-only, so /proc is the record.
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
@@ -12,13 +14,21 @@ import { setTimeout as sleep } from 'node:timers/promises'
 const SWEEP_MS = 3_000
 /** A spawn refused for want of pids (a fork bomb's leftovers dying) is tried again for this long. */
 const SPAWN_RETRY_MS = 3_000
+/** How often the processes of running execs are looked at, to remember the ones that leave their session. */
+const WATCH_MS = 50
 
 interface Proc {
   pid: number
   ppid: number
   pgrp: number
   session: number
+  /** Clock ticks after boot: with the pid, names one process even after pids wrap around. */
+  start: string
 }
+
+/** Running execs (by their first process) → the processes seen among theirs: pid → start. */
+const watched = new Map<number, Map<number, string>>()
+let watcher: NodeJS.Timeout | undefined
 
 const self = readProc(process.pid)
 
@@ -50,13 +60,16 @@ function readProc(pid: number): Proc | undefined {
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
   // Zombies are already dead: killing them does nothing, their parent (or tini) reaps them.
   if (fields[0] === 'Z' || fields[0] === 'X') return undefined
-  return { pid, ppid: Number(fields[1]), pgrp: Number(fields[2]), session: Number(fields[3]) }
+  return { pid, ppid: Number(fields[1]), pgrp: Number(fields[2]), session: Number(fields[3]), start: fields[19] ?? '' }
 }
 
-/** The processes of the session `leader` began, and all their descendants wherever they went. */
+/** The processes of the session `leader` began, those seen among them before, and all their descendants wherever they went. */
 function membersOf(leader: number, table: Proc[]): Proc[] {
   const members = new Map<number, Proc>()
-  for (const p of table) if (p.session === leader || p.pgrp === leader || p.pid === leader) members.set(p.pid, p)
+  const seen = watched.get(leader)
+  for (const p of table) {
+    if (p.session === leader || p.pgrp === leader || p.pid === leader || seen?.get(p.pid) === p.start) members.set(p.pid, p)
+  }
   const children = new Map<number, Proc[]>()
   for (const p of table) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p])
   const queue = [...members.values()]
@@ -81,6 +94,18 @@ function signal(target: number): void {
   }
 }
 
+/** Starts remembering what the exec whose first process is `leader` starts. */
+export function watch(leader: number): void {
+  watched.set(leader, new Map())
+  watcher ??= setInterval(look, WATCH_MS)
+  watcher.unref()
+}
+
+function look(): void {
+  const table = processes()
+  for (const [leader, seen] of watched) for (const p of membersOf(leader, table)) seen.set(p.pid, p.start)
+}
+
 /**
  * SIGKILLs everything the exec whose first process was `leader` started, until none is left.
  * Whole process groups are killed at once, so a fork bomb's processes cannot outrun the sweep:
@@ -100,6 +125,11 @@ export async function killSession(leader: number): Promise<number> {
     }
     // Killed processes take a moment to exit; the first rounds come quickly.
     await sleep(round < 3 ? 1 : 10)
+  }
+  watched.delete(leader)
+  if (watched.size === 0 && watcher !== undefined) {
+    clearInterval(watcher)
+    watcher = undefined
   }
   return seen.size
 }
