@@ -160,7 +160,8 @@ export function runtimeDriverContract(name: string, make: () => Promise<DriverUn
       expect(full.stdout).toBe('exit 1\n')
       const big = Buffer.alloc(200 * 1024 * 1024)
       await expectMiosaError(driver.writeFile(a, '/tmp/big.bin', big), 'payload_too_large')
-      expect((await sh(a, 'ls -A /tmp | grep -c miosa- || true')).stdout).toBe('0\n')
+      // Nothing half-written left behind.
+      expect((await sh(a, 'ls -A /tmp | grep -c "^\\.miosa-.*\\.tmp$" || true')).stdout).toBe('0\n')
     }, 60_000)
 
     it('reads and writes files binary-safe, and lists, stats, moves and removes them', async () => {

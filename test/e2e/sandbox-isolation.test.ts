@@ -130,10 +130,9 @@ describe('the network around a sandbox', () => {
     const created = await t.call('POST', '/api/v1/sandboxes?wait=true', { key, body: { template: 'node', workspace_id: other.json.id } })
     expect(created.json.state, created.text).toBe('running')
     const b = created.json
-    await t.call('POST', `/api/v1/sandboxes/${b.id}/exec`, {
-      key,
-      body: { cmd: `nohup node -e "require('net').createServer(s=>s.end('hi')).listen(4000)" >/dev/null 2>&1 & sleep 0.5` },
-    })
+    // A service: what an exec starts ends with it.
+    await t.call('POST', `/api/v1/sandboxes/${b.id}/services`, { key, body: { cmd: ['node', '-e', "require('net').createServer(s=>s.end('hi')).listen(4000)"] } })
+    await t.call('POST', `/api/v1/sandboxes/${b.id}/exec`, { key, body: { cmd: 'sleep 0.5' } })
     const address = (await t.call('POST', `/api/v1/sandboxes/${b.id}/exec`, { key, body: { cmd: `node -p "require('os').networkInterfaces().eth0[0].address"` } })).json.stdout.trim()
     expect((await exec(probe(address, 4000))).stdout).toMatch(/^blocked/)
     // The same probe from inside b's own workspace connects: the block is between workspaces.
