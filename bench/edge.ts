@@ -63,9 +63,9 @@ async function startSandboxUpstream(): Promise<SandboxUpstream> {
   }
   const sandbox = await call('POST', '/sandboxes?wait=true', { template: 'node', name: 'edge-bench', timeout: '1h' })
   await call('PATCH', `/sandboxes/${sandbox.id}`, { preview_public: true })
-  const script = UPSTREAM.replaceAll("'", "'\\''")
-  await call('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: `(nohup node -e '${script}' > /tmp/upstream.log 2>&1 &)` })
-  const up = await call('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: 'for i in $(seq 50); do curl -sf localhost:3000 >/dev/null && exit 0; sleep 0.1; done; cat /tmp/upstream.log; exit 1' })
+  // A service: what an exec starts ends with it.
+  const upstream = await call('POST', `/sandboxes/${sandbox.id}/services`, { cmd: ['node', '-e', UPSTREAM] })
+  const up = await call('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: `for i in $(seq 50); do curl -sf localhost:3000 >/dev/null && exit 0; sleep 0.1; done; cat ${upstream.log_path}; exit 1` })
   if (up.exit_code !== 0) throw new Error(`the upstream did not start in the sandbox: ${up.stdout}${up.stderr}`)
   const record = await platform.platform.store.sandboxes.get({ organization_id: org.id }, sandbox.id)
   if (record?.runtime_ref === null || record === undefined) throw new Error('the sandbox has no container')

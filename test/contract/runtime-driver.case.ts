@@ -106,16 +106,63 @@ export function runtimeDriverContract(name: string, make: () => Promise<DriverUn
       expect(chunks.join('')).toContain('err:done\n')
     })
 
-    it('keeps a background process running after the exec that started it returns', async () => {
+    it('ends everything an exec started when it returns, even what left its process group; a service keeps running', async () => {
       const started = Date.now()
-      await sh(a, 'nohup sleep 600 >/dev/null 2>&1 & echo $! > /tmp/bg.pid')
+      // A plain `&`, a nohup'd one, and one that made its own process group (as `timeout` does).
+      const result = await sh(a, 'sleep 1000 & echo $! > /tmp/bg.pid; (nohup sleep 1001 >/dev/null 2>&1 &); setsid -w sleep 1002 & sleep 0.2; echo started')
+      expect(result.stdout).toBe('started\n')
       expect(Date.now() - started).toBeLessThan(5_000)
-      expect((await sh(a, 'kill -0 "$(cat /tmp/bg.pid)" && echo alive')).stdout).toBe('alive\n')
-      // A dev server started with a plain `&` (sharing the exec's output pipes) must not hold the answer either.
-      const plain = Date.now()
-      await sh(a, 'sleep 600 & echo started')
-      expect(Date.now() - plain).toBeLessThan(5_000)
+      expect((await sh(a, 'kill -0 "$(cat /tmp/bg.pid)" 2>/dev/null && echo alive || echo gone')).stdout).toBe('gone\n')
+      expect((await sh(a, 'ps -eo args | grep -c "^sleep 100[012]" || true')).stdout).toBe('0\n')
+      await driver.startService(a, 'sleeper', { argv: ['sh', '-c', 'sleep 1003'] })
+      expect((await sh(a, 'ps -eo args | grep -c "^sleep 1003"')).stdout).toBe('1\n')
+      expect(await driver.stopService(a, 'sleeper')).toBe(true)
     })
+
+    it('kills what a timed-out exec started, not only the command', async () => {
+      const result = await sh(a, 'sleep 1004 & sleep 1005 & sleep 30', { timeoutMs: 500 })
+      expect(result.timed_out).toBe(true)
+      expect((await sh(a, 'ps -eo args | grep -c "^sleep 100[45]" || true')).stdout).toBe('0\n')
+    })
+
+    it('answers the next exec normally after a fork bomb', async () => {
+      const bomb = await sh(a, 'timeout 10 bash -c ":(){ :|:& };:"; echo done')
+      expect(bomb.stdout).toContain('done')
+      const next = await sh(a, 'echo still here; ps -e --no-headers | wc -l')
+      expect(next.exit_code, next.stderr).toBe(0)
+      const [line, count] = next.stdout.trim().split('\n')
+      expect(line).toBe('still here')
+      // The agent (and its file server), tini, and this exec's own sh and ps.
+      expect(Number(count)).toBeLessThan(10)
+    }, 60_000)
+
+    it('reads and writes files with the rights of the user commands run as', async () => {
+      await expectMiosaError(driver.readFile(a, '/etc/shadow'), 'forbidden')
+      await expectMiosaError(driver.writeFile(a, '/etc/passwd', Buffer.from('root::0:0::/root:/bin/sh\n')), 'forbidden')
+      expect((await sh(a, 'grep -c "^root:x:" /etc/passwd')).stdout).toBe('1\n')
+      await driver.writeFile(a, '/workspace/owned/by-user.txt', Buffer.from('mine'))
+      const whoami = (await sh(a, 'id -u')).stdout
+      expect((await sh(a, 'stat -c %u /workspace/owned /workspace/owned/by-user.txt')).stdout).toBe(whoami + whoami)
+    })
+
+    it('reads /proc and /sys files whole, and refuses devices', async () => {
+      const address = (await text(await driver.readFile(a, '/sys/class/net/eth0/address'))).toString()
+      expect(address).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}\n$/)
+      const status = (await text(await driver.readFile(a, '/proc/self/status'))).toString()
+      expect(status).toMatch(/^Name:/)
+      expect(status).toContain('Pid:')
+      await expectMiosaError(driver.readFile(a, '/dev/zero'), 'invalid')
+    })
+
+    it('bounds /tmp: filling it fails with "No space left on device", and the file API says so', async () => {
+      const full = await sh(a, 'head -c 200M /dev/zero > /tmp/fill; echo "exit $?"; rm -f /tmp/fill')
+      expect(full.stderr).toMatch(/No space left on device/)
+      expect(full.stdout).toBe('exit 1\n')
+      const big = Buffer.alloc(200 * 1024 * 1024)
+      await expectMiosaError(driver.writeFile(a, '/tmp/big.bin', big), 'payload_too_large')
+      // Nothing half-written left behind.
+      expect((await sh(a, 'ls -A /tmp | grep -c "^\\.miosa-.*\\.tmp$" || true')).stdout).toBe('0\n')
+    }, 60_000)
 
     it('reads and writes files binary-safe, and lists, stats, moves and removes them', async () => {
       const bytes = randomBytes(256 * 1024)
@@ -157,7 +204,7 @@ export function runtimeDriverContract(name: string, make: () => Promise<DriverUn
     })
 
     it('reaches a port inside the sandbox from the platform, at the address it gives', async () => {
-      await sh(a, `nohup node -e "require('http').createServer((q,s)=>s.end('from inside')).listen(3000)" >/tmp/srv.log 2>&1 &`)
+      await driver.startService(a, 'web', { argv: ['node', '-e', "require('http').createServer((q,s)=>s.end('from inside')).listen(3000)"] })
       const { host, port } = await driver.address(a, 3000)
       let body = ''
       for (let i = 0; i < 50 && body === ''; i++) {
@@ -197,7 +244,7 @@ export function runtimeDriverContract(name: string, make: () => Promise<DriverUn
 
     it('keeps workspaces apart: a sandbox cannot open a connection to another workspace\'s sandbox', async () => {
       const b = await driver.createSandbox(spec(WORKSPACE_B))
-      await sh(b, `nohup node -e "require('net').createServer(s=>s.end('hi')).listen(4000)" >/dev/null 2>&1 &`)
+      await driver.startService(b, 'echo', { argv: ['node', '-e', "require('net').createServer(s=>s.end('hi')).listen(4000)"] })
       const target = await driver.address(b, 4000)
       // The platform itself can reach it …
       await waitForPort(target.host, target.port)

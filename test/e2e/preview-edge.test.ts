@@ -61,9 +61,10 @@ const exec = (cmd: string) => api('POST', `/sandboxes/${sandbox.id}/exec`, { cmd
 
 /** A tiny server on port 3000 in the sandbox, started in the background. */
 async function startServer(): Promise<void> {
-  await exec(
-    `(nohup node -e "require('http').createServer((q,s)=>s.end('hello from '+q.headers.host+' '+q.url)).listen(3000)" > /tmp/server.log 2>&1 &)`,
-  )
+  // A service: what an exec starts ends with it.
+  await api('POST', `/sandboxes/${sandbox.id}/services`, {
+    cmd: ['node', '-e', "require('http').createServer((q,s)=>s.end('hello from '+q.headers.host+' '+q.url)).listen(3000)"],
+  })
   const up = await exec('for i in $(seq 50); do curl -sf localhost:3000 >/dev/null && exit 0; sleep 0.1; done; exit 1')
   expect(up.exit_code).toBe(0)
 }

@@ -54,8 +54,9 @@ beforeAll(async () => {
   key = (await t.newOrganization('Embed Org')).key
   sandbox = await api('POST', '/sandboxes?wait=true', { template: 'node', name: 'embedded-preview', timeout: '1h' })
   await writeWorkspace(t, key, sandbox.id, SITE)
-  await api('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: '(nohup node /workspace/site.js > /tmp/site.log 2>&1 &)' })
-  const up = await api('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: 'for i in $(seq 50); do curl -sf localhost:3000 >/dev/null && exit 0; sleep 0.1; done; cat /tmp/site.log; exit 1' })
+  // A service: what an exec starts ends with it.
+  const site = await api('POST', `/sandboxes/${sandbox.id}/services`, { cmd: ['node', '/workspace/site.js'] })
+  const up = await api('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: `for i in $(seq 50); do curl -sf localhost:3000 >/dev/null && exit 0; sleep 0.1; done; cat ${site.log_path}; exit 1` })
   expect(up.exit_code, up.stdout).toBe(0)
   await api('PUT', '/tenant/branding', { workspace_id: sandbox.workspace_id, logo_url: 'https://cdn.clinic.example/logo.png', accent_color: ACCENT })
 

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,7 +18,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const AGENT = fileURLToPath(new URL('../../src/runtime/agent/agent.ts', import.meta.url))
 const TOKEN = 'tok'
 const IS_ROOT = process.getuid?.() === 0
-/** Given to files the agent creates when the tests run as root. */
+/** The sandbox user of the second agent, whose file routes run as it (when the tests run as root). */
 const OWNER = { uid: 1000, gid: 1000 }
 
 let agent: ChildProcess
@@ -30,22 +30,21 @@ const leftovers: number[] = []
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'miosa-agent-'))
-  // Traversable, so tar run as the owner can reach directories below it.
+  // Traversable, so the sandbox user's file server can reach directories below it.
   await chmod(dir, 0o755)
-  agent = spawn(process.execPath, ['--import', 'tsx', AGENT], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      MIOSA_AGENT_PORT: '0',
-      MIOSA_AGENT_TOKEN: TOKEN,
-      ...(IS_ROOT ? { MIOSA_AGENT_OWNER: `${OWNER.uid}:${OWNER.gid}` } : {}),
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  port = await listeningPort(agent)
+  ;({ agent, port } = await startAgent({}))
   client = new AgentClient({ host: '127.0.0.1', port, token: TOKEN })
   await client.waitUntilReady(5_000)
 })
+
+async function startAgent(env: Record<string, string>): Promise<{ agent: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', AGENT], {
+    cwd: ROOT,
+    env: { ...process.env, MIOSA_AGENT_PORT: '0', MIOSA_AGENT_TOKEN: TOKEN, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  return { agent: child, port: await listeningPort(child) }
+}
 
 afterAll(async () => {
   client?.close()
@@ -167,7 +166,8 @@ describe('agent: exec', () => {
     expect(result).toMatchObject({ exit_code: 124, timed_out: true })
     const background = Number(result.stdout.trim())
     leftovers.push(background)
-    expect(await eventually(async () => !(await alive(background)))).toBe(true)
+    // Gone by the time the exec answers.
+    expect(await alive(background)).toBe(false)
   })
 
   it('truncates each stream at max_output_bytes', async () => {
@@ -183,21 +183,27 @@ describe('agent: exec', () => {
     expect(result.stdout).toBe('bar:unset:path\n')
   })
 
-  it('answers when the command exits, leaving its background children running and drained', async () => {
-    const done = join(dir, 'background-done')
-    // 2000 lines (~130 KB) is more than a pipe holds: undrained, the loop would block for ever.
-    const script = `sleep 30 & echo $!; (i=0; while [ $i -lt 2000 ]; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; touch ${done}) & echo started`
+  it('answers when the command exits, killing what it left running, in its group or not', async () => {
+    // 2000 lines (~130 KB) is more than a pipe holds: a writer left undrained would block for ever.
+    const script = `sleep 30 & echo $!; setsid sleep 31 & echo $!; (i=0; while [ $i -lt 2000 ]; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; sleep 32) & sleep 0.2; echo started`
     const started = Date.now()
-    const result = await client.exec({ argv: ['sh', '-c', script], cwd: dir })
+    const result = await client.exec({ argv: ['sh', '-c', script], cwd: dir, max_output_bytes: 1000 })
     expect(Date.now() - started).toBeLessThan(2_000)
     expect(result.exit_code).toBe(0)
-    expect(result.stdout).toContain('started')
-    const sleeper = Number(result.stdout.split('\n')[0])
-    leftovers.push(sleeper)
-    expect(await alive(sleeper)).toBe(true)
-    expect(await eventually(() => stat(done).then(() => true, () => false))).toBe(true)
-    // Still there: the exec's end killed nothing.
-    expect(await alive(sleeper)).toBe(true)
+    const [sleeper, escaped] = result.stdout.split('\n').map(Number) as [number, number]
+    leftovers.push(sleeper, escaped)
+    expect(await alive(sleeper)).toBe(false)
+    // Its own session, found as a child of the exec's shell.
+    expect(await alive(escaped)).toBe(false)
+  })
+
+  it('keeps a service running after the request that started it', async () => {
+    const started = await client.startService('sleeper', { argv: ['sleep', '30'], cwd: dir })
+    leftovers.push(started.pid)
+    await client.exec({ argv: ['true'], cwd: dir })
+    expect(await alive(started.pid)).toBe(true)
+    expect(await client.stopService('sleeper')).toBe(true)
+    expect(await eventually(async () => !(await alive(started.pid)))).toBe(true)
   })
 
   it.skipIf(!IS_ROOT)('runs as the given uid and gid', async () => {
@@ -302,20 +308,6 @@ describe('agent: files', () => {
     await expectMiosaError(client.writeFile(join(dir, 'files', 'a'), Buffer.from('x')), 'invalid')
   })
 
-  it.skipIf(!IS_ROOT)('gives what it creates to the configured owner', async () => {
-    const file = join(dir, 'owned', 'deep', 'file.txt')
-    await client.writeFile(file, Buffer.from('x'))
-    for (const p of [file, join(dir, 'owned', 'deep'), join(dir, 'owned')]) {
-      expect(await stat(p)).toMatchObject(OWNER)
-    }
-    const made = join(dir, 'owned-dir', 'sub')
-    await client.mkdir(made)
-    expect(await stat(made)).toMatchObject(OWNER)
-    expect(await stat(join(dir, 'owned-dir'))).toMatchObject(OWNER)
-    // The temp dir itself was there before: left as it was.
-    expect((await stat(dir)).uid).toBe(0)
-  })
-
   it('lists sorted by name, with symlinks as symlinks', async () => {
     const base = join(dir, 'listing')
     await mkdir(join(base, 'sub'), { recursive: true })
@@ -385,9 +377,63 @@ describe('agent: archives', () => {
     expect(await readFile(join(target, 'top.txt'), 'utf8')).toBe('top')
     expect([...(await readFile(join(target, 'nested', 'deeper', 'data.bin')))]).toEqual([0, 1, 2, 255])
     expect((await stat(join(target, 'top.txt'))).mode & 0o111).not.toBe(0)
-    if (IS_ROOT) expect(await stat(join(target, 'nested', 'deeper', 'data.bin'))).toMatchObject(OWNER)
 
     await expectMiosaError(client.uploadArchive(join(dir, 'archive-bad'), Readable.from([Buffer.from('not a tar at all')])), 'invalid')
     await expectMiosaError(client.downloadArchive(join(dir, 'archive-missing')), 'not_found')
+  })
+})
+
+describe.skipIf(!IS_ROOT)('agent: files as the sandbox user', () => {
+  let owned: { agent: ChildProcess; port: number }
+  let asUser: AgentClient
+  let home: string
+
+  beforeAll(async () => {
+    owned = await startAgent({ MIOSA_AGENT_OWNER: `${OWNER.uid}:${OWNER.gid}` })
+    asUser = new AgentClient({ host: '127.0.0.1', port: owned.port, token: TOKEN })
+    await asUser.waitUntilReady(5_000)
+    home = join(dir, 'user-home')
+    await mkdir(home)
+    await chown(home, OWNER.uid, OWNER.gid)
+  })
+
+  afterAll(() => {
+    asUser?.close()
+    owned?.agent.kill('SIGKILL')
+  })
+
+  it('refuses what the user may not read or write, naming the path', async () => {
+    const secret = join(dir, 'root-only.txt')
+    await writeFile(secret, 'secret', { mode: 0o600 })
+    const read = await expectMiosaError(asUser.readFile(secret), 'forbidden')
+    expect(read.message).toContain(secret)
+    const write = await expectMiosaError(asUser.writeFile(join(dir, 'root-dir-file.txt'), Buffer.from('x')), 'forbidden')
+    expect(write.message).toContain(join(dir, 'root-dir-file.txt'))
+    await expectMiosaError(asUser.writeFile(secret, Buffer.from('x')), 'forbidden')
+    expect(await readFile(secret, 'utf8')).toBe('secret')
+  })
+
+  it('writes what it may as the user: files and the directories it makes are theirs', async () => {
+    const file = join(home, 'deep', 'er', 'file.txt')
+    await asUser.writeFile(file, Buffer.from('x'))
+    for (const p of [file, join(home, 'deep', 'er'), join(home, 'deep')]) expect(await stat(p)).toMatchObject(OWNER)
+    expect((await bytes(await asUser.readFile(file))).toString()).toBe('x')
+  })
+
+  it('starts its file server again when something killed it', async () => {
+    const ps = await client.exec({ argv: ['sh', '-c', `pgrep -u ${OWNER.uid} -f "${AGENT}" || true`] })
+    for (const pid of ps.stdout.trim().split('\n').filter(Boolean).map(Number)) kill(pid)
+    await new Promise((r) => setTimeout(r, 100))
+    expect((await asUser.stat(home)).type).toBe('dir')
+  })
+})
+
+describe('agent: files the kernel makes up', () => {
+  it('reads /proc and /sys files to their end (their stat size says nothing), refuses devices', async () => {
+    const status = (await bytes(await client.readFile('/proc/self/status'))).toString()
+    expect(status).toMatch(/^Name:/)
+    const cpu = await bytes(await client.readFile('/sys/devices/system/cpu/online'))
+    expect(cpu.toString()).toMatch(/^\d/)
+    await expectMiosaError(client.readFile('/dev/zero'), 'invalid')
   })
 })

@@ -21,6 +21,8 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EHOS
 
 const CODES: Record<AgentError['error']['code'], ErrorCode> = {
   invalid: 'invalid',
+  forbidden: 'forbidden',
+  payload_too_large: 'payload_too_large',
   not_found: 'not_found',
   conflict: 'conflict',
   internal: 'internal',

@@ -31,9 +31,10 @@ export interface AgentHealth {
  * is NDJSON too: the first line is the ExecRequest, then `stdin` / `stdin_end` events.
  *
  * The command runs with spawn(argv[0], argv.slice(1)) and no shell; callers wanting a
- * shell send ['sh', '-lc', script]. The exec answers when the command's own process
- * exits: background children it leaves behind (`npm run dev &`) keep running, and the
- * agent keeps draining (and discarding) their output so they never get SIGPIPE.
+ * shell send ['sh', '-lc', script]. The command is a session and process group of its
+ * own; when it exits, times out or the request is cancelled, everything it started
+ * (`npm run dev &` included, and children that left its group or session) is killed
+ * before the answer. What must keep running is a service (POST /services).
  */
 export interface ExecRequest {
   argv: string[]
@@ -85,7 +86,9 @@ export type ExecExit = Extract<ExecEvent, { type: 'exit' }>
 export type ExecInputEvent = { type: 'stdin'; data: string /* base64 */ } | { type: 'stdin_end' }
 
 /**
- * Files. Paths are absolute inside the container, or relative to /workspace.
+ * Files. Paths are absolute inside the container, or relative to /workspace. With
+ * AGENT_OWNER_ENV set, these routes run as that user: what it may not read or write is a
+ * 403 `forbidden`; files of /proc and /sys are read whole (bounded), devices and FIFOs are 400.
  * - GET    /files?path=P             → the bytes (application/octet-stream); 404 missing, 400 a directory
  * - PUT    /files?path=P[&mode=644]  → writes the request body atomically (temp + rename), creating parent dirs → 200 FileStat
  * - GET    /files/stat?path=P        → FileStat (lstat: a symlink is reported as one)
@@ -96,7 +99,7 @@ export type ExecInputEvent = { type: 'stdin'; data: string /* base64 */ } | { ty
  * - GET    /archive?path=DIR          → tar of DIR's contents (application/x-tar)
  * - PUT    /archive?path=DIR          → extracts the tar body into DIR (created) → 200 FileStat of DIR;
  *                                       the platform has already refused entries that would escape DIR
- * Errors are JSON AgentError with the status above (400 bad input, 404, 409, 500).
+ * Errors are JSON AgentError with the status above (400 bad input, 403, 404, 409, 413 disk full, 500).
  */
 export interface FileStat {
   name: string
@@ -111,5 +114,5 @@ export interface FileStat {
 }
 
 export interface AgentError {
-  error: { code: 'invalid' | 'not_found' | 'conflict' | 'internal' | 'unauthenticated'; message: string }
+  error: { code: 'invalid' | 'forbidden' | 'not_found' | 'conflict' | 'payload_too_large' | 'internal' | 'unauthenticated'; message: string }
 }

@@ -52,6 +52,8 @@ export interface ContainerSpec {
   pidsLimit: number
   workingDir?: string | undefined
   user?: string | undefined
+  /** tmpfs mounts: container path → mount options (e.g. 'size=512m'). */
+  tmpfs?: Record<string, string> | undefined
 }
 
 export function containerOptions(spec: ContainerSpec): ContainerCreateOptions {
@@ -78,6 +80,7 @@ export function containerOptions(spec: ContainerSpec): ContainerCreateOptions {
     HostConfig: {
       Init: true,
       Binds: binds,
+      ...(spec.tmpfs === undefined ? {} : { Tmpfs: spec.tmpfs }),
       NetworkMode: spec.network,
       CapDrop: ['NET_RAW'],
       SecurityOpt: ['no-new-privileges'],

@@ -39,6 +39,11 @@ const AGENT_READY_MS = 15_000
 const STOP_GRACE_S = 1
 /** A warm pool nobody has drawn from in this long is emptied. */
 const WARM_POOL_IDLE_MS = 10 * 60_000
+/**
+ * /tmp is a tmpfs of this share of the sandbox's memory (its pages count against the
+ * memory limit anyway), so filling it fails with ENOSPC instead of growing the host's disk.
+ */
+const TMP_SHARE_OF_MEMORY = 0.25
 /** The image's non-root user, for templates that run commands as it. */
 const USER_IDS: Record<string, { uid: number; gid: number }> = { miosa: { uid: 1000, gid: 1000 } }
 
@@ -211,6 +216,7 @@ export class DockerDriver implements RuntimeDriver {
         memoryMb: spec.memoryMb,
         pidsLimit: spec.pidsLimit,
         workingDir: '/workspace',
+        tmpfs: { '/tmp': `rw,nosuid,nodev,mode=1777,size=${tmpSizeMb(spec.memoryMb)}m` },
       })
     const container = await this.docker.createContainer(options).catch(async (error: unknown) => {
       // A template image removed since we last saw it: build (or pull) it again, once.
@@ -448,6 +454,10 @@ export class DockerDriver implements RuntimeDriver {
     this.sessions.delete(ref.id)
     pending?.then((s) => s.client.close()).catch(() => {})
   }
+}
+
+export function tmpSizeMb(memoryMb: number): number {
+  return Math.max(16, Math.floor(memoryMb * TMP_SHARE_OF_MEMORY))
 }
 
 function describeContainer(c: Dockerode.ContainerInfo): RuntimeSandbox {

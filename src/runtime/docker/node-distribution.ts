@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { chmod, copyFile, link, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import * as tar from 'tar'
 import { MiosaError } from '../../core/errors.js'
 import { run } from '../processes.js'
@@ -21,17 +21,29 @@ export interface NodeDistribution {
   include: string
 }
 
+/** The agent's modules: a folder next to its entry file, in the build as in the container. */
+const AGENT_MODULES = 'inside'
+
 const downloads = new Map<string, Promise<string>>()
 
 /**
  * A directory holding `node` (the official Node.js 22 binary) and `agent.mjs` (the
- * sandbox agent), to be mounted read-only into containers. Keyed by the agent's content
- * and Node's version; written to a temporary directory and renamed into place, so
- * concurrent processes never see half of it.
+ * sandbox agent) with the modules it imports (the compiled files of `inside/` next to
+ * agentJs, when there are any), to be mounted read-only into containers. Keyed by the
+ * agent's content and Node's version; written to a temporary directory and renamed into
+ * place, so concurrent processes never see half of it.
  */
 export async function prepareAgentDir(cacheDir: string, agentJs: string): Promise<string> {
-  const [node, agent] = await Promise.all([nodeDistribution(cacheDir), readFile(agentJs)])
-  const key = createHash('sha256').update(agent).update(`\0node ${node.version}`).digest('hex').slice(0, 16)
+  const modulesDir = join(dirname(agentJs), AGENT_MODULES)
+  const names = existsSync(modulesDir) ? (await readdir(modulesDir)).filter((n) => n.endsWith('.js')).sort() : []
+  const [node, agent, modules] = await Promise.all([
+    nodeDistribution(cacheDir),
+    readFile(agentJs),
+    Promise.all(names.map(async (name) => ({ name, content: await readFile(join(modulesDir, name)) }))),
+  ])
+  const hash = createHash('sha256').update(agent)
+  for (const m of modules) hash.update(`\0${m.name}\0`).update(m.content)
+  const key = hash.update(`\0node ${node.version}`).digest('hex').slice(0, 16)
   const parent = join(cacheDir, 'agent')
   const dir = join(parent, key)
   if (existsSync(join(dir, 'agent.mjs'))) return dir
@@ -40,6 +52,12 @@ export async function prepareAgentDir(cacheDir: string, agentJs: string): Promis
   try {
     await linkOrCopy(node.binary, join(tmp, 'node'))
     await chmod(join(tmp, 'node'), 0o755)
+    if (modules.length > 0) {
+      // The modules are compiled ES modules named .js: this tells Node so.
+      await writeFile(join(tmp, 'package.json'), '{"type":"module"}\n', { mode: 0o644 })
+      await mkdir(join(tmp, AGENT_MODULES), { mode: 0o755 })
+      for (const m of modules) await writeFile(join(tmp, AGENT_MODULES, m.name), m.content, { mode: 0o644 })
+    }
     await writeFile(join(tmp, 'agent.mjs'), agent, { mode: 0o644 })
     // mkdtemp makes it 0700; containers whose root is not the host's root must read it too.
     await chmod(tmp, 0o755)
