@@ -156,7 +156,9 @@ function registerRoute(app: FastifyInstance, prefix: string, route: AnyRoute, se
 function answerClientError(this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return
   this.log.debug({ err: error }, 'client error')
-  if (!socket.writable) {
+  // A response already under way on this connection cannot be followed by another status line.
+  const answering = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+  if (!socket.writable || answering) {
     socket.destroy()
     return
   }

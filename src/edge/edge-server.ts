@@ -88,7 +88,9 @@ export function createEdgeServer(options: EdgeOptions): Server {
   })
   server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => {
     if (error.code === 'ECONNRESET' || socket.destroyed) return
-    if (!socket.writable) socket.destroy()
+    // A response already under way on this connection cannot be followed by another status line.
+    const answering = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+    if (!socket.writable || answering) socket.destroy()
     else socket.end(clientErrorResponse(error, error.rawPacket))
   })
   server.on('close', () => edge.close())

@@ -96,6 +96,8 @@ function wrongTypeFor(alternatives: JsonSchema[]): unknown {
 }
 
 const BIG_STRING_CHARS = 100_000
+/** Past the API's 1 MiB body limit: a field allowed more than that is refused as a whole body. */
+const PAST_BODY_LIMIT = 1024 * 1024 + 1
 
 /** Values no field of this type should take, each with a name. */
 function hostileValuesFor(alternatives: JsonSchema[]): Array<[string, unknown]> {
@@ -106,7 +108,7 @@ function hostileValuesFor(alternatives: JsonSchema[]): Array<[string, unknown]> 
   const schema = alternatives[0]
   if (alternatives.length !== 1 || schema === undefined) return values
   if (schema.type === 'string' && schema.enum === undefined) {
-    values.push(['an oversized string', 'x'.repeat(Math.max((schema.maxLength ?? 0) + 1, BIG_STRING_CHARS))])
+    values.push(['an oversized string', 'x'.repeat(Math.min(Math.max((schema.maxLength ?? 0) + 1, BIG_STRING_CHARS), PAST_BODY_LIMIT))])
     values.push(['a NUL byte', 'a\u0000b'])
     values.push(['a lone surrogate', 'a\ud800b'])
   }
@@ -207,7 +209,7 @@ export function probesFor(op: Operation, ids: ProbeIds, doc: Parameters<typeof r
     ['the example as text/plain', example, 'text/plain'],
     ['the example as a form', 'name=x', 'application/x-www-form-urlencoded'],
     ['an unknown field', example === '{}' ? '{"zz_unknown":1}' : example.replace(/^\{/, '{"zz_unknown":1,'), 'application/json'],
-    ['an oversized body', JSON.stringify({ pad: 'x'.repeat(2 * 1024 * 1024) }), 'application/json'],
+    ['an oversized body', JSON.stringify({ pad: 'x'.repeat(PAST_BODY_LIMIT) }), 'application/json'],
     ...PROTO_BODIES.map(([name, make]): [string, string, string] => [name, make(example === '{}' ? '{}' : example).replace(/,\}$/, '}'), 'application/json']),
   ]
   for (const [name, body, contentType] of bodies) probes.push({ name: `body: ${name}`, url: base, body, contentType })
