@@ -70,7 +70,8 @@ it('loads a Vite dev server through a preview token, keeps it on reload, hot-rel
   }
   const install = await exec(sandbox.id, 'cd /workspace && npm install vite@6 --no-audit --no-fund', 240)
   expect(install.exit_code, install.stderr).toBe(0)
-  await exec(sandbox.id, 'cd /workspace && (nohup npm run dev > /tmp/vite.log 2>&1 &)')
+  // A service: what an exec starts ends with it.
+  await api('POST', `/sandboxes/${sandbox.id}/services`, { cmd: 'cd /workspace && npm run dev > /tmp/vite.log 2>&1' })
   const up = await exec(sandbox.id, 'for i in $(seq 100); do curl -sf localhost:5173 >/dev/null && exit 0; sleep 0.2; done; cat /tmp/vite.log; exit 1')
   expect(up.exit_code, up.stdout + up.stderr).toBe(0)
 

@@ -116,7 +116,11 @@ describe.sequential('egress policy', () => {
   }, 120_000)
 
   it('still reaches sandboxes of its own workspace', async () => {
-    await exec(open.id, `nohup node -e "require('net').createServer(s=>s.end('hi')).listen(4000)" >/dev/null 2>&1 & sleep 0.5`)
+    // A service: what an exec starts ends with it.
+    const service = await t.call('POST', `/api/v1/sandboxes/${open.id}/services`, { key, body: { cmd: `node -e "require('net').createServer(s=>s.end('hi')).listen(4000)"` } })
+    expect(service.status, service.text).toBe(201)
+    const listening = `node -e "require('net').connect(4000, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))"`
+    expect((await exec(open.id, `for i in $(seq 50); do ${listening} && exit 0; sleep 0.1; done; exit 1`)).exit_code).toBe(0)
     const address = (await exec(open.id, `node -p "require('os').networkInterfaces().eth0[0].address"`)).stdout.trim()
     expect(await probe(closed.id, address, 4000)).toBe('connected')
   }, 60_000)
