@@ -5,19 +5,19 @@ import pino from 'pino'
 import { loadConfig } from '../src/config.js'
 import { TemplateImages } from '../src/runtime/docker/template-images.js'
 
-// Before any test file: the sandbox agent is compiled (containers run dist/, not src/),
+// Before any test file: the sandbox agent is built (containers run its bundle in dist/, not src/),
 // and the template images the tests start sandboxes from are built once, into the same
 // cache the platform uses, so no test pays for a build inside its own timeout.
 
 const AGENT_SOURCES = ['src/runtime/agent/agent.ts', ...readdirSync('src/runtime/agent/inside').map((name) => `src/runtime/agent/inside/${name}`)]
-const AGENT_BUILT = 'dist/runtime/agent/agent.js'
+const AGENT_BUILT = 'dist/runtime/agent/agent.cjs'
 const TEMPLATES_USED_BY_TESTS = ['node', 'nextjs', 'python', 'static', 'go', 'ruby']
 /** The slim images Node and Python releases are built on. */
 const RUNTIMES_USED_BY_TESTS = ['runtime-node', 'runtime-python']
 
 export default async function setup(): Promise<void> {
   if (!existsSync(AGENT_BUILT) || AGENT_SOURCES.some((source) => statSync(AGENT_BUILT).mtimeMs < statSync(source).mtimeMs)) {
-    execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' })
+    execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' })
   }
   const config = loadConfig({}, { MIOSA_CACHE_DIR: process.env.MIOSA_CACHE_DIR })
   const images = new TemplateImages({

@@ -9,7 +9,7 @@ import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.js'
 import type { TemplateProgress } from '../../src/runtime/runtime-driver.js'
-import { BASE_IMAGE, TemplateImages, prepareAgentDir } from '../../src/runtime/docker/template-images.js'
+import { AGENT_FILE, BASE_IMAGE, TemplateImages, prepareAgentDir } from '../../src/runtime/docker/template-images.js'
 import { expectMiosaError } from '../helpers/errors.js'
 
 // Template images against the real Docker Engine, in the machine's shared cache: the
@@ -240,30 +240,30 @@ describe('prepareAgentDir', () => {
 
   afterAll(async () => {
     await rm(work, { recursive: true, force: true })
-    // Unique to this run (its agent.js is): the shared cache keeps nothing of it.
+    // Unique to this run (its agent file is): the shared cache keeps nothing of it.
     if (agentDir !== undefined) await rm(agentDir, { recursive: true, force: true })
   })
 
   it('puts the official Node.js 22 and the agent in one directory that runs in a bare container', async () => {
-    const source = `// ${RUN_ID}\nconsole.log(process.version, import.meta.url)\n`
-    const agentJs = join(work, 'agent.js')
+    const source = `// ${RUN_ID}\nconsole.log(process.version, __filename)\n`
+    const agentJs = join(work, 'agent.cjs')
     await writeFile(agentJs, source)
     const dirs = await Promise.all([prepareAgentDir(config.cacheDir, agentJs), prepareAgentDir(config.cacheDir, agentJs)])
     agentDir = dirs[0]
     expect(dirs[1]).toBe(agentDir)
     expect(agentDir.startsWith(join(config.cacheDir, 'agent'))).toBe(true)
-    expect(await readFile(join(agentDir, 'agent.mjs'), 'utf8')).toBe(source)
+    expect(await readFile(join(agentDir, AGENT_FILE), 'utf8')).toBe(source)
     expect((await stat(join(agentDir, 'node'))).mode & 0o777).toBe(0o755)
     // Present: answered without copying again.
     expect(await prepareAgentDir(config.cacheDir, agentJs)).toBe(agentDir)
 
     // Building miosa-sandbox makes the base image when it is missing.
     await templateImages().ensure('miosa-sandbox')
-    const { output, exitCode } = await runIn(BASE_IMAGE, ['/opt/miosa/agent/node', '/opt/miosa/agent/agent.mjs'], {
+    const { output, exitCode } = await runIn(BASE_IMAGE, ['/opt/miosa/agent/node', `/opt/miosa/agent/${AGENT_FILE}`], {
       binds: [`${agentDir}:/opt/miosa/agent:ro`],
     })
     expect(exitCode).toBe(0)
-    expect(output.trim()).toMatch(/^v22\.\d+\.\d+ file:\/\/\/opt\/miosa\/agent\/agent\.mjs$/)
+    expect(output.trim()).toMatch(/^v22\.\d+\.\d+ \/opt\/miosa\/agent\/agent\.cjs$/)
 
     // Another agent is another directory.
     await writeFile(agentJs, `${source}// changed\n`)

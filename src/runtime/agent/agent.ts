@@ -1,10 +1,10 @@
 // The miosa sandbox agent: runs inside every sandbox container (as root, under tini) and
 // answers the platform over HTTP/1.1 (exec, files, archives) as ./protocol.ts specifies.
 //
-// The build's dist/runtime/agent/agent.js and its modules in inside/ are copied into the
-// container (agent.mjs next to the Node.js that runs it, see prepareAgentDir). So it imports
-// node: built-ins and ./inside/ only, and protocol.ts by `import type` (erased when
-// compiled). Startup does no work beyond reading its environment and listening: a sandbox
+// The build bundles it with its modules in inside/ into one CommonJS file,
+// dist/runtime/agent/agent.cjs, copied into the container next to the Node.js that runs
+// it (see prepareAgentDir). So it imports node: built-ins and ./inside/ only, protocol.ts
+// by `import type` (erased when compiled), and nothing may await at the top level. Startup does no work beyond reading its environment and listening: a sandbox
 // is ready when the agent answers.
 //
 // The same file, started with MIOSA_AGENT_FILES_SOCKET, is the file server the agent runs

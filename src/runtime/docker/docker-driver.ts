@@ -28,7 +28,7 @@ import { LABEL, containerOptions } from './container-spec.js'
 import { DockerImages } from './docker-images.js'
 import { DockerInstances } from './docker-instances.js'
 import { DockerEgress } from './docker-egress.js'
-import { TemplateImages, prepareAgentDir } from './template-images.js'
+import { AGENT_FILE, TemplateImages, prepareAgentDir } from './template-images.js'
 import { WarmPool } from './warm-pool.js'
 import { WorkspaceNetworks } from './workspace-networks.js'
 
@@ -203,7 +203,7 @@ export class DockerDriver implements RuntimeDriver {
         workspaceId: spec.workspaceId,
         labels: { [LABEL.sandbox]: spec.sandboxId, [LABEL.template]: spec.template },
         network,
-        cmd: [`${AGENT_DIR}/node`, `${AGENT_DIR}/agent.mjs`],
+        cmd: [`${AGENT_DIR}/node`, `${AGENT_DIR}/${AGENT_FILE}`],
         env: {
           [AGENT_TOKEN_ENV]: token,
           // Files the agent writes belong to the user commands run as, so they can edit them.
@@ -502,7 +502,7 @@ async function ignoreMissing<T>(promise: Promise<T>, statuses: number[], allow40
   }
 }
 
-/** The compiled agent (dist/runtime/agent/agent.js), found from the package root so it works from src/ (tests) and dist/ alike. */
+/** The built agent bundle (dist/runtime/agent/agent.cjs), found from the package root so it works from src/ (tests) and dist/ alike. */
 function compiledAgent(): string {
   let dir = dirname(fileURLToPath(import.meta.url))
   while (!existsSync(join(dir, 'package.json'))) {
@@ -510,7 +510,7 @@ function compiledAgent(): string {
     if (parent === dir) throw new MiosaError('internal', 'cannot find the miosa package root to locate the sandbox agent')
     dir = parent
   }
-  const agent = join(dir, 'dist', 'runtime', 'agent', 'agent.js')
+  const agent = join(dir, 'dist', 'runtime', 'agent', AGENT_FILE)
   if (!existsSync(agent)) throw new MiosaError('internal', `the sandbox agent is not built (${agent} missing): run npm run build`)
   return agent
 }

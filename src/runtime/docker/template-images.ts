@@ -20,7 +20,7 @@ import type { Input, Recipe, TemplateDefinition } from './template-recipes.js'
 // and its children. Builds are shared within a process and serialized across
 // processes by a lock directory in the cache.
 
-export { prepareAgentDir } from './node-distribution.js'
+export { AGENT_FILE, prepareAgentDir } from './node-distribution.js'
 export type { TemplateDefinition } from './template-recipes.js'
 
 /** The debootstrap image every template descends from. */

@@ -2,6 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
 
+// Runs alone (scripts/test runs test/alone after the rest): its bound is about the load it
+// makes itself, not about other test files beside it.
+//
 // Admission control against a real Docker Engine: while one organization fires 100
 // sandbox creations at once, another organization's resume (a container start and its
 // agent's boot) answers within 2 s. Creations run as many at a time as the platform's
