@@ -73,6 +73,7 @@ for (const [name, open] of dialects) {
       expect(await o.store.quotas.getLimits(scope, null)).toEqual({ running_sandboxes: 2, storage_gb: 1.5 })
       expect(await o.store.quotas.getLimits(scope, ws1)).toEqual({ running_sandboxes: 1 })
       expect(await o.store.quotas.getLimits(scope, ws2)).toEqual({})
+      expect(await o.store.quotas.getLimitsOf(scope, ws1)).toEqual({ organization: { running_sandboxes: 2, storage_gb: 1.5 }, workspace: { running_sandboxes: 1 } })
       // Another organization naming these rows neither reads nor changes them.
       expect(await o.store.quotas.getLimits({ organization_id: otherOrg }, ws1)).toEqual({})
       await o.store.quotas.setLimits({ organization_id: otherOrg }, ws1, { running_sandboxes: 99 }, now)
@@ -122,6 +123,11 @@ for (const [name, open] of dialects) {
         running_sandboxes: 0, sandboxes: 1, sandbox_vcpus: 0, sandbox_memory_mb: 0, instances: 0, builds: 1, deployments: 1, snapshot_bytes: 0, release_bytes: 1000,
       })
       expect((await o.store.quotas.usage({ organization_id: otherOrg })).running_sandboxes).toBe(1)
+      // Only the parts asked for are counted.
+      expect(await o.store.quotas.usage(scope, undefined, new Set(['deployments', 'storage']))).toEqual({
+        running_sandboxes: 0, sandboxes: 0, sandbox_vcpus: 0, sandbox_memory_mb: 0, instances: 0, builds: 0, deployments: 2,
+        snapshot_bytes: 3 * 1024 ** 3, release_bytes: 1000,
+      })
     })
   })
 }
