@@ -112,6 +112,12 @@ export class QuotaService {
     }
   }
 
+  /** What `count` more runtime instances add. */
+  instancesDemand(count: number): QuotaDemand {
+    const size = this.deps.instanceSize ?? { cpu: 1, memoryMb: 512 }
+    return { vcpus: count * size.cpu, memory_mb: count * size.memoryMb }
+  }
+
   /** The organization's limits (and where each comes from) with its current use. */
   async organizationReport(organizationId: string): Promise<LimitsReport> {
     const scope = { organization_id: organizationId }
@@ -203,11 +209,13 @@ export class QuotaService {
 
   private useOf(usage: QuotaUsageRecord): Record<QuotaResource, number> {
     const size = this.deps.instanceSize ?? { cpu: 1, memoryMb: 512 }
+    // Instances asked for count before they start; during a rollout, old and new both run.
+    const instances = Math.max(usage.instances, usage.desired_instances)
     return {
       running_sandboxes: usage.running_sandboxes,
       sandboxes: usage.sandboxes,
-      vcpus: round(usage.sandbox_vcpus + usage.instances * size.cpu),
-      memory_mb: usage.sandbox_memory_mb + usage.instances * size.memoryMb,
+      vcpus: round(usage.sandbox_vcpus + instances * size.cpu),
+      memory_mb: usage.sandbox_memory_mb + instances * size.memoryMb,
       concurrent_builds: usage.builds,
       storage_gb: round((usage.snapshot_bytes + usage.release_bytes) / GIB),
       deployments: usage.deployments,

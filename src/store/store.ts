@@ -187,6 +187,8 @@ export interface QuotaUsageRecord {
   sandbox_memory_mb: number
   /** Runtime instances with a container (any state). */
   instances: number
+  /** Instances asked for: each deployment's count times its environments that serve a dynamic version. */
+  desired_instances: number
   /** Versions in status building. */
   builds: number
   deployments: number

@@ -147,6 +147,25 @@ describe.concurrent('quotas', () => {
     expect((await t.call('GET', `/api/v1/sandboxes/${box.json.id}`, { key: org.key })).json.state).toBe('running')
   }, 60_000)
 
+  it("refuses scaling a dynamic deployment's instances past the vcpus limit", async () => {
+    const org = await t.newOrganization('Scale')
+    expect((await setOrgLimits(org.id, { vcpus: 2 })).status).toBe(200)
+    const dep = (await t.call('POST', '/api/v1/deployments', { key: org.key, body: { name: 'api', instances: 0 } })).json
+    // A dynamic version serving production, written straight into the store (no image: nothing needs to start).
+    const version = await insertVersionRecord(t.platform.store, dep, { release_kind: 'dynamic', release_sha256: 'e'.repeat(64) })
+    await t.platform.store.deploymentRoutes.repoint({ organization_id: org.id }, {
+      id: `rtc_${'q'.repeat(20)}`, organization_id: org.id, deployment_id: dep.id, environment: 'production', to_version_id: version.id, reason: 'publish', actor: 'key_test', created_at: new Date().toISOString(),
+    })
+    const refused = await t.call('PATCH', `/api/v1/deployments/${dep.id}`, { key: org.key, body: { instances: 3 } })
+    expect(refused.status, refused.text).toBe(429)
+    expect(refused.json.error.details).toMatchObject({ resource: 'vcpus', limit: 2, current: 0, requested: 3 })
+    expect((await t.call('GET', `/api/v1/deployments/${dep.id}`, { key: org.key })).json.instances).toBe(0)
+    const scaled = await t.call('PATCH', `/api/v1/deployments/${dep.id}`, { key: org.key, body: { instances: 2 } })
+    expect(scaled.status, scaled.text).toBe(200)
+    expect((await t.call('GET', `/api/v1/organizations/${org.id}/limits`, { key: org.key })).json.resources.vcpus).toMatchObject({ limit: 2, used: 2 })
+    expect((await t.call('PATCH', `/api/v1/deployments/${dep.id}`, { key: org.key, body: { instances: 0 } })).status).toBe(200)
+  }, 30_000)
+
   it('shows and sets limits from the CLI, with --json', async () => {
     const org = await t.newOrganization('Cli Limits')
     const env = { MIOSA_API_URL: t.apiUrl, MIOSA_API_KEY: org.key }

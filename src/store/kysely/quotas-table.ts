@@ -74,7 +74,21 @@ export class QuotasTable implements QuotaStore {
         ])
         .where('state', 'in', EXISTING)
         .executeTakeFirstOrThrow(),
-      !wanted('instances') ? none : rows('instances').select(count).executeTakeFirstOrThrow(),
+      !wanted('instances')
+        ? none
+        : rows('instances')
+            .select([
+              count,
+              // What scaling asked for, whether or not the reconciler has started it yet.
+              rows('deployments')
+                .innerJoin('deployment_routes', 'deployment_routes.deployment_id', 'deployments.id')
+                .innerJoin('versions', 'versions.id', 'deployment_routes.active_version_id')
+                .where('versions.release_kind', '=', 'dynamic')
+                .select(sql<number>`coalesce(sum(deployments.instances), 0)`.as('desired'))
+                .$asScalar()
+                .as('desired'),
+            ])
+            .executeTakeFirstOrThrow(),
       !wanted('builds') ? none : rows('versions').select(count).where('status', '=', 'building').executeTakeFirstOrThrow(),
       !wanted('deployments') ? none : rows('deployments').select(count).executeTakeFirstOrThrow(),
       !wanted('storage') ? none : rows('snapshots').select(sql<number>`sum(size_bytes)`.as('n')).where('state', '=', 'ready').executeTakeFirstOrThrow(),
@@ -91,6 +105,7 @@ export class QuotasTable implements QuotaStore {
       sandbox_vcpus: num(sandboxes.cpu),
       sandbox_memory_mb: num(sandboxes.memory),
       instances: num(instances.n),
+      desired_instances: num(instances.desired),
       builds: num(builds.n),
       deployments: num(deployments.n),
       snapshot_bytes: num(snapshots.n),
