@@ -151,7 +151,12 @@ export class DeploymentService {
     if (input.health_check !== undefined) patch.health_check = { ...current.health_check, ...input.health_check }
     if (input.deploy_timeout_seconds !== undefined) patch.deploy_timeout_seconds = input.deploy_timeout_seconds
     if (input.drain_timeout_seconds !== undefined) patch.drain_timeout_seconds = input.drain_timeout_seconds
-    const updated = await this.deps.store.deployments.update(scope, id, patch)
+    const write = () => this.deps.store.deployments.update(scope, id, patch)
+    const more = (input.instances ?? current.instances) - current.instances
+    // Scaling up adds instances in each environment serving a dynamic version: checked against vcpus and memory_mb.
+    const updated = more > 0 && this.deps.quotas !== undefined
+      ? await this.deps.quotas.admit(current, this.deps.quotas.instancesDemand(more * (await this.dynamicEnvironments(current))), write)
+      : await write()
     if (updated === undefined) throw notFound('deployment', id)
     if (input.instances !== undefined || input.health_check !== undefined) void this.deps.instances?.reconcile().catch(() => {})
     return this.toWire(updated)
@@ -482,6 +487,14 @@ export class DeploymentService {
     }
     const insert = () => insertWithSlug(input.slug, slugify(input.name, 'app'), (slug) => this.deps.store.deployments.insert({ ...base, slug }))
     return this.deps.quotas === undefined ? insert() : this.deps.quotas.admit(base, { deployments: 1 }, insert)
+  }
+
+  /** How many of the deployment's environments serve a dynamic version (each runs its instances). */
+  private async dynamicEnvironments(deployment: DeploymentRecord): Promise<number> {
+    const scope = { organization_id: deployment.organization_id }
+    const routes = (await this.deps.store.deploymentRoutes.list(scope, deployment.id)).filter((r) => r.active_version_id !== null)
+    const versions = await Promise.all(routes.map((r) => this.deps.store.versions.get(scope, r.active_version_id as string)))
+    return versions.filter((v) => v?.release_kind === 'dynamic').length
   }
 
   private async workspaceOf(organizationId: string, workspaceId: string | undefined): Promise<string> {

@@ -1,6 +1,6 @@
 import type { LimitsPatch, LimitsReport, QuotaLimits, QuotaOverrides, QuotaResource } from '../schemas/quotas.js'
 import { QUOTA_RESOURCES } from '../schemas/quotas.js'
-import type { OrgScope, QuotaUsageRecord, Store } from '../store/store.js'
+import type { OrgScope, QuotaUsagePart, QuotaUsageRecord, Store } from '../store/store.js'
 import { nowIso } from './clock.js'
 import { MiosaError, notFound } from './errors.js'
 import { KeyedMutex } from './keyed-mutex.js'
@@ -89,17 +89,15 @@ export class QuotaService {
     const reservation: Reservation = { workspace_id: subject.workspace_id, demand }
     await this.locks.run(org, async () => {
       const scope = { organization_id: org }
-      const [orgOverrides, wsOverrides] = await Promise.all([
-        this.deps.store.quotas.getLimits(scope, null),
-        this.deps.store.quotas.getLimits(scope, subject.workspace_id),
-      ])
+      const { organization: orgOverrides, workspace: wsOverrides } = await this.deps.store.quotas.getLimitsOf(scope, subject.workspace_id)
       const orgLimits = { ...this.defaults, ...orgOverrides }
       const pending = [...(this.reserved.get(org) ?? [])]
-      this.check(demand, orgLimits, await this.used(scope, undefined, pending), { organization_id: org })
+      const parts = partsOf(demanded(demand))
+      this.check(demand, orgLimits, await this.used(scope, undefined, pending, parts), { organization_id: org })
       const wsLimits = demanded(demand).filter((r) => wsOverrides[r] !== undefined)
       if (wsLimits.length > 0) {
         const mine = pending.filter((p) => p.workspace_id === subject.workspace_id)
-        this.check(demand, wsOverrides, await this.used(scope, subject.workspace_id, mine), subject, wsLimits)
+        this.check(demand, wsOverrides, await this.used(scope, subject.workspace_id, mine, partsOf(wsLimits)), subject, wsLimits)
       }
       let set = this.reserved.get(org)
       if (set === undefined) this.reserved.set(org, (set = new Set()))
@@ -112,6 +110,12 @@ export class QuotaService {
       set?.delete(reservation)
       if (set?.size === 0) this.reserved.delete(org)
     }
+  }
+
+  /** What `count` more runtime instances add. */
+  instancesDemand(count: number): QuotaDemand {
+    const size = this.deps.instanceSize ?? { cpu: 1, memoryMb: 512 }
+    return { vcpus: count * size.cpu, memory_mb: count * size.memoryMb }
   }
 
   /** The organization's limits (and where each comes from) with its current use. */
@@ -195,8 +199,8 @@ export class QuotaService {
   }
 
   /** Use as counted by the store plus what is admitted but not written yet. */
-  private async used(scope: OrgScope, workspaceId: string | undefined, pending: readonly Reservation[]): Promise<Record<QuotaResource, number>> {
-    const use = this.useOf(await this.deps.store.quotas.usage(scope, workspaceId))
+  private async used(scope: OrgScope, workspaceId: string | undefined, pending: readonly Reservation[], parts: ReadonlySet<QuotaUsagePart>): Promise<Record<QuotaResource, number>> {
+    const use = this.useOf(await this.deps.store.quotas.usage(scope, workspaceId, parts))
     for (const { demand } of pending) {
       for (const r of demanded(demand)) if (r !== 'storage_gb') use[r] += demand[r as keyof QuotaDemand] as number
     }
@@ -205,11 +209,13 @@ export class QuotaService {
 
   private useOf(usage: QuotaUsageRecord): Record<QuotaResource, number> {
     const size = this.deps.instanceSize ?? { cpu: 1, memoryMb: 512 }
+    // Instances asked for count before they start; during a rollout, old and new both run.
+    const instances = Math.max(usage.instances, usage.desired_instances)
     return {
       running_sandboxes: usage.running_sandboxes,
       sandboxes: usage.sandboxes,
-      vcpus: round(usage.sandbox_vcpus + usage.instances * size.cpu),
-      memory_mb: usage.sandbox_memory_mb + usage.instances * size.memoryMb,
+      vcpus: round(usage.sandbox_vcpus + instances * size.cpu),
+      memory_mb: usage.sandbox_memory_mb + instances * size.memoryMb,
       concurrent_builds: usage.builds,
       storage_gb: round((usage.snapshot_bytes + usage.release_bytes) / GIB),
       deployments: usage.deployments,
@@ -217,6 +223,23 @@ export class QuotaService {
       docker_deploy_hosts: 0,
     }
   }
+}
+
+/** Which tables count towards each resource. */
+const PARTS: Record<QuotaResource, readonly QuotaUsagePart[]> = {
+  running_sandboxes: ['sandboxes'],
+  sandboxes: ['sandboxes'],
+  vcpus: ['sandboxes', 'instances'],
+  memory_mb: ['sandboxes', 'instances'],
+  concurrent_builds: ['builds'],
+  storage_gb: ['storage'],
+  deployments: ['deployments'],
+  computers: [],
+  docker_deploy_hosts: [],
+}
+
+function partsOf(resources: readonly QuotaResource[]): ReadonlySet<QuotaUsagePart> {
+  return new Set(resources.flatMap((r) => PARTS[r]))
 }
 
 /** The resources a demand touches. */

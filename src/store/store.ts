@@ -187,6 +187,8 @@ export interface QuotaUsageRecord {
   sandbox_memory_mb: number
   /** Runtime instances with a container (any state). */
   instances: number
+  /** Instances asked for: each deployment's count times its environments that serve a dynamic version. */
+  desired_instances: number
   /** Versions in status building. */
   builds: number
   deployments: number
@@ -196,6 +198,9 @@ export interface QuotaUsageRecord {
   release_bytes: number
 }
 
+/** What `usage` counts, table by table. */
+export type QuotaUsagePart = 'sandboxes' | 'instances' | 'builds' | 'deployments' | 'storage'
+
 export interface QuotaStore {
   /** The limits the organization (workspaceId null) or the workspace overrides; empty when none. */
   getLimits(scope: OrgScope, workspaceId: string | null): Promise<QuotaOverrides>
@@ -203,8 +208,13 @@ export interface QuotaStore {
   setLimits(scope: OrgScope, workspaceId: string | null, limits: QuotaOverrides, updatedAt: string): Promise<void>
   /** Removes a workspace's overrides (the workspace is being deleted). */
   deleteWorkspaceLimits(scope: OrgScope, workspaceId: string): Promise<void>
-  /** Use of the whole organization, or of one workspace. */
-  usage(scope: OrgScope, workspaceId?: string): Promise<QuotaUsageRecord>
+  /** The overrides of the organization and of one of its workspaces, in one read. */
+  getLimitsOf(scope: OrgScope, workspaceId: string): Promise<{ organization: QuotaOverrides; workspace: QuotaOverrides }>
+  /**
+   * Use of the whole organization, or of one workspace. With `parts`, only those are
+   * counted (the others answer 0): a check counts only what its demand touches.
+   */
+  usage(scope: OrgScope, workspaceId?: string, parts?: ReadonlySet<QuotaUsagePart>): Promise<QuotaUsageRecord>
 }
 
 /** Scope of a query on an organization's table: the caller's organization, always. */

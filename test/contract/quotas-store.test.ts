@@ -73,6 +73,7 @@ for (const [name, open] of dialects) {
       expect(await o.store.quotas.getLimits(scope, null)).toEqual({ running_sandboxes: 2, storage_gb: 1.5 })
       expect(await o.store.quotas.getLimits(scope, ws1)).toEqual({ running_sandboxes: 1 })
       expect(await o.store.quotas.getLimits(scope, ws2)).toEqual({})
+      expect(await o.store.quotas.getLimitsOf(scope, ws1)).toEqual({ organization: { running_sandboxes: 2, storage_gb: 1.5 }, workspace: { running_sandboxes: 1 } })
       // Another organization naming these rows neither reads nor changes them.
       expect(await o.store.quotas.getLimits({ organization_id: otherOrg }, ws1)).toEqual({})
       await o.store.quotas.setLimits({ organization_id: otherOrg }, ws1, { running_sandboxes: 99 }, now)
@@ -85,7 +86,7 @@ for (const [name, open] of dialects) {
 
     it('counts use per organization and per workspace', async () => {
       const empty = await o.store.quotas.usage(scope)
-      expect(empty).toEqual({ running_sandboxes: 0, sandboxes: 0, sandbox_vcpus: 0, sandbox_memory_mb: 0, instances: 0, builds: 0, deployments: 0, snapshot_bytes: 0, release_bytes: 0 })
+      expect(empty).toEqual({ running_sandboxes: 0, sandboxes: 0, sandbox_vcpus: 0, sandbox_memory_mb: 0, instances: 0, desired_instances: 0, builds: 0, deployments: 0, snapshot_bytes: 0, release_bytes: 0 })
 
       const box = (workspace: string, state: 'running' | 'paused' | 'creating' | 'destroyed' | 'error', cpu = 1, memory_mb = 512) =>
         insertSandboxRecord(o.store, { organization_id: org, workspace_id: workspace }, { state, cpu, memory_mb })
@@ -115,13 +116,26 @@ for (const [name, open] of dialects) {
       await insertVersionRecord(o.store, d2, { status: 'building' })
 
       expect(await o.store.quotas.usage(scope)).toEqual({
-        running_sandboxes: 2, sandboxes: 3, sandbox_vcpus: 2.5, sandbox_memory_mb: 1280, instances: 0, builds: 1, deployments: 2,
+        running_sandboxes: 2, sandboxes: 3, sandbox_vcpus: 2.5, sandbox_memory_mb: 1280, instances: 0, desired_instances: 0, builds: 1, deployments: 2,
         snapshot_bytes: 3 * 1024 ** 3, release_bytes: 1000,
       })
       expect(await o.store.quotas.usage(scope, ws2)).toEqual({
-        running_sandboxes: 0, sandboxes: 1, sandbox_vcpus: 0, sandbox_memory_mb: 0, instances: 0, builds: 1, deployments: 1, snapshot_bytes: 0, release_bytes: 1000,
+        running_sandboxes: 0, sandboxes: 1, sandbox_vcpus: 0, sandbox_memory_mb: 0, instances: 0, desired_instances: 0, builds: 1, deployments: 1, snapshot_bytes: 0, release_bytes: 1000,
       })
       expect((await o.store.quotas.usage({ organization_id: otherOrg })).running_sandboxes).toBe(1)
+      // Instances asked for: a deployment's count in each environment serving a dynamic version.
+      const app = await o.store.deployments.insert({ ...deployment(ws1), instances: 3 })
+      const dynamic = await insertVersionRecord(o.store, app, { release_sha256: 'd'.repeat(64), release_kind: 'dynamic' })
+      await o.store.deploymentRoutes.repoint(scope, {
+        id: newId('routeChange'), organization_id: org, deployment_id: app.id, environment: 'production', to_version_id: dynamic.id, reason: 'publish', actor: 'key_test', created_at: now,
+      })
+      expect(await o.store.quotas.usage(scope, ws1, new Set(['instances']))).toMatchObject({ instances: 0, desired_instances: 3 })
+      expect(await o.store.quotas.usage(scope, ws2, new Set(['instances']))).toMatchObject({ instances: 0, desired_instances: 0 })
+      // Only the parts asked for are counted.
+      expect(await o.store.quotas.usage(scope, undefined, new Set(['deployments', 'storage']))).toEqual({
+        running_sandboxes: 0, sandboxes: 0, sandbox_vcpus: 0, sandbox_memory_mb: 0, instances: 0, desired_instances: 0, builds: 0, deployments: 3,
+        snapshot_bytes: 3 * 1024 ** 3, release_bytes: 1000,
+      })
     })
   })
 }

@@ -1,7 +1,12 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { create as createTar } from 'tar'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runCli } from '../helpers/cli.js'
 import { startTestPlatform } from '../helpers/platform.js'
 import type { TestPlatform } from '../helpers/platform.js'
+import { insertVersionRecord } from '../helpers/version-records.js'
 
 // Quotas against real Docker: the root key sets an organization's limits, an organization
 // key its workspaces' within them; a creation past a limit answers 429 quota_exceeded and
@@ -111,6 +116,55 @@ describe.concurrent('quotas', () => {
     // Another organization's limits are not found, whoever asks with its own key.
     expect((await t.call('GET', `/api/v1/organizations/${org.id}/limits`, { key: (await t.newOrganization('Stranger')).key })).status).toBe(404)
   }, 90_000)
+
+  it('refuses a build past concurrent_builds and a snapshot once storage is full, writing nothing', async () => {
+    const org = await t.newOrganization('Builds')
+    expect((await setOrgLimits(org.id, { concurrent_builds: 1, storage_gb: 0 })).status).toBe(200)
+    const dep = (await t.call('POST', '/api/v1/deployments', { key: org.key, body: { name: 'site' } })).json
+    // One build in progress already (a version building, as a publish records it).
+    await insertVersionRecord(t.platform.store, dep, { status: 'building' })
+    const dir = await mkdtemp(join(tmpdir(), 'miosa-quota-src-'))
+    await writeFile(join(dir, 'index.html'), '<h1>hi</h1>')
+    const chunks: Buffer[] = []
+    for await (const chunk of createTar({ cwd: dir }, ['index.html'])) chunks.push(Buffer.from(chunk as Uint8Array))
+    await rm(dir, { recursive: true, force: true })
+    const upload = await fetch(`${t.apiUrl}/api/v1/deployments/${dep.id}/publish/upload`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${org.key}`, 'content-type': 'application/x-tar' },
+      body: Buffer.concat(chunks),
+    })
+    const refused = (await upload.json()) as any
+    expect(upload.status, JSON.stringify(refused)).toBe(429)
+    expect(refused.error.details).toMatchObject({ resource: 'concurrent_builds', limit: 1, current: 1 })
+    expect((await t.call('GET', `/api/v1/deployments/${dep.id}/versions`, { key: org.key })).json.data).toHaveLength(1)
+
+    const box = await createSandbox(org.key)
+    expect(box.status, box.text).toBe(201)
+    const snapshot = await t.call('POST', `/api/v1/sandboxes/${box.json.id}/snapshots`, { key: org.key, body: {} })
+    expect(snapshot.status, snapshot.text).toBe(429)
+    expect(snapshot.json.error.details).toMatchObject({ resource: 'storage_gb', limit: 0, current: 0 })
+    expect((await t.call('GET', `/api/v1/sandboxes/${box.json.id}/snapshots`, { key: org.key })).json.data).toHaveLength(0)
+    expect((await t.call('GET', `/api/v1/sandboxes/${box.json.id}`, { key: org.key })).json.state).toBe('running')
+  }, 60_000)
+
+  it("refuses scaling a dynamic deployment's instances past the vcpus limit", async () => {
+    const org = await t.newOrganization('Scale')
+    expect((await setOrgLimits(org.id, { vcpus: 2 })).status).toBe(200)
+    const dep = (await t.call('POST', '/api/v1/deployments', { key: org.key, body: { name: 'api', instances: 0 } })).json
+    // A dynamic version serving production, written straight into the store (no image: nothing needs to start).
+    const version = await insertVersionRecord(t.platform.store, dep, { release_kind: 'dynamic', release_sha256: 'e'.repeat(64) })
+    await t.platform.store.deploymentRoutes.repoint({ organization_id: org.id }, {
+      id: `rtc_${'q'.repeat(20)}`, organization_id: org.id, deployment_id: dep.id, environment: 'production', to_version_id: version.id, reason: 'publish', actor: 'key_test', created_at: new Date().toISOString(),
+    })
+    const refused = await t.call('PATCH', `/api/v1/deployments/${dep.id}`, { key: org.key, body: { instances: 3 } })
+    expect(refused.status, refused.text).toBe(429)
+    expect(refused.json.error.details).toMatchObject({ resource: 'vcpus', limit: 2, current: 0, requested: 3 })
+    expect((await t.call('GET', `/api/v1/deployments/${dep.id}`, { key: org.key })).json.instances).toBe(0)
+    const scaled = await t.call('PATCH', `/api/v1/deployments/${dep.id}`, { key: org.key, body: { instances: 2 } })
+    expect(scaled.status, scaled.text).toBe(200)
+    expect((await t.call('GET', `/api/v1/organizations/${org.id}/limits`, { key: org.key })).json.resources.vcpus).toMatchObject({ limit: 2, used: 2 })
+    expect((await t.call('PATCH', `/api/v1/deployments/${dep.id}`, { key: org.key, body: { instances: 0 } })).status).toBe(200)
+  }, 30_000)
 
   it('shows and sets limits from the CLI, with --json', async () => {
     const org = await t.newOrganization('Cli Limits')

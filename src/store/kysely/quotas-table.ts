@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import type { Kysely } from 'kysely'
 import type { QuotaOverrides } from '../../schemas/quotas.js'
-import type { OrgScope, QuotaStore, QuotaUsageRecord } from '../store.js'
+import type { OrgScope, QuotaStore, QuotaUsagePart, QuotaUsageRecord } from '../store.js'
 import type { AnyDatabase } from './table.js'
 
 // Quota limits (one row per organization or workspace that overrides any) and the use they
@@ -26,6 +26,20 @@ export class QuotasTable implements QuotaStore {
     return (typeof row.limits === 'string' ? JSON.parse(row.limits) : row.limits) as QuotaOverrides
   }
 
+  async getLimitsOf(scope: OrgScope, workspaceId: string): Promise<{ organization: QuotaOverrides; workspace: QuotaOverrides }> {
+    const rows = await this.db
+      .selectFrom(TABLE)
+      .select(['subject_id', 'limits'])
+      .where('subject_id', 'in', [scope.organization_id, workspaceId])
+      .where('organization_id', '=', scope.organization_id)
+      .execute()
+    const of = (id: string): QuotaOverrides => {
+      const row = rows.find((r) => r.subject_id === id)
+      return row === undefined ? {} : ((typeof row.limits === 'string' ? JSON.parse(row.limits) : row.limits) as QuotaOverrides)
+    }
+    return { organization: of(scope.organization_id), workspace: of(workspaceId) }
+  }
+
   async setLimits(scope: OrgScope, workspaceId: string | null, limits: QuotaOverrides, updatedAt: string): Promise<void> {
     const values = { limits: JSON.stringify(limits), updated_at: updatedAt }
     await this.db
@@ -40,7 +54,9 @@ export class QuotasTable implements QuotaStore {
     await this.db.deleteFrom(TABLE).where('subject_id', '=', workspaceId).where('organization_id', '=', scope.organization_id).execute()
   }
 
-  async usage(scope: OrgScope, workspaceId?: string): Promise<QuotaUsageRecord> {
+  async usage(scope: OrgScope, workspaceId?: string, parts?: ReadonlySet<QuotaUsagePart>): Promise<QuotaUsageRecord> {
+    const wanted = (part: QuotaUsagePart) => parts === undefined || parts.has(part)
+    const none = Promise.resolve({} as Record<string, unknown>)
     // Rows of the organization, or of the one workspace.
     const rows = (table: string) => {
       const q = this.db.selectFrom(table).where(`${table}.organization_id`, '=', scope.organization_id)
@@ -49,7 +65,7 @@ export class QuotasTable implements QuotaStore {
     const running = sql.join(RUNNING.map((s) => sql.lit(s)))
     const count = sql<number>`count(*)`.as('n')
     const [sandboxes, instances, builds, deployments, snapshots, releases] = await Promise.all([
-      rows('sandboxes')
+      !wanted('sandboxes') ? none : rows('sandboxes')
         .select([
           sql<number>`count(*)`.as('total'),
           sql<number>`sum(case when state in (${running}) then 1 else 0 end)`.as('running'),
@@ -58,12 +74,26 @@ export class QuotasTable implements QuotaStore {
         ])
         .where('state', 'in', EXISTING)
         .executeTakeFirstOrThrow(),
-      rows('instances').select(count).executeTakeFirstOrThrow(),
-      rows('versions').select(count).where('status', '=', 'building').executeTakeFirstOrThrow(),
-      rows('deployments').select(count).executeTakeFirstOrThrow(),
-      rows('snapshots').select(sql<number>`sum(size_bytes)`.as('n')).where('state', '=', 'ready').executeTakeFirstOrThrow(),
+      !wanted('instances')
+        ? none
+        : rows('instances')
+            .select([
+              count,
+              // What scaling asked for, whether or not the reconciler has started it yet.
+              rows('deployments')
+                .innerJoin('deployment_routes', 'deployment_routes.deployment_id', 'deployments.id')
+                .innerJoin('versions', 'versions.id', 'deployment_routes.active_version_id')
+                .where('versions.release_kind', '=', 'dynamic')
+                .select(sql<number>`coalesce(sum(deployments.instances), 0)`.as('desired'))
+                .$asScalar()
+                .as('desired'),
+            ])
+            .executeTakeFirstOrThrow(),
+      !wanted('builds') ? none : rows('versions').select(count).where('status', '=', 'building').executeTakeFirstOrThrow(),
+      !wanted('deployments') ? none : rows('deployments').select(count).executeTakeFirstOrThrow(),
+      !wanted('storage') ? none : rows('snapshots').select(sql<number>`sum(size_bytes)`.as('n')).where('state', '=', 'ready').executeTakeFirstOrThrow(),
       // A release shared by several versions (or deployments) counts once.
-      this.db
+      !wanted('storage') ? none : this.db
         .selectFrom('releases')
         .select(sql<number>`sum(size_bytes)`.as('n'))
         .where('sha256', 'in', rows('versions').select('versions.release_sha256').where('versions.release_sha256', 'is not', null))
@@ -75,6 +105,7 @@ export class QuotasTable implements QuotaStore {
       sandbox_vcpus: num(sandboxes.cpu),
       sandbox_memory_mb: num(sandboxes.memory),
       instances: num(instances.n),
+      desired_instances: num(instances.desired),
       builds: num(builds.n),
       deployments: num(deployments.n),
       snapshot_bytes: num(snapshots.n),
