@@ -217,7 +217,8 @@ describe('help', () => {
       expect(descriptionIn(r.stdout)?.length ?? 0, `${name} --help has a description`).toBeGreaterThan(5)
       expect(r.stdout, `${name} has --json`).toMatch(/^ {2}--json\b/m)
     })
-  })
+    // About a hundred CLI processes: well over the default timeout on a busy machine.
+  }, 180_000)
 })
 
 describe('--json with the root key', () => {
