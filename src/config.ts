@@ -44,6 +44,10 @@ export interface Config {
   sandboxWarmPoolMax: number
   /** How often idle sandboxes are looked for. */
   sandboxReaperIntervalMs: number
+  /** Disk a sandbox's writable layer (with /workspace) may use, in MB, measured; past it file-API writes are refused. 0: no limit. */
+  sandboxDiskMb: number
+  /** How often running sandboxes' disk use is measured (also shortly after each file-API write). */
+  sandboxDiskIntervalMs: number
   /** How often containers and the store are reconciled (also once at start). */
   reconcileIntervalMs: number
   /** How often runtime instances are reconciled (exits replaced, counts kept); health checks run on each deployment's own interval. */
@@ -87,6 +91,7 @@ export interface ServerFlags {
   rateLimitBurst?: string | number | undefined
   edgeRateLimitRps?: string | number | undefined
   edgeRateLimitBurst?: string | number | undefined
+  sandboxDiskMb?: string | number | undefined
   /** --quota-running-sandboxes etc.: platform default limits, by resource. */
   quotas?: Partial<Record<QuotaResource, string | number | undefined>> | undefined
 }
@@ -119,6 +124,8 @@ const sources = {
   sandboxWarmPool: 'MIOSA_SANDBOX_WARM_POOL',
   sandboxWarmPoolMax: 'MIOSA_SANDBOX_WARM_POOL_MAX',
   sandboxReaperIntervalMs: 'MIOSA_SANDBOX_REAPER_INTERVAL_MS',
+  sandboxDiskMb: '--sandbox-disk-mb / MIOSA_SANDBOX_DISK_MB',
+  sandboxDiskIntervalMs: 'MIOSA_SANDBOX_DISK_INTERVAL_MS',
   reconcileIntervalMs: 'MIOSA_RECONCILE_INTERVAL_MS',
   instanceReconcileIntervalMs: 'MIOSA_INSTANCE_RECONCILE_INTERVAL_MS',
   sandboxSubnets: 'MIOSA_SANDBOX_SUBNETS',
@@ -175,6 +182,8 @@ const schema = z.object({
   sandboxWarmPool: z.coerce.number().int().min(0).max(32),
   sandboxWarmPoolMax: z.coerce.number().int().min(0).max(64),
   sandboxReaperIntervalMs: z.coerce.number().int().min(100),
+  sandboxDiskMb: z.coerce.number().int().min(0),
+  sandboxDiskIntervalMs: z.coerce.number().int().min(100),
   reconcileIntervalMs: z.coerce.number().int().min(1000),
   instanceReconcileIntervalMs: z.coerce.number().int().min(100),
   sandboxSubnets: z.string().regex(/^\d{1,3}\.\d{1,3}\.0\.0\/16$/, 'must be an IPv4 /16, e.g. 10.213.0.0/16'),
@@ -239,6 +248,9 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     sandboxWarmPool: env.MIOSA_SANDBOX_WARM_POOL ?? 2,
     sandboxWarmPoolMax: env.MIOSA_SANDBOX_WARM_POOL_MAX ?? 8,
     sandboxReaperIntervalMs: env.MIOSA_SANDBOX_REAPER_INTERVAL_MS ?? 5_000,
+    sandboxDiskMb: flags.sandboxDiskMb ?? env.MIOSA_SANDBOX_DISK_MB ?? 10_240,
+    // Each measure walks the container's writable layer (Docker's size accounting): not every few seconds.
+    sandboxDiskIntervalMs: env.MIOSA_SANDBOX_DISK_INTERVAL_MS ?? 30_000,
     reconcileIntervalMs: env.MIOSA_RECONCILE_INTERVAL_MS ?? 30_000,
     instanceReconcileIntervalMs: env.MIOSA_INSTANCE_RECONCILE_INTERVAL_MS ?? 1_000,
     sandboxSubnets: env.MIOSA_SANDBOX_SUBNETS ?? '10.213.0.0/16',

@@ -102,6 +102,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     inflight,
     quotaDefaults: config.quotaDefaults,
     quotasEnabled: config.quotasEnabled,
+    sandboxDisk: { limitMb: config.sandboxDiskMb, intervalMs: config.sandboxDiskIntervalMs },
     // The key sealing env values: MIOSA_MASTER_KEY, else <data-dir>/master-key (made on first start, mode 0600).
     masterKeys: config.masterKey !== undefined ? envMasterKeySource(config.masterKey) : fileMasterKeySource(join(config.dataDir, MASTER_KEY_FILE)),
     ensureImage: async (release, onLog) => {
@@ -195,6 +196,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       reconcileTimer = setInterval(() => void reconcile(), config.reconcileIntervalMs).unref()
       services.instances.start(config.instanceReconcileIntervalMs)
       reaper.start()
+      services.sandboxDisk.start()
       const apiPort = (api.server.address() as AddressInfo).port
       const edgePort = (edge.address() as AddressInfo).port
       const started = {
@@ -232,6 +234,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
       clearTimeout(timer)
       clearInterval(reconcileTimer)
       await reaper.stop()
+      await services.sandboxDisk.stop()
       // Running builds are aborted and recorded failed while the store is still open.
       await services.publish.shutdown()
       // Instances keep running: the next start re-adopts them.

@@ -3,6 +3,7 @@ import type { FileStat } from '../runtime/agent/protocol.js'
 import type { ExecResult, ExecStreams, RuntimeDriver, Terminal } from '../runtime/runtime-driver.js'
 import type { OrgScope, SandboxRecord } from '../store/store.js'
 import type { EnvironmentValues } from './environment-values.js'
+import type { SandboxDisk } from './sandbox-disk.js'
 import { scopeOf } from './sandboxes.js'
 import type { SandboxService } from './sandboxes.js'
 
@@ -45,6 +46,8 @@ export class SandboxOperations {
       checkArchive: ArchiveChecker
       /** Where a deployment environment's env vars come from; without it, sandboxes get none. */
       environmentValues?: EnvironmentValues | undefined
+      /** Refuses writes to a sandbox over its disk limit, and measures again after each. */
+      disk?: SandboxDisk | undefined
     },
   ) {
     deps.sandboxes.onChange((sandboxId) => this.environmentEnv.delete(sandboxId))
@@ -77,7 +80,13 @@ export class SandboxOperations {
   }
 
   async writeFile(organizationId: string, id: string, path: string, content: Buffer | Readable, mode?: number): Promise<FileStat> {
-    return this.deps.runtime.writeFile(await this.ref(organizationId, id), path, content, mode)
+    const record = await this.attach(organizationId, id)
+    this.deps.disk?.checkWrite(record)
+    try {
+      return await this.deps.runtime.writeFile(this.deps.sandboxes.refOf(record), path, content, mode)
+    } finally {
+      this.deps.disk?.afterWrite(record)
+    }
   }
 
   async stat(organizationId: string, id: string, path: string): Promise<FileStat> {
@@ -106,11 +115,13 @@ export class SandboxOperations {
 
   /** Extracts a tar (or tar.gz) into `path`. The whole archive is checked before anything is written. */
   async uploadArchive(organizationId: string, id: string, path: string, tar: Readable): Promise<void> {
-    const ref = await this.ref(organizationId, id)
+    const record = await this.attach(organizationId, id)
+    this.deps.disk?.checkWrite(record)
     const checked = await this.deps.checkArchive(tar)
     try {
-      await this.deps.runtime.uploadArchive(ref, path, checked.open())
+      await this.deps.runtime.uploadArchive(this.deps.sandboxes.refOf(record), path, checked.open())
     } finally {
+      this.deps.disk?.afterWrite(record)
       await checked.discard()
     }
   }

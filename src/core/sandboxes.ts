@@ -15,6 +15,7 @@ import type { Log } from './log.js'
 import { silentLog } from './log.js'
 import { PreviewUrls } from './preview-urls.js'
 import { SandboxActivity } from './sandbox-activity.js'
+import type { SandboxDisk } from './sandbox-disk.js'
 import type { WorkspaceService } from './workspaces.js'
 import { runningSandboxDemand } from './quotas.js'
 import type { QuotaService } from './quotas.js'
@@ -96,6 +97,8 @@ export class SandboxService {
       admission?: CreationAdmission | undefined
       /** Throws when the deployment has no such environment (environments.ts). */
       ensureEnvironment?: ((scope: OrgScope, deployment: DeploymentRecord, environment: string) => Promise<void>) | undefined
+      /** Disk measures shown on GET (sandbox-disk.ts). */
+      disk?: SandboxDisk | undefined
     },
   ) {
     this.previewUrls = deps.previewUrls ?? new PreviewUrls()
@@ -569,6 +572,7 @@ export class SandboxService {
       last_activity_at: new Date(lastUse).toISOString(),
       env_keys: Object.keys(env).sort(),
       allow_internet: record.egress === null,
+      disk: this.deps.disk?.usageOf(record) ?? null,
       expires_at: record.state === 'running' ? new Date(lastUse + record.timeout_seconds * 1000).toISOString() : null,
       previews,
     }

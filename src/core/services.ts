@@ -23,6 +23,7 @@ import { QuotaService } from './quotas.js'
 import type { QuotaLimits } from '../schemas/quotas.js'
 import { DEFAULT_INSTANCE_LIMITS, RuntimeInstances } from './runtime-instances.js'
 import { BackgroundServices } from './background-services.js'
+import { SandboxDisk } from './sandbox-disk.js'
 import { SandboxOperations } from './sandbox-operations.js'
 import type { ArchiveChecker } from './sandbox-operations.js'
 import { SandboxService } from './sandboxes.js'
@@ -45,6 +46,8 @@ export interface Services {
   envVars: EnvVarService
   sandboxes: SandboxService
   sandboxOps: SandboxOperations
+  /** Measures each running sandbox's disk against the platform's limit (start() runs it periodically). */
+  sandboxDisk: SandboxDisk
   /** Background services of sandboxes (`exec --background`), started again on every resume. */
   backgroundServices: BackgroundServices
   templates: TemplateService
@@ -115,13 +118,17 @@ export interface ServiceDeps {
   quotaDefaults?: QuotaLimits | undefined
   /** false: no quota is checked (Config.quotasEnabled). */
   quotasEnabled?: boolean | undefined
+  /** Disk per sandbox (Config.sandboxDiskMb, sandboxDiskIntervalMs); default: no limit. */
+  sandboxDisk?: { limitMb: number; intervalMs: number } | undefined
 }
 
 export function createServices(deps: ServiceDeps): Services {
   const previews = deps.previews ?? DEFAULT_PREVIEW_CONFIG
   const workspaces = new WorkspaceService(deps.store)
   const quotas = new QuotaService({ store: deps.store, defaults: deps.quotaDefaults, enabled: deps.quotasEnabled, instanceSize: DEFAULT_INSTANCE_LIMITS })
+  const sandboxDisk = new SandboxDisk({ store: deps.store, runtime: deps.runtime, log: deps.log, limitMb: 0, intervalMs: 30_000, ...deps.sandboxDisk })
   const sandboxes = new SandboxService({
+    disk: sandboxDisk,
     store: deps.store,
     runtime: deps.runtime,
     workspaces,
@@ -166,7 +173,7 @@ export function createServices(deps: ServiceDeps): Services {
     log: deps.log,
     buildTimeoutMs: deps.buildTimeoutMs,
   })
-  const sandboxOps = new SandboxOperations({ sandboxes, runtime: deps.runtime, checkArchive: deps.checkArchive, environmentValues: envVars })
+  const sandboxOps = new SandboxOperations({ sandboxes, runtime: deps.runtime, checkArchive: deps.checkArchive, environmentValues: envVars, disk: sandboxDisk })
   return {
     organizations: new OrganizationService(deps.store),
     apiKeys: new ApiKeyService(deps.store),
@@ -176,6 +183,7 @@ export function createServices(deps: ServiceDeps): Services {
     envVars,
     sandboxes,
     sandboxOps,
+    sandboxDisk,
     backgroundServices: new BackgroundServices({ store: deps.store, sandboxes, operations: sandboxOps, runtime: deps.runtime, log: deps.log }),
     templates: new TemplateService(deps.runtime),
     previewTokens: new PreviewTokenService({ store: deps.store, sandboxes, signer, onRevoked: (id) => previewAccess.forget(id) }),

@@ -175,6 +175,12 @@ export interface RuntimeDriver {
    * platform restart or a host reboot) and removes rules left for containers that stopped or went.
    */
   syncEgress?(restricted: ReadonlyArray<{ ref: RuntimeRef; egress: EgressPolicy }>): Promise<void>
+  /**
+   * Optional: bytes the sandbox's own filesystem changes take on the host (its writable
+   * layer, /workspace included; not its image, nor memory-backed /tmp). undefined when the
+   * runtime cannot tell (the sandbox is gone, say).
+   */
+  diskUsage?(ref: RuntimeRef): Promise<number | undefined>
   /** Optional: frees what only workspaces outside `liveWorkspaces` used (networks). */
   releaseUnused?(liveWorkspaces: ReadonlySet<string>): Promise<void>
   close(): Promise<void>

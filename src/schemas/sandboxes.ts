@@ -28,6 +28,15 @@ export const envSchema = z
   .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').max(256), z.string().max(32_768))
   .refine((env) => Object.keys(env).length <= 200, { message: 'at most 200 variables' })
 
+export const sandboxDiskSchema = z
+  .object({
+    used_bytes: z.number().meta({ description: "Its writable layer's size (/workspace and every other change to its filesystem; not /tmp)" }),
+    limit_bytes: z.number().meta({ description: 'Past it, file-API writes and archive uploads are refused (413) until a new measure is under it' }),
+    measured_at: timestamp,
+    exceeded: z.boolean(),
+  })
+  .meta({ id: 'SandboxDisk' })
+
 export const sandboxSchema = z
   .object({
     id: z.string(),
@@ -53,6 +62,7 @@ export const sandboxSchema = z
     preview_public: z.boolean().meta({ description: 'Anyone may open its previews, without a token (default false: private)' }),
     allow_internet: z.boolean().meta({ description: 'false: connections beyond its workspace network go only to egress.allow' }),
     egress: egressOutputSchema,
+    disk: sandboxDiskSchema.nullable().meta({ description: 'Its last disk measure (running sandboxes, when the platform limits disk), or null' }),
     previews: z
       .record(z.string(), z.string())
       .meta({
@@ -268,6 +278,7 @@ export const templateBuildEventSchema = z
   .meta({ id: 'TemplateBuildEvent' })
 
 export type Sandbox = z.infer<typeof sandboxSchema>
+export type SandboxDisk = z.infer<typeof sandboxDiskSchema>
 export type SandboxState = (typeof SANDBOX_STATES)[number]
 export type CreateSandboxInput = z.input<typeof createSandboxSchema>
 export type ExecInput = z.input<typeof execSchema>

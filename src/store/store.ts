@@ -22,7 +22,7 @@ export interface StoredRef {
   id: string
 }
 
-export type SandboxRecord = Omit<Sandbox, 'env_keys' | 'expires_at' | 'previews' | 'allow_internet'> & {
+export type SandboxRecord = Omit<Sandbox, 'env_keys' | 'expires_at' | 'previews' | 'allow_internet' | 'disk'> & {
   /** Given at creation, merged into every exec and terminal. */
   env: Record<string, string>
   runtime_ref: StoredRef | null

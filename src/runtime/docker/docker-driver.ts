@@ -271,6 +271,19 @@ export class DockerDriver implements RuntimeDriver {
     await this.egress.sync(restricted.map(({ ref, egress }) => ({ containerId: this.container(ref).id, egress })))
   }
 
+  async diskUsage(ref: RuntimeRef): Promise<number | undefined> {
+    // Docker's own accounting of the container's writable layer (what `docker ps --size` shows).
+    try {
+      // `size` is a query parameter dockerode passes through but does not type.
+      const options = { size: true } as Dockerode.ContainerInspectOptions
+      const info: Dockerode.ContainerInspectInfo & { SizeRw?: number } = await this.container(ref).inspect(options)
+      return info.SizeRw
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return undefined
+      throw error
+    }
+  }
+
   async snapshot(ref: RuntimeRef, snapshotId: string): Promise<SnapshotRef> {
     // pause: true freezes the processes while the filesystem is copied, so the snapshot is consistent.
     const result = (await this.container(ref).commit({

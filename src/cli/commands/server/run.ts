@@ -16,6 +16,7 @@ export function registerServer(program: Command): void {
     .option('--rate-limit-burst <n>', 'requests per API key at once (MIOSA_RATE_LIMIT_BURST; default 400)')
     .option('--edge-rate-limit-rps <n>', 'requests per second per preview or app host at the edge (MIOSA_EDGE_RATE_LIMIT_RPS; default 1000; 0: off)')
     .option('--edge-rate-limit-burst <n>', 'requests per host at once at the edge (MIOSA_EDGE_RATE_LIMIT_BURST; default 2000)')
+    .option('--sandbox-disk-mb <n>', "disk a sandbox's files may use, measured; past it file writes are refused (MIOSA_SANDBOX_DISK_MB; default 10240; 0: off)")
     .option('--prebuild-templates', 'build every sandbox template image before serving, so no first sandbox create waits for one')
   for (const resource of QUOTA_FLAGS) {
     cmd.option(`--quota-${resource.replaceAll('_', '-')} <n>`, `default ${resource} limit of each organization (MIOSA_QUOTA_${resource.toUpperCase()})`)
@@ -36,6 +37,7 @@ export function registerServer(program: Command): void {
           rateLimitBurst: str(opts.rateLimitBurst),
           edgeRateLimitRps: str(opts.edgeRateLimitRps),
           edgeRateLimitBurst: str(opts.edgeRateLimitBurst),
+          sandboxDiskMb: str(opts.sandboxDiskMb),
           quotas: Object.fromEntries(QUOTA_FLAGS.map((r) => [r, str(opts[`quota${r.split('_').map((w) => w[0]?.toUpperCase() + w.slice(1)).join('')}`])])),
         },
         { json: opts.json === true, prebuildTemplates: opts.prebuildTemplates === true },
