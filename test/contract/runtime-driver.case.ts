@@ -164,6 +164,19 @@ export function runtimeDriverContract(name: string, make: () => Promise<DriverUn
       expect((await sh(a, 'ls -A /tmp | grep -c "^\\.miosa-.*\\.tmp$" || true')).stdout).toBe('0\n')
     }, 60_000)
 
+    it('measures disk use of the writable layer (/workspace counted, /tmp not), when the driver can', async () => {
+      if (driver.diskUsage === undefined) return
+      const before = await driver.diskUsage(a)
+      expect(before).toEqual(expect.any(Number))
+      await sh(a, 'head -c 20M /dev/zero > /workspace/disk-probe && head -c 20M /dev/zero > /tmp/disk-probe')
+      const during = (await driver.diskUsage(a)) as number
+      expect(during - (before as number)).toBeGreaterThanOrEqual(20 * 1024 * 1024)
+      expect(during - (before as number)).toBeLessThan(30 * 1024 * 1024)
+      await sh(a, 'rm /workspace/disk-probe /tmp/disk-probe')
+      expect(await driver.diskUsage(a)).toBeLessThan(during - 10 * 1024 * 1024)
+      expect(await driver.diskUsage({ ...a, id: 'f'.repeat(64) })).toBeUndefined()
+    }, 60_000)
+
     it('reads and writes files binary-safe, and lists, stats, moves and removes them', async () => {
       const bytes = randomBytes(256 * 1024)
       const written = await driver.writeFile(a, '/workspace/data/blob.bin', bytes)
