@@ -47,9 +47,11 @@ export class SandboxDisk {
   }
 
   start(): void {
-    if (!this.enabled) return
-    this.timer ??= setInterval(() => void this.sweep(), this.deps.intervalMs)
+    if (!this.enabled || this.timer !== undefined) return
+    this.timer = setInterval(() => void this.sweep(), this.deps.intervalMs)
     this.timer.unref()
+    // A restarted platform learns at once which sandboxes are already over.
+    void this.sweep()
   }
 
   async stop(): Promise<void> {
