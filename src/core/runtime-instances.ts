@@ -111,6 +111,9 @@ export class RuntimeInstances {
   private readonly stopping = new Set<string>()
   /** Environments with a rollout in progress: the reconciler leaves their instances alone. */
   private readonly busy = new Set<string>()
+  /** When each environment's last rollout ended (a sequence number): a pass that read the desired state before then leaves it alone. */
+  private readonly rolledOut = new Map<string, number>()
+  private rolloutsEnded = 0
   private readonly rollouts = new KeyedMutex()
   private readonly crashes = new Map<string, CrashLoop>()
   private readonly startListeners = new Set<(t: { id: string; key: string; ref: RuntimeRef }) => void>()
@@ -199,6 +202,7 @@ export class RuntimeInstances {
         throw error
       } finally {
         this.busy.delete(key)
+        this.rolledOut.set(key, ++this.rolloutsEnded)
       }
     })
   }
@@ -311,6 +315,10 @@ export class RuntimeInstances {
 
   private async pass(): Promise<void> {
     const driver = this.driver()
+    // A rollout that ends after the desired state is read may have flipped it: its
+    // environment waits for the next pass, or fresh instances would be drained as unwanted.
+    const readAt = this.rolloutsEnded
+    const leftAlone = (key: string) => this.busy.has(key) || (this.rolledOut.get(key) ?? 0) > readAt
     const desired = await this.loadDesired()
     const containers = await driver.list()
     const byId = new Map(containers.map((c) => [c.instanceId, c]))
@@ -319,7 +327,7 @@ export class RuntimeInstances {
     for (const c of containers) {
       if (this.tracked.has(c.instanceId) || this.stopping.has(c.instanceId)) continue
       const key = envKey(c.deploymentId, c.environment)
-      if (this.busy.has(key)) continue
+      if (leftAlone(key)) continue
       const want = desired.get(key)
       if (c.running && c.address !== undefined && want !== undefined && want.version.id === c.versionId) await this.adopt(c, want)
       else await this.removeOrphan(c)
@@ -329,7 +337,7 @@ export class RuntimeInstances {
     for (const t of [...this.tracked.values()]) {
       const c = byId.get(t.record.id)
       if (c !== undefined && c.running) continue
-      if (t.draining || this.busy.has(t.key)) continue
+      if (t.draining || leftAlone(t.key)) continue
       await this.exited(t, c)
     }
 
@@ -337,10 +345,10 @@ export class RuntimeInstances {
 
     const keys = new Set([...desired.keys(), ...this.byEnv.keys()])
     for (const key of keys) {
-      if (this.busy.has(key)) continue
+      if (leftAlone(key)) continue
       await this.converge(key, desired.get(key))
     }
-    await this.forgetStaleRecords(containers)
+    await this.forgetStaleRecords(containers, leftAlone)
   }
 
   private async converge(key: string, want: Desired | undefined): Promise<void> {
@@ -610,10 +618,10 @@ export class RuntimeInstances {
   }
 
   /** Rows a previous process left for containers that are gone. */
-  private async forgetStaleRecords(containers: RuntimeInstance[]): Promise<void> {
+  private async forgetStaleRecords(containers: RuntimeInstance[], leftAlone: (key: string) => boolean): Promise<void> {
     const present = new Set(containers.map((c) => c.instanceId))
     for (const record of await this.deps.store.instances.findAllUnscoped()) {
-      if (this.tracked.has(record.id) || present.has(record.id) || this.busy.has(envKey(record.deployment_id, record.environment))) continue
+      if (this.tracked.has(record.id) || present.has(record.id) || leftAlone(envKey(record.deployment_id, record.environment))) continue
       await this.deps.store.instances.delete({ organization_id: record.organization_id }, record.id)
     }
   }
