@@ -5,63 +5,18 @@
 //
 //   npx tsx bench/api.ts            (PostgreSQL too when MIOSA_TEST_DATABASE_URL is set)
 
-import { Agent, createServer, request } from 'node:http'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createTestDatabase } from '../test/helpers/postgres.js'
 import { startTestPlatform } from '../test/helpers/platform.js'
+import { measure as measureTarget } from './lib/requests.js'
+import type { Target } from './lib/requests.js'
 
 const SEQUENTIAL = 2000
 const CONCURRENCY = 16
 const THROUGHPUT_MS = 3000
 
-interface Target {
-  name: string
-  url: string
-  method: 'GET' | 'POST'
-  headers: Record<string, string>
-  body?: () => string
-}
-
-function once(agent: Agent, t: Target): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const body = t.body?.()
-    const req = request(t.url, { method: t.method, agent, headers: { ...t.headers, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
-      res.resume()
-      res.on('end', () => (res.statusCode !== undefined && res.statusCode < 300 ? resolve() : reject(new Error(`${t.name}: HTTP ${res.statusCode}`))))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number
-}
-
-async function measure(t: Target): Promise<{ name: string; median: number; p95: number; p99: number; rps: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
-  for (let i = 0; i < 200; i++) await once(agent, t) // warm-up
-  const samples: number[] = []
-  for (let i = 0; i < SEQUENTIAL; i++) {
-    const start = process.hrtime.bigint()
-    await once(agent, t)
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6)
-  }
-  samples.sort((a, b) => a - b)
-  let done = 0
-  const deadline = Date.now() + THROUGHPUT_MS
-  const started = Date.now()
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (Date.now() < deadline) {
-        await once(agent, t)
-        done++
-      }
-    }),
-  )
-  agent.destroy()
-  return { name: t.name, median: pct(samples, 50), p95: pct(samples, 95), p99: pct(samples, 99), rps: (done * 1000) / (Date.now() - started) }
-}
+const measure = (t: Target) => measureTarget(t, { warmup: 200, sequential: SEQUENTIAL, concurrency: CONCURRENCY, throughputMs: THROUGHPUT_MS })
 
 async function platformTargets(label: string, databaseUrl?: string): Promise<{ targets: Target[]; close: () => Promise<void>; sample: string }> {
   const db = databaseUrl === undefined ? undefined : await createTestDatabase()

@@ -7,69 +7,17 @@
 //
 //   npx tsx bench/quotas.ts            (PostgreSQL too when MIOSA_TEST_DATABASE_URL is set)
 
-import { Agent, request } from 'node:http'
 import { DEFAULT_QUOTA_LIMITS } from '../src/core/quotas.js'
 import { createTestDatabase } from '../test/helpers/postgres.js'
 import { startTestPlatform } from '../test/helpers/platform.js'
+import { measure as measureTarget } from './lib/requests.js'
+import type { Measured as Result, Target } from './lib/requests.js'
 
 const SEQUENTIAL = 1000
 const CONCURRENCY = 16
 const THROUGHPUT_MS = 3000
 
-interface Target {
-  name: string
-  url: string
-  headers: Record<string, string>
-  body: () => string
-}
-
-interface Result {
-  name: string
-  median: number
-  p95: number
-  p99: number
-  rps: number
-}
-
-function once(agent: Agent, t: Target): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = request(t.url, { method: 'POST', agent, headers: { ...t.headers, 'content-type': 'application/json' } }, (res) => {
-      res.resume()
-      res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`${t.name}: HTTP ${res.statusCode}`))))
-    })
-    req.on('error', reject)
-    req.end(t.body())
-  })
-}
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number
-}
-
-async function measure(t: Target): Promise<Result> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
-  for (let i = 0; i < 100; i++) await once(agent, t) // warm-up
-  const samples: number[] = []
-  for (let i = 0; i < SEQUENTIAL; i++) {
-    const start = process.hrtime.bigint()
-    await once(agent, t)
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6)
-  }
-  samples.sort((a, b) => a - b)
-  let done = 0
-  const deadline = Date.now() + THROUGHPUT_MS
-  const started = Date.now()
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (Date.now() < deadline) {
-        await once(agent, t)
-        done++
-      }
-    }),
-  )
-  agent.destroy()
-  return { name: t.name, median: pct(samples, 50), p95: pct(samples, 95), p99: pct(samples, 99), rps: (done * 1000) / (Date.now() - started) }
-}
+const measure = (t: Target) => measureTarget(t, { warmup: 100, sequential: SEQUENTIAL, concurrency: CONCURRENCY, throughputMs: THROUGHPUT_MS })
 
 async function platformTarget(label: string, quotas: boolean, databaseUrl?: string): Promise<{ target: Target; close: () => Promise<void> }> {
   const db = databaseUrl === undefined ? undefined : await createTestDatabase()
@@ -86,6 +34,7 @@ async function platformTarget(label: string, quotas: boolean, databaseUrl?: stri
     target: {
       name: `${label}, quotas ${quotas ? 'on' : 'off'}: POST /api/v1/deployments`,
       url: `${t.apiUrl}/api/v1/deployments`,
+      method: 'POST',
       headers: { authorization: `Bearer ${org.key}` },
       body: () => JSON.stringify({ name: `Bench ${n++}`, workspace_id: ws.json.id }),
     },
