@@ -30,7 +30,7 @@ export default tseslint.config(
       [...SERVER_PACKAGES, ...IO_MODULES],
       [
         {
-          regex: '(^|/)(api|cli|edge|sdk|mcp|runtime/docker|store/kysely|blobs/fs)/|(^|/)(platform|serve|config|logger)\\.js$',
+          regex: '(^|/)(api|cli|edge|sdk|mcp|fleet|runtime/docker|store/kysely|blobs/fs)/|(^|/)(platform|serve|config|logger)\\.js$',
           message: 'core imports no adapter: only the interfaces of store, blobs, runtime, builder and data (DESIGN.md)',
         },
       ],
