@@ -146,7 +146,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
   })
   const releaseFiles = createReleaseFiles({ blobs, dir: join(config.dataDir, 'releases') })
   // A release that just went live is extracted now rather than by its first visitor.
-  services.deployments.onRouteChange(({ staticReleaseSha256: sha }) => {
+  services.routes.onChange(({ staticReleaseSha256: sha }) => {
     if (sha !== null) releaseFiles(sha).catch((error: unknown) => logger.warn({ err: error, release: sha }, 'extracting a release failed'))
   })
   const edge = createEdgeServer({

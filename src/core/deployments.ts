@@ -13,6 +13,7 @@ import { newId } from './ids.js'
 import type { PreviewUrls } from './preview-urls.js'
 import { environmentSlugOf, insertWithSlug, slugify } from './slugs.js'
 import type { RuntimeInstances } from './runtime-instances.js'
+import type { RouteSwitch } from './route-switch.js'
 import type { WorkspaceService } from './workspaces.js'
 import type { QuotaService } from './quotas.js'
 
@@ -94,15 +95,7 @@ export interface AppSite {
   spaFallback: boolean
 }
 
-/** A route now points at another version: which deployment, and the static release it serves now (null: not a static one). */
-export interface RouteChanged {
-  deploymentId: string
-  staticReleaseSha256: string | null
-}
-
 export class DeploymentService {
-  private readonly routeListeners = new Set<(change: RouteChanged) => void>()
-
   constructor(
     private readonly deps: {
       store: Store
@@ -114,18 +107,10 @@ export class DeploymentService {
       instances?: RuntimeInstances | undefined
       /** A creation past the deployments quota is refused (quota_exceeded). */
       quotas?: QuotaService | undefined
+      /** Moves routes (rollback, promote) and tells every edge. */
+      routes: RouteSwitch
     },
   ) {}
-
-  /** Calls `listener` whenever an environment of a deployment is re-pointed in this process (the edge drops what it cached). */
-  onRouteChange(listener: (change: RouteChanged) => void): void {
-    this.routeListeners.add(listener)
-  }
-
-  /** Says a route changed: a publish, a rollback or a promote. */
-  routeChanged(change: RouteChanged): void {
-    for (const listener of this.routeListeners) listener(change)
-  }
 
   // ── deployments ─────────────────────────────────────────────────────────────
 
@@ -362,18 +347,12 @@ export class DeploymentService {
     }
     let change: RouteChange | undefined
     const flip = async () => {
-      change = await this.deps.store.deploymentRoutes.repoint(scope, {
-        id: newId('routeChange'),
-        organization_id: organizationId,
-        deployment_id: deployment.id,
-        environment,
-        to_version_id: version.id,
-        reason,
-        actor: caller.api_key_id,
-        created_at: nowIso(),
-      })
-      // The edge drops its cached route now, before the old instances start draining.
-      if (change !== undefined) this.routeChanged({ deploymentId: deployment.id, staticReleaseSha256: version.release_kind === 'static' ? version.release_sha256 : null })
+      // Every edge drops its cached route now, before the old instances start draining.
+      change = await this.deps.routes.repoint(
+        scope,
+        { id: newId('routeChange'), organization_id: organizationId, deployment_id: deployment.id, environment, to_version_id: version.id, reason, actor: caller.api_key_id, created_at: nowIso() },
+        { staticReleaseSha256: version.release_kind === 'static' ? version.release_sha256 : null },
+      )
       return change !== undefined
     }
     // A dynamic version's instances start and get healthy before the route moves (its image is there already: no rebuild).

@@ -31,8 +31,8 @@ export class EnvironmentService {
   constructor(
     private readonly deps: {
       store: Store
-      /** Says routes were removed (the edge drops its cached routes); the deployment service's routeChanged. */
-      onRoutesRemoved?: ((deploymentIds: readonly string[]) => void) | undefined
+      /** Says routes were removed (every edge drops its cached routes): RouteSwitch.removed. */
+      onRoutesRemoved?: ((deploymentIds: readonly string[], environment: string) => Promise<void>) | undefined
     },
   ) {}
 
@@ -139,7 +139,7 @@ export class EnvironmentService {
     })
     if (removed > 0 && this.deps.onRoutesRemoved !== undefined) {
       const deployments = await this.deps.store.deployments.find(scope, { project_id: projectId })
-      this.deps.onRoutesRemoved(deployments.map((d) => d.id))
+      await this.deps.onRoutesRemoved(deployments.map((d) => d.id), name)
     }
     return { routes_removed: removed }
   }

@@ -2,7 +2,7 @@
 // process of a fleet: "what you cached about X may be stale". Desired state lives in the
 // store; an event only says which part of it changed, so a lost event costs freshness,
 // never correctness (readers also bound their caches by a TTL, and drop everything on a
-// gap). Implementations: in-process (src/fleet/in-process-events.ts) for one process,
+// gap). Implementations: in-process (core/in-process-events.ts) for one process,
 // PostgreSQL LISTEN/NOTIFY for a fleet; both run test/contract/platform-events.test.ts.
 
 export type PlatformEvent =

@@ -63,7 +63,7 @@ export class PreviewTokenService {
       sandboxes: SandboxService
       signer: PreviewSigner
       /** Told about every revocation, so caches of this process forget the token at once. */
-      onRevoked?: (tokenId: string) => void
+      onRevoked?: (tokenId: string) => Promise<void>
     },
   ) {}
 
@@ -111,7 +111,7 @@ export class PreviewTokenService {
     if (record.revoked_at !== null) return record
     const revoked = await this.deps.store.previewTokens.update(scope, id, { revoked_at: nowIso() })
     if (revoked === undefined) throw notFound('preview token', id)
-    this.deps.onRevoked?.(id)
+    await this.deps.onRevoked?.(id)
     return revoked
   }
 }

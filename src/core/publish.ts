@@ -17,6 +17,7 @@ import type { Log } from './log.js'
 import { silentLog } from './log.js'
 import type { EnvironmentValues } from './environment-values.js'
 import type { RuntimeInstances } from './runtime-instances.js'
+import type { RouteSwitch } from './route-switch.js'
 import type { QuotaService } from './quotas.js'
 import { secretMasker } from './secret-masker.js'
 import type { SandboxService } from './sandboxes.js'
@@ -120,6 +121,8 @@ export class PublishService {
     private readonly deps: {
       store: Store
       deployments: DeploymentService
+      /** Moves the route when a version goes live, and tells every edge. */
+      routes: RouteSwitch
       /** The environment a publish names must exist (checked before anything is written). */
       environments: EnvironmentService
       sandboxes: SandboxService
@@ -338,7 +341,8 @@ export class PublishService {
       // Ready, then live unless a later version went live meanwhile.
       const flip = async (): Promise<boolean> => {
         await update({ status: 'ready', release_sha256: release.sha256, release_kind: release.kind, finished_at: nowIso() })
-        change = await this.deps.store.deploymentRoutes.repoint(
+        // Every edge drops its cached route now, before the old instances start draining.
+        change = await this.deps.routes.repoint(
           scope,
           {
             id: newId('routeChange'),
@@ -350,10 +354,8 @@ export class PublishService {
             actor: version.created_by,
             created_at: nowIso(),
           },
-          { onlyIfNewer: true },
+          { staticReleaseSha256: release.kind === 'static' ? release.sha256 : null, onlyIfNewer: true },
         )
-        // The edge drops its cached route now, before the old instances start draining.
-        if (change !== undefined) this.deps.deployments.routeChanged({ deploymentId: version.deployment_id, staticReleaseSha256: release.kind === 'static' ? release.sha256 : null })
         return change !== undefined
       }
       if (release.kind === 'dynamic') {

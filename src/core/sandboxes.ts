@@ -15,6 +15,7 @@ import type { Log } from './log.js'
 import { silentLog } from './log.js'
 import { PreviewUrls } from './preview-urls.js'
 import { SandboxActivity } from './sandbox-activity.js'
+import type { PlatformEvents } from './platform-events.js'
 import type { SandboxDisk } from './sandbox-disk.js'
 import type { WorkspaceService } from './workspaces.js'
 import { runningSandboxDemand } from './quotas.js'
@@ -72,7 +73,6 @@ export const LIVE_STATES: readonly SandboxState[] = ['creating', 'running', 'pau
 
 export class SandboxService {
   readonly activity: SandboxActivity
-  private readonly changeListeners = new Set<(sandboxId: string) => void>()
   private readonly resumeHooks = new Set<(record: SandboxRecord) => Promise<void>>()
   /** When each sandbox was last resumed in this process: its servers may still be starting. */
   private readonly resumedAt = new Map<string, number>()
@@ -99,6 +99,8 @@ export class SandboxService {
       ensureEnvironment?: ((scope: OrgScope, deployment: DeploymentRecord, environment: string) => Promise<void>) | undefined
       /** Disk measures shown on GET (sandbox-disk.ts). */
       disk?: SandboxDisk | undefined
+      /** Tells every process (the edges' cached addresses) that a sandbox's state or compute changed. */
+      events: PlatformEvents
     },
   ) {
     this.previewUrls = deps.previewUrls ?? new PreviewUrls()
@@ -525,7 +527,7 @@ export class SandboxService {
   async update(record: SandboxRecord, patch: Partial<SandboxRecord>): Promise<SandboxRecord> {
     const updated = await this.deps.store.sandboxes.update(scopeOf(record), record.id, { ...patch, updated_at: nowIso() })
     if (updated === undefined) throw notFound('sandbox', record.id)
-    if (patch.state !== undefined || patch.runtime_ref !== undefined) for (const listener of this.changeListeners) listener(record.id)
+    if (patch.state !== undefined || patch.runtime_ref !== undefined) await this.deps.events.publish({ type: 'sandbox.changed', sandboxId: record.id })
     return updated
   }
 
@@ -543,9 +545,11 @@ export class SandboxService {
     return false
   }
 
-  /** Calls `listener` with the sandbox id whenever a sandbox's state or compute changes in this process (caches drop it). */
-  onChange(listener: (sandboxId: string) => void): void {
-    this.changeListeners.add(listener)
+  /** Calls `listener` with the sandbox id whenever a sandbox's state or compute changes, in this process or another (caches drop it). */
+  onChange(listener: (sandboxId: string) => void): () => void {
+    return this.deps.events.subscribe((event) => {
+      if (event.type === 'sandbox.changed') listener(event.sandboxId)
+    })
   }
 
   async record(scope: OrgScope, id: string): Promise<SandboxRecord> {

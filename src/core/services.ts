@@ -10,6 +10,8 @@ import { EnvironmentService } from './environments.js'
 import type { InflightRequests } from './inflight.js'
 import type { Log } from './log.js'
 import { OrganizationService } from './organizations.js'
+import { InProcessEvents } from './in-process-events.js'
+import type { PlatformEvents } from './platform-events.js'
 import { PreviewAccess } from './preview-access.js'
 import { PreviewSigner } from './preview-signing.js'
 import { PreviewSites } from './preview-sites.js'
@@ -20,6 +22,7 @@ import type { MasterKeySource } from './secret-box.js'
 import { ProjectService } from './projects.js'
 import { PublishService } from './publish.js'
 import { QuotaService } from './quotas.js'
+import { RouteSwitch } from './route-switch.js'
 import type { QuotaLimits } from '../schemas/quotas.js'
 import { DEFAULT_INSTANCE_LIMITS, RuntimeInstances } from './runtime-instances.js'
 import { BackgroundServices } from './background-services.js'
@@ -66,6 +69,10 @@ export interface Services {
   instances: RuntimeInstances
   /** Limits per organization and workspace, and the checks every creation passes. */
   quotas: QuotaService
+  /** The one place routes move (publish, rollback, promote, environment removal); onChange for the edge. */
+  routes: RouteSwitch
+  /** What tells every process (edges, workers) that what it cached may be stale. */
+  events: PlatformEvents
 }
 
 /** Where previews are reached, and how tenant preview domains are verified (from Config). */
@@ -93,6 +100,8 @@ export const DEFAULT_PREVIEW_CONFIG: PreviewConfig = {
 
 export interface ServiceDeps {
   store: Store
+  /** How changes reach other processes; default: this process only (InProcessEvents). */
+  events?: PlatformEvents | undefined
   runtime: RuntimeDriver
   checkArchive: ArchiveChecker
   log: Log
@@ -124,6 +133,8 @@ export interface ServiceDeps {
 
 export function createServices(deps: ServiceDeps): Services {
   const previews = deps.previews ?? DEFAULT_PREVIEW_CONFIG
+  const events = deps.events ?? new InProcessEvents((error) => deps.log.warn({ err: error }, 'an event listener failed'))
+  const routes = new RouteSwitch({ store: deps.store, events })
   const workspaces = new WorkspaceService(deps.store)
   const quotas = new QuotaService({ store: deps.store, defaults: deps.quotaDefaults, enabled: deps.quotasEnabled, instanceSize: DEFAULT_INSTANCE_LIMITS })
   const sandboxDisk = new SandboxDisk({ store: deps.store, runtime: deps.runtime, log: deps.log, limitMb: 0, intervalMs: 30_000, ...deps.sandboxDisk })
@@ -140,10 +151,17 @@ export function createServices(deps: ServiceDeps): Services {
     ensureEnvironment: async (scope, deployment, environment) => {
       await environments.ensure(scope, deployment, environment)
     },
+    events,
   })
   const signer = new PreviewSigner(deps.store)
   const previewAccess = new PreviewAccess({ store: deps.store, signer })
   const previewSites = new PreviewSites({ store: deps.store, sandboxes })
+  // What an edge cached about a token or a workspace's branding goes when any process changes it.
+  events.subscribe((event) => {
+    if (event.type === 'access.revoked') previewAccess.forget(event.tokenId)
+    else if (event.type === 'tenant.changed') previewSites.forgetBranding()
+  })
+  const revoked = (tokenId: string) => events.publish({ type: 'access.revoked', tokenId })
   const instances = new RuntimeInstances({
     store: deps.store,
     driver: deps.instanceDriver,
@@ -155,15 +173,14 @@ export function createServices(deps: ServiceDeps): Services {
   })
   const environments = new EnvironmentService({
     store: deps.store,
-    onRoutesRemoved: (ids) => {
-      for (const deploymentId of ids) deployments.routeChanged({ deploymentId, staticReleaseSha256: null })
-    },
+    onRoutesRemoved: (ids, environment) => routes.removed(ids, environment),
   })
   const envVars = new EnvVarService({ store: deps.store, keys: deps.masterKeys ?? memoryMasterKeySource(), environments })
-  const deployments = new DeploymentService({ store: deps.store, workspaces, urls: sandboxes.previewUrls, environments, instances, quotas })
+  const deployments = new DeploymentService({ store: deps.store, workspaces, urls: sandboxes.previewUrls, environments, instances, quotas, routes })
   const publish = new PublishService({
     store: deps.store,
     deployments,
+    routes,
     environments,
     instances,
     quotas,
@@ -186,15 +203,15 @@ export function createServices(deps: ServiceDeps): Services {
     sandboxDisk,
     backgroundServices: new BackgroundServices({ store: deps.store, sandboxes, operations: sandboxOps, runtime: deps.runtime, log: deps.log }),
     templates: new TemplateService(deps.runtime),
-    previewTokens: new PreviewTokenService({ store: deps.store, sandboxes, signer, onRevoked: (id) => previewAccess.forget(id) }),
-    shareTokens: new ShareTokenService({ store: deps.store, sandboxes, onRevoked: (id) => previewAccess.forget(id) }),
+    previewTokens: new PreviewTokenService({ store: deps.store, sandboxes, signer, onRevoked: revoked }),
+    shareTokens: new ShareTokenService({ store: deps.store, sandboxes, onRevoked: revoked }),
     tenant: new TenantSettingsService({
       store: deps.store,
       workspaces,
       baseDomain: previews.baseDomain,
       edgeHostname: previews.edgeHostname,
       lookupCname: previews.lookupCname ?? dnsCnameLookup(previews.dnsServers),
-      onChanged: () => previewSites.forgetBranding(),
+      onChanged: (workspaceId) => events.publish({ type: 'tenant.changed', workspaceId }),
     }),
     previewSites,
     previewAccess,
@@ -202,5 +219,7 @@ export function createServices(deps: ServiceDeps): Services {
     publish,
     instances,
     quotas,
+    routes,
+    events,
   }
 }

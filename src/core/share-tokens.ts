@@ -48,7 +48,7 @@ export class ShareTokenService {
       store: Store
       sandboxes: SandboxService
       /** Told about every revocation, so caches of this process forget the token at once. */
-      onRevoked?: (tokenId: string) => void
+      onRevoked?: (tokenId: string) => Promise<void>
     },
   ) {}
 
@@ -110,7 +110,7 @@ export class ShareTokenService {
     if (record.revoked_at !== null) return publicShareToken(record)
     const revoked = await this.deps.store.shareTokens.update(scope, id, { revoked_at: nowIso() })
     if (revoked === undefined) throw notFound('share token', id)
-    this.deps.onRevoked?.(id)
+    await this.deps.onRevoked?.(id)
     return publicShareToken(revoked)
   }
 }

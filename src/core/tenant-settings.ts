@@ -31,7 +31,7 @@ export interface TenantSettingsOptions {
   edgeHostname: string
   lookupCname?: CnameLookup
   /** Told about every change, so caches of this process (the edge's branding) forget the workspace at once. */
-  onChanged?: (workspaceId: string) => void
+  onChanged?: (workspaceId: string) => Promise<void>
 }
 
 export interface SetBranding {
@@ -77,7 +77,7 @@ export class TenantSettingsService {
     }
     const row = await this.deps.store.tenantSettings.upsert(scope, id, { branding, updated_at: now })
     if (row === undefined) throw notFound('workspace', id)
-    this.deps.onChanged?.(id)
+    await this.deps.onChanged?.(id)
     return brandingView(id, row)
   }
 
@@ -113,7 +113,7 @@ export class TenantSettingsService {
       throw error
     }
     if (row === undefined) throw notFound('workspace', id)
-    this.deps.onChanged?.(id)
+    await this.deps.onChanged?.(id)
     return this.domainView(id, row)
   }
 
@@ -135,7 +135,7 @@ export class TenantSettingsService {
     if (answers.some((a) => a.cnames?.some((cname) => normalizeName(cname) === target) === true)) {
       const row = await this.deps.store.tenantSettings.upsert(scope, id, { preview_domain_verified_at: nowIso(), updated_at: nowIso() })
       if (row === undefined) throw notFound('workspace', id)
-      this.deps.onChanged?.(id)
+      await this.deps.onChanged?.(id)
       return this.domainView(id, row)
     }
     const found = answers.map((a, i) => `${names[i]} → ${a.cnames === undefined ? (a.absent ? 'no CNAME' : `lookup failed (${a.error})`) : a.cnames.join(', ')}`)
@@ -158,7 +158,7 @@ export class TenantSettingsService {
       preview_domain_verified_at: null,
       updated_at: nowIso(),
     })
-    this.deps.onChanged?.(id)
+    await this.deps.onChanged?.(id)
     return this.domainView(id, row)
   }
 

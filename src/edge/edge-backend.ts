@@ -27,9 +27,9 @@ export interface EdgeBackend {
   /** The app a managed hostname names, or undefined (unknown, or nothing published yet). */
   resolveApp(route: AppRoute): Promise<AppSite | undefined>
   /**
-   * Calls `listener` when what a host serves may have changed in this process (a publish,
-   * rollback or promote re-pointed a route): the edge drops what it cached, so the very
-   * next request sees the change. Other processes' changes show within the cache's TTL.
+   * Calls `listener` when what a host serves may have changed in any process (a publish,
+   * rollback or promote re-pointed a route), or when such news may have been missed: the
+   * edge drops what it cached, so the next request sees the change.
    */
   onRouteChange?(listener: () => void): void
   /**

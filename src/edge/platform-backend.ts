@@ -11,9 +11,9 @@ import type { ReleaseFiles } from './release-files.js'
 // that waits for it.
 
 /**
- * How long a running sandbox's address is reused without asking the store again. Any
- * state change in this process drops it at once; the TTL bounds what another process's
- * change (a fleet) can leave stale, as the edge's own site cache does.
+ * How long a running sandbox's address is reused without asking the store again. A state
+ * change in any process drops it at once (a sandbox.changed event); the TTL bounds what a
+ * lost event can leave stale, as the edge's own site cache does.
  */
 const UPSTREAM_CACHE_MS = 1000
 /** How long after a resume a port that does not answer is taken for a server still starting. */
@@ -25,12 +25,17 @@ export function platformEdgeBackend(services: Services, runtime: RuntimeDriver, 
   sandboxes.onChange((sandboxId) => {
     for (const key of upstreams.keys()) if (key.startsWith(`${sandboxId}:`)) upstreams.delete(key)
   })
+  // Events may have been missed (another process's change): nothing cached is trusted.
+  services.events.onGap(() => upstreams.clear())
   return {
     resolve: (route) => previewSites.resolve(route),
     resolveApp: (route) => deployments.resolveApp(route),
     releaseFiles,
     appTargets: (app) => services.instances.targets(app.deploymentId, app.environment, app.versionId),
-    onRouteChange: (listener) => deployments.onRouteChange(() => listener()),
+    onRouteChange: (listener) => {
+      services.routes.onChange(() => listener())
+      services.events.onGap(listener)
+    },
     exchange: (site, token, o) => previewAccess.exchange(site, token, o),
     admits: (site, cookie) => previewAccess.admits(site, cookie),
     async upstream(site) {
