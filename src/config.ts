@@ -12,6 +12,8 @@ import type { QuotaLimits, QuotaResource } from './schemas/quotas.js'
 // reads process.env itself.
 
 export interface Config {
+  /** What this process runs: `all` (API, edge and worker: one machine), or `edge` (one more edge beside an `all` on the same PostgreSQL). */
+  role: 'all' | 'edge'
   dataDir: string
   host: string
   port: number
@@ -82,6 +84,7 @@ export interface Config {
 }
 
 export interface ServerFlags {
+  role?: string | undefined
   dataDir?: string | undefined
   host?: string | undefined
   port?: string | number | undefined
@@ -104,6 +107,7 @@ const hostname = z
   .regex(/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i, 'must be a DNS name')
 
 const sources = {
+  role: '--role / MIOSA_ROLE',
   dataDir: '--data-dir / MIOSA_DATA_DIR',
   host: '--host / MIOSA_HOST',
   port: '--port / MIOSA_PORT',
@@ -146,6 +150,7 @@ const schema = z.object({
   dataDir: z.string().min(1),
   host: z.string().min(1),
   port,
+  role: z.enum(['all', 'edge']),
   edgePort: port,
   baseDomain: hostname.transform((h) => h.toLowerCase()),
   databaseUrl: z
@@ -228,6 +233,7 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 
 export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = process.env): Config {
   const raw = {
+    role: flags.role ?? env.MIOSA_ROLE ?? 'all',
     dataDir: resolve(flags.dataDir ?? env.MIOSA_DATA_DIR ?? defaultDataDir(env)),
     host: flags.host ?? env.MIOSA_HOST ?? '127.0.0.1',
     port: flags.port ?? env.MIOSA_PORT ?? 8080,

@@ -1,6 +1,7 @@
 import { loadConfig } from './config.js'
-import type { ServerFlags } from './config.js'
-import { createPlatform } from './platform.js'
+import type { Config, ServerFlags } from './config.js'
+import type { Logger } from 'pino'
+import { createEdgeProcess, createPlatform } from './platform.js'
 import { prebuildTemplates } from './prebuild-templates.js'
 
 /**
@@ -10,6 +11,7 @@ import { prebuildTemplates } from './prebuild-templates.js'
  */
 export async function serve(flags: ServerFlags, opts: { json: boolean; prebuildTemplates?: boolean }): Promise<void> {
   const config = loadConfig(flags)
+  if (config.role === 'edge') return serveEdge(config, opts)
   const platform = createPlatform(config)
   // Before listening: nothing is served until every template image is there.
   if (opts.prebuildTemplates === true) await prebuildTemplates(platform.services.templates, (line) => process.stderr.write(`${line}\n`))
@@ -49,11 +51,25 @@ export async function serve(flags: ServerFlags, opts: { json: boolean; prebuildT
     process.stderr.write(`${lines.join('\n')}\n`)
   }
 
-  await new Promise<void>((resolve) => {
+  await untilSignalled(platform)
+}
+
+/** `--role edge`: one more edge on the platform's PostgreSQL. */
+async function serveEdge(config: Config, opts: { json: boolean }): Promise<void> {
+  const edge = createEdgeProcess(config)
+  const { edgeUrl } = await edge.start()
+  if (opts.json) process.stdout.write(`${JSON.stringify({ role: 'edge', edge_url: edgeUrl, store: edge.store.dialect })}\n`)
+  else process.stderr.write(`\nmiosa edge is running\n  Edge       ${edgeUrl}\n  Store      PostgreSQL (MIOSA_DATABASE_URL)\n\n`)
+  await untilSignalled(edge)
+}
+
+/** Resolves once SIGTERM or SIGINT stopped the process's parts gracefully. */
+function untilSignalled(running: { logger: Logger; stop(): Promise<void> }): Promise<void> {
+  return new Promise<void>((resolve) => {
     const shutdown = (signal: string) => {
-      platform.logger.info({ signal }, 'signal received')
-      platform.stop().then(resolve, (error: unknown) => {
-        platform.logger.error({ err: error }, 'shutdown failed')
+      running.logger.info({ signal }, 'signal received')
+      running.stop().then(resolve, (error: unknown) => {
+        running.logger.error({ err: error }, 'shutdown failed')
         process.exitCode = 1
         resolve()
       })

@@ -7,6 +7,7 @@ const QUOTA_FLAGS = ['running_sandboxes', 'sandboxes', 'vcpus', 'memory_mb', 'co
 
 export function registerServer(program: Command): void {
   const cmd = command(program, 'server', 'run the platform: the API, the edge and the reconcilers, with embedded defaults')
+    .option('--role <role>', 'what this process runs: all (API, edge and workers) or edge (one more edge beside an all, on the same PostgreSQL) (MIOSA_ROLE; default all)')
     .option('--data-dir <dir>', 'where the database, blobs and root key live (MIOSA_DATA_DIR; default ~/.local/share/miosa)')
     .option('--host <address>', 'address to listen on (MIOSA_HOST; default 127.0.0.1)')
     .option('--port <port>', 'API port (MIOSA_PORT; default 8080)')
@@ -28,6 +29,7 @@ export function registerServer(program: Command): void {
       const { serve } = await import('../../../serve.js')
       await serve(
         {
+          role: str(opts.role),
           dataDir: str(opts.dataDir),
           host: str(opts.host),
           port: str(opts.port),
