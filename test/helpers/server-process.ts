@@ -6,9 +6,10 @@ import { CLI } from './cli.js'
 
 export interface ServerProcess {
   child: ChildProcess
+  /** Empty for `--role edge`. */
   apiUrl: string
   edgeUrl: string
-  /** The --json start line: api_url, edge_url, data_dir, root_key_file, root_key (first start only). */
+  /** The --json start line: api_url, edge_url, data_dir, root_key_file, root_key (first start only); an edge's: role, edge_url. */
   started: Record<string, string | null>
   stdout: () => string
   stderr: () => string
@@ -25,7 +26,7 @@ export function startServerProcess(args: string[], env: Record<string, string | 
   let err = ''
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in 20 s:\n${out}\n${err}`)), 20_000)
+    const timer = setTimeout(() => reject(new Error(`server did not start in 20 s (${args.join(" ")}):\n${out}\n${err}`)), 20_000)
     child.stderr.on('data', (c: Buffer) => (err += c.toString()))
     child.on('exit', (code) => {
       clearTimeout(timer)
@@ -33,14 +34,15 @@ export function startServerProcess(args: string[], env: Record<string, string | 
     })
     child.stdout.on('data', (c: Buffer) => {
       out += c.toString()
-      const line = out.split('\n').find((l) => l.includes('"root_key_file"'))
+      // `--role all` prints its API, edge and root key file; `--role edge` its edge only.
+      const line = out.split('\n').find((l) => l.includes('"root_key_file"') || l.includes('"role":"edge"'))
       if (line === undefined) return
       clearTimeout(timer)
       const started = JSON.parse(line) as Record<string, string | null>
       resolve({
         child,
         started,
-        apiUrl: (started.api_url as string).replace(/\/api\/v1$/, ''),
+        apiUrl: (started.api_url ?? '').replace(/\/api\/v1$/, ''),
         edgeUrl: started.edge_url as string,
         stdout: () => out,
         stderr: () => err,

@@ -1,0 +1,136 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cliAs, runCli } from '../helpers/cli.js'
+import { removePlatformResources } from '../helpers/docker-cleanup.js'
+import { loadThroughEdges, timeUntilServed } from '../helpers/edge-load.js'
+import { createTestDatabase } from '../helpers/postgres.js'
+import type { TestDatabase } from '../helpers/postgres.js'
+import { startServerProcess } from '../helpers/server-process.js'
+import type { ServerProcess } from '../helpers/server-process.js'
+
+// A fleet as an operator runs one: PostgreSQL, the platform (`miosa server`, role all) and
+// two more edges (`miosa server --role edge`), each its own OS process of the built binary.
+// Requests go through all three edges at once while routes move; each edge must serve a
+// change within a second of the API's answer, and none may fail, also while the platform
+// process restarts.
+
+let db: TestDatabase
+let dataDir: string
+let home: string
+let platform: ServerProcess
+let edges: ServerProcess[] = []
+let key: string
+let platformId: string | undefined
+const propagation: number[] = []
+const { json } = cliAs(() => ({ apiUrl: platform.apiUrl, key, home }))
+
+const env = () => ({
+  MIOSA_DATABASE_URL: db.url,
+  MIOSA_LOG_LEVEL: 'warn',
+  MIOSA_SANDBOX_WARM_POOL: '0',
+  MIOSA_RATE_LIMIT_RPS: '0',
+  MIOSA_EDGE_RATE_LIMIT_RPS: '0',
+  MIOSA_INSTANCE_RECONCILE_INTERVAL_MS: '250',
+})
+const allEdges = () => [platform.edgeUrl, ...edges.map((e) => e.edgeUrl)]
+
+async function api(method: string, path: string, body?: unknown): Promise<any> {
+  const res = await fetch(`${platform.apiUrl}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await res.text()
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
+  return JSON.parse(text)
+}
+
+/** Milliseconds from the API's answer until every edge serves `body`; the slowest is recorded. */
+async function everyEdgeServes(host: string, body: string): Promise<number[]> {
+  const times = await Promise.all(allEdges().map((edgeUrl) => timeUntilServed(edgeUrl, host, body, 5_000)))
+  propagation.push(...times)
+  return times
+}
+
+async function site(dir: string, marker: string): Promise<string> {
+  await writeFile(join(dir, 'index.html'), `${marker}\n`)
+  return dir
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase()
+  dataDir = await mkdtemp(join(tmpdir(), 'miosa-fleet-'))
+  home = await mkdtemp(join(tmpdir(), 'miosa-fleet-home-'))
+  platform = await startServerProcess(['--data-dir', dataDir], env())
+  // The edges share the data dir's blob store (a fleet on several machines shares one S3-compatible store).
+  edges = await Promise.all([1, 2].map(() => startServerProcess(['--role', 'edge', '--data-dir', dataDir], env())))
+  const rootKey = platform.started.root_key as string
+  const root = async (path: string, body: unknown) => {
+    const res = await fetch(`${platform.apiUrl}/api/v1${path}`, { method: 'POST', headers: { authorization: `Bearer ${rootKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    return (await res.json()) as any
+  }
+  const org = await root('/organizations', { name: 'Fleet Org' })
+  key = (await root(`/organizations/${org.id}/api-keys`, { name: 'fleet' })).key
+  const client = new pg.Client({ connectionString: db.url })
+  await client.connect()
+  platformId = (await client.query("SELECT value FROM settings WHERE key = 'platform_id'")).rows[0]?.value
+  await client.end()
+}, 120_000)
+
+afterAll(async () => {
+  await Promise.all([platform, ...edges].map((p) => p?.stop()))
+  if (platformId !== undefined) await removePlatformResources(platformId)
+  await db?.drop()
+  for (const dir of [dataDir, home]) if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  if (propagation.length > 0) {
+    const sorted = [...propagation].sort((a, b) => a - b)
+    console.log(`fleet: route change seen by every edge: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} ms, max ${sorted.at(-1)!.toFixed(0)} ms over ${sorted.length} edge-changes`)
+  }
+}, 120_000)
+
+describe.sequential('a fleet: the platform and two more edges on one PostgreSQL', () => {
+  it('an edge without the PostgreSQL store refuses to start and says what it needs', async () => {
+    const result = await runCli(['server', '--role', 'edge', '--port', '0', '--edge-port', '0', '--data-dir', join(dataDir, 'lonely')], { env: { MIOSA_DATABASE_URL: undefined } })
+    expect(result.code).not.toBe(0)
+    expect(result.stderr).toContain('MIOSA_DATABASE_URL')
+  }, 30_000)
+
+  it('publish, rollback and promote of a static site under load through three edges: no failed request, every edge serves each change within 1 s', async () => {
+    const dir = await mkdtemp(join(home, 'site-'))
+    const v1 = await json(['deploy', await site(dir, 'site v1'), '--name', 'fleet-site'])
+    const host = new URL(v1.url).host
+    await everyEdgeServes(host, 'site v1')
+
+    const running = loadThroughEdges(allEdges(), host, { workers: 3 })
+    await json(['deploy', await site(dir, 'site v2'), '--name', 'fleet-site'])
+    await everyEdgeServes(host, 'site v2')
+
+    await api('POST', `/deployments/${v1.deployment_id}/rollback`, { version_number: 1 })
+    expect(Math.max(...(await everyEdgeServes(host, 'site v1')))).toBeLessThan(1000)
+
+    const staged = await json(['deploy', await site(dir, 'site v3'), '--name', 'fleet-site', '--env', 'staging'])
+    await api('POST', `/deployments/${v1.deployment_id}/promote`, { version_number: staged.version_number, environment: 'production' })
+    expect(Math.max(...(await everyEdgeServes(host, 'site v3')))).toBeLessThan(1000)
+
+    const during = await running.stop()
+    expect(during.failures).toEqual([])
+    for (const marker of ['site v1', 'site v2', 'site v3']) expect(during.bodies.get(marker), marker).toBeGreaterThan(0)
+  }, 300_000)
+
+  it('the platform process restarts under load: the edges keep serving, and see the next rollback within 1 s', async () => {
+    const deployment = (await api('GET', '/deployments?slug=fleet-site')).data[0]
+    const host = new URL(deployment.url).host
+    const others = edges.map((e) => e.edgeUrl)
+    const running = loadThroughEdges(others, host, { workers: 3 })
+    expect(await platform.stop()).toBe(0)
+    platform = await startServerProcess(['--data-dir', dataDir], env())
+    await api('POST', `/deployments/${deployment.id}/rollback`, { version_number: 2 })
+    expect(Math.max(...(await everyEdgeServes(host, 'site v2')))).toBeLessThan(1000)
+    const during = await running.stop()
+    expect(during.failures).toEqual([])
+    expect(during.sent).toBeGreaterThan(100)
+  }, 300_000)
+})
