@@ -56,8 +56,8 @@ export function loadThroughEdges(edgeUrls: readonly string[], host: string, o: {
   }
 }
 
-/** Milliseconds from now until `edgeUrl` answers `body` for `host` (polled every 10 ms), or throws past `timeoutMs`. */
-export async function timeUntilServed(edgeUrl: string, host: string, body: string, timeoutMs = 10_000): Promise<number> {
+/** Milliseconds from now until `edgeUrl` answers `body` for `host` (polled every `intervalMs`), or throws past `timeoutMs`. */
+export async function timeUntilServed(edgeUrl: string, host: string, body: string, timeoutMs = 10_000, intervalMs = 10): Promise<number> {
   const started = performance.now()
   const agent = new Agent({ keepAlive: true, maxSockets: 1 })
   try {
@@ -66,7 +66,7 @@ export async function timeUntilServed(edgeUrl: string, host: string, body: strin
       const res = await getThrough(edgeUrl, host, { agent }).catch((error: unknown) => ({ status: 0, body: String(error) }))
       if (res.status === 200 && res.body.trim() === body) return performance.now() - started
       last = `${res.status} ${res.body.slice(0, 200)}`
-      await new Promise((resolve) => setTimeout(resolve, 10))
+      await new Promise((resolve) => setTimeout(resolve, intervalMs))
     }
     throw new Error(`${edgeUrl} did not serve "${body}" for ${host} within ${timeoutMs} ms (last: ${last})`)
   } finally {
