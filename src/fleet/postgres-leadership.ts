@@ -128,8 +128,9 @@ export class PostgresLeadership implements Leadership {
         if (rows[0]?.ok !== true) continue
         if (this.connection.current() !== client) break
         if (campaign.stopped || this.holders.has(campaign.key)) {
-          // Stopped while asking: give back what was just taken.
-          if (!this.holders.has(campaign.key)) await this.unlock(client, campaign.key)
+          // Stopped while asking (or taken by a campaign of this process: the lock is
+          // re-entrant): give back the one hold just taken.
+          await this.unlock(client, campaign.key)
           continue
         }
         this.start(campaign, client)
