@@ -31,6 +31,8 @@ export class DedicatedConnection {
   private reconnectTimer: NodeJS.Timeout | undefined
   private heartbeatTimer: NodeJS.Timeout | undefined
   private failures = 0
+  /** A session being set up, so close() can wait for it rather than leave its socket open. */
+  private connecting: Promise<void> | undefined
   private readonly backoff: { initialMs: number; maxMs: number }
 
   constructor(private readonly options: DedicatedConnectionOptions) {
@@ -39,7 +41,7 @@ export class DedicatedConnection {
 
   /** Connects the first session; rejects when that fails (a process that cannot reach its database should not start). */
   async open(): Promise<void> {
-    await this.connect(false)
+    await this.track(this.connect(false))
   }
 
   /** The live session, if any. */
@@ -58,6 +60,8 @@ export class DedicatedConnection {
     this.closed = true
     clearTimeout(this.reconnectTimer)
     clearInterval(this.heartbeatTimer)
+    // A session still being set up is ended by connect() itself once it sees `closed`.
+    await this.connecting?.catch(() => undefined)
     const client = this.client
     this.client = undefined
     if (client === undefined) return
@@ -72,7 +76,12 @@ export class DedicatedConnection {
 
   private async connect(reconnected: boolean): Promise<void> {
     const base = typeof this.options.connection === 'string' ? { connectionString: this.options.connection } : this.options.connection
-    const client = new pg.Client({ ...base, application_name: this.options.applicationName, keepAlive: true })
+    const client = new pg.Client({
+      connectionTimeoutMillis: 5000,
+      ...base,
+      application_name: this.options.applicationName,
+      keepAlive: true,
+    })
     // Without an 'error' listener a dropped session would crash the process; 'end' below handles the loss.
     client.on('error', (error) => {
       if (this.client === client) this.options.onError(error, `${this.options.applicationName}: session`)
@@ -82,7 +91,7 @@ export class DedicatedConnection {
     })
     try {
       await client.connect()
-      await this.options.prepare?.(client)
+      if (this.options.prepare !== undefined) await withTimeout(this.options.prepare(client), 5000, 'preparing the session')
     } catch (error) {
       destroy(client)
       throw error
@@ -109,12 +118,19 @@ export class DedicatedConnection {
     if (this.closed) return
     const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.failures)
     this.reconnectTimer = setTimeout(() => {
-      this.connect(true).catch((error: unknown) => {
+      this.track(this.connect(true)).catch((error: unknown) => {
         this.failures += 1
         this.options.onError(error, `${this.options.applicationName}: reconnecting`)
         this.scheduleReconnect()
       })
     }, delay)
+  }
+
+  private track(attempt: Promise<void>): Promise<void> {
+    this.connecting = attempt
+    return attempt.finally(() => {
+      if (this.connecting === attempt) this.connecting = undefined
+    })
   }
 
   private startHeartbeat(client: pg.Client): void {
@@ -125,7 +141,7 @@ export class DedicatedConnection {
     this.heartbeatTimer = setInterval(() => {
       if (pending || this.client !== client) return
       pending = true
-      withTimeout(client.query('SELECT 1'), every, 'heartbeat')
+      void withTimeout(client.query('SELECT 1'), every, 'heartbeat')
         .catch((error: unknown) => this.drop(client, error instanceof Error ? error : new Error(String(error))))
         .finally(() => {
           pending = false

@@ -92,7 +92,7 @@ export class PostgresEvents implements PlatformEvents {
     // Refused before anyone sees it: an event is delivered everywhere or nowhere.
     const payloads = encodeEvent(this.origin, event)
     this.deliver(event)
-    const sent = this.sending.then(() => this.send(payloads))
+    const sent = this.sending.then(() => this.send(event.type, payloads))
     // The next publish waits for this one, whether it was sent or not.
     this.sending = sent.catch(() => undefined)
     await sent
@@ -117,16 +117,21 @@ export class PostgresEvents implements PlatformEvents {
     await Promise.all([this.listening.close(), this.publishing.end()])
   }
 
-  private async send(payloads: string[]): Promise<void> {
-    for (const payload of payloads) {
-      try {
-        await this.publishing.query('SELECT pg_notify($1, $2)', [this.channel, payload])
-      } catch (error) {
-        if (!isConnectionError(error)) throw error
-        // The publishing session was lost (the pool drops it): once more on a fresh one.
-        // A receiver may see an event twice; events say "may be stale", so that is harmless.
-        await this.publishing.query('SELECT pg_notify($1, $2)', [this.channel, payload])
+  private async send(type: string, payloads: string[]): Promise<void> {
+    try {
+      for (const payload of payloads) {
+        try {
+          await this.publishing.query('SELECT pg_notify($1, $2)', [this.channel, payload])
+        } catch (error) {
+          if (!isConnectionError(error)) throw error
+          // The publishing session was lost (the pool drops it): once more on a fresh one.
+          // A receiver may see an event twice; events say "may be stale", so that is harmless.
+          await this.publishing.query('SELECT pg_notify($1, $2)', [this.channel, payload])
+        }
       }
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error)
+      throw new MiosaError('unavailable', `event ${type} reached this process but not the others: ${reason}`, { cause: error })
     }
   }
 

@@ -61,7 +61,7 @@ function need(value: string | undefined): string {
 const modes: Record<string, () => Promise<void>> = { 'exit-events': exitEvents, 'exit-leadership': exitLeadership, lead }
 const run = modes[mode ?? '']
 if (run === undefined) throw new Error(`unknown mode ${String(mode)}`)
-run().catch((error: unknown) => {
+void run().catch((error: unknown) => {
   process.stderr.write(`${String(error)}\n`)
   process.exitCode = 1
   // A failure may leave handles open: end it, the test reads the exit code.
