@@ -8,12 +8,12 @@ import type { Config } from '../config.js'
 import { FairCreationQueue } from '../core/admission.js'
 import { MiosaError } from '../core/errors.js'
 import { randomBase32 } from '../core/ids.js'
-import { InProcessEvents } from '../core/in-process-events.js'
 import type { PlatformEvents } from '../core/platform-events.js'
 import { ensurePreviewSigningKey } from '../core/preview-signing.js'
 import { DEFAULT_SANDBOX_LIMITS } from '../core/sandboxes.js'
 import { createServices } from '../core/services.js'
 import type { Services } from '../core/services.js'
+import { eventsFor } from '../fleet/open-events.js'
 import { createLogger } from '../logger.js'
 import { archiveChecker } from '../runtime/archive-check.js'
 import { DockerDriver } from '../runtime/docker/docker-driver.js'
@@ -55,7 +55,7 @@ export function createFoundation(config: Config, role: Role, deps: { logger?: Lo
   const logger = deps.logger ?? createLogger({ level: config.logLevel, pretty: config.logPretty })
   const store = openStore(config, (error) => logger.warn({ err: error }, 'database pool: idle client error'))
   const blobs = openBlobStore({ kind: 'fs', dir: join(config.dataDir, 'blobs') })
-  const events: PlatformEvents = new InProcessEvents((error, event) => logger.warn({ err: error, event: event.type }, 'an event listener failed'))
+  const { events, open: openEvents } = eventsFor(config.databaseUrl, logger.child({ component: 'events' }))
   // Set once the store is open: every container this platform starts carries it, so
   // platforms sharing one Docker daemon never adopt or remove each other's.
   let platformId: string | undefined
@@ -133,6 +133,8 @@ export function createFoundation(config: Config, role: Role, deps: { logger?: Lo
     },
     async prepare(o = {}) {
       await store.migrate()
+      // Before anything can change: what this process publishes must reach the others.
+      await openEvents()
       await ensurePreviewSigningKey(store)
       // A missing or malformed master key fails the start, not the first env var.
       if (o.sealing !== false) await services.envVars.loadKeys()
