@@ -93,7 +93,8 @@ ensure_docker() {
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     as_root systemctl start docker
   else
-    as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &'
+    # A session of its own: a daemon left in the caller's process group dies with it (a killed job, a CI step's cleanup).
+    as_root setsid -f sh -c 'exec dockerd >/var/log/dockerd.log 2>&1 </dev/null'
   fi
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && return 0

@@ -1,54 +1,18 @@
-import Database from 'better-sqlite3'
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely'
-import pg from 'pg'
+import { Migrator } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MiosaError } from '../../src/core/errors.js'
 import { newId } from '../../src/core/ids.js'
-import { KyselyStore } from '../../src/store/kysely/kysely-store.js'
-import type { AnyDatabase } from '../../src/store/kysely/table.js'
 import { migrations } from '../../src/store/migrations/index.js'
-import { createTestDatabase } from '../helpers/postgres.js'
+import { STORE_DIALECTS } from '../helpers/store-dialects.js'
+import type { OpenedStore } from '../helpers/store-dialects.js'
 
 // The environments table on both dialects: migration 0006 backfills production and staging
 // for projects made before it (and the environments their routes already used), names and
 // slugs are unique per project, and an environment's routes go with it.
 
-interface Opened {
-  db: Kysely<AnyDatabase>
-  store: KyselyStore
-  close(): Promise<void>
-}
-
-const dialects: [string, () => Promise<Opened>][] = [
-  [
-    'sqlite',
-    async () => {
-      const database = new Database(':memory:')
-      database.pragma('foreign_keys = ON')
-      const db = new Kysely<AnyDatabase>({ dialect: new SqliteDialect({ database }) })
-      return { db, store: new KyselyStore(db, 'sqlite'), close: () => db.destroy() }
-    },
-  ],
-  [
-    'postgres',
-    async () => {
-      const database = await createTestDatabase()
-      const db = new Kysely<AnyDatabase>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 4 }) }) })
-      return {
-        db,
-        store: new KyselyStore(db, 'postgres'),
-        close: async () => {
-          await db.destroy()
-          await database.drop()
-        },
-      }
-    },
-  ],
-]
-
-for (const [name, open] of dialects) {
+for (const [name, open] of STORE_DIALECTS) {
   describe(`environments store: ${name}`, () => {
-    let o: Opened
+    let o: OpenedStore
     const now = '2026-11-01T00:00:00.000Z'
     const org = newId('organization')
     const ws = newId('workspace')

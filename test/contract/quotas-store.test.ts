@@ -1,51 +1,16 @@
-import Database from 'better-sqlite3'
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId } from '../../src/core/ids.js'
-import { KyselyStore } from '../../src/store/kysely/kysely-store.js'
-import type { AnyDatabase } from '../../src/store/kysely/table.js'
-import { createTestDatabase } from '../helpers/postgres.js'
+import { STORE_DIALECTS } from '../helpers/store-dialects.js'
+import type { OpenedStore } from '../helpers/store-dialects.js'
 import { insertSandboxRecord } from '../helpers/sandbox-records.js'
 import { insertVersionRecord } from '../helpers/version-records.js'
 
 // The quota store on both dialects: limits per organization and workspace (scoped to their
 // organization), and use counted per organization or workspace from the tables that hold it.
 
-interface Opened {
-  store: KyselyStore
-  close(): Promise<void>
-}
-
-const dialects: [string, () => Promise<Opened>][] = [
-  [
-    'sqlite',
-    async () => {
-      const database = new Database(':memory:')
-      database.pragma('foreign_keys = ON')
-      const db = new Kysely<AnyDatabase>({ dialect: new SqliteDialect({ database }) })
-      return { store: new KyselyStore(db, 'sqlite'), close: () => db.destroy() }
-    },
-  ],
-  [
-    'postgres',
-    async () => {
-      const database = await createTestDatabase()
-      const db = new Kysely<AnyDatabase>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 4 }) }) })
-      return {
-        store: new KyselyStore(db, 'postgres'),
-        close: async () => {
-          await db.destroy()
-          await database.drop()
-        },
-      }
-    },
-  ],
-]
-
-for (const [name, open] of dialects) {
+for (const [name, open] of STORE_DIALECTS) {
   describe(`quota store: ${name}`, () => {
-    let o: Opened
+    let o: OpenedStore
     const now = new Date().toISOString()
     const org = newId('organization')
     const otherOrg = newId('organization')
