@@ -30,6 +30,8 @@ import { archiveChecker } from './runtime/archive-check.js'
 import { DockerDriver } from './runtime/docker/docker-driver.js'
 import { checkHealth } from './runtime/health-check.js'
 import type { RuntimeDriver } from './runtime/runtime-driver.js'
+import { SwarmInstances, requireSwarmManager } from './runtime/swarm/swarm-instances.js'
+import { WorkspaceNetworks } from './runtime/docker/workspace-networks.js'
 import { MASTER_KEY_FILE, envMasterKeySource, fileMasterKeySource } from './secrets/master-key-file.js'
 import { openStore } from './store/open-store.js'
 import type { Store } from './store/store.js'
@@ -67,12 +69,14 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
   // Set once the store is open: every container this platform starts carries it, so
   // platforms sharing one Docker daemon never adopt or remove each other's.
   let platformId: string | undefined
+  const currentPlatformId = () => {
+    if (platformId === undefined) throw new Error('the platform id is read before the platform started')
+    return platformId
+  }
+  const docker = new Docker()
   const runtime = new DockerDriver({
-    docker: new Docker(),
-    platformId: () => {
-      if (platformId === undefined) throw new Error('the platform id is read before the platform started')
-      return platformId
-    },
+    docker,
+    platformId: currentPlatformId,
     cacheDir: config.cacheDir,
     caBundle: config.caBundle,
     templateImages: config.templateImages,
@@ -88,6 +92,17 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     },
     logger: logger.child({ component: 'runtime' }),
   })
+  // --runtime swarm: runtime instances as Swarm services; sandboxes and builds stay on plain Docker.
+  const instanceDriver =
+    config.runtime === 'swarm'
+      ? new SwarmInstances({
+          docker,
+          platformId: currentPlatformId,
+          caBundle: config.caBundle,
+          networks: new WorkspaceNetworks(docker, currentPlatformId, config.sandboxSubnets, logger.child({ component: 'runtime' }), 'swarm'),
+          logger: logger.child({ component: 'runtime' }),
+        })
+      : runtime.instances
   const log = logger.child({ component: 'sandboxes' })
   const builder = new ContainerBuilder({ runtime, blobs, images: runtime.images, logger: logger.child({ component: 'builder' }), spoolDir: join(config.dataDir, 'spool') })
   // Requests in flight per instance: counted by the edge, read to balance and to drain.
@@ -97,7 +112,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     store,
     runtime,
     log,
-    instanceDriver: runtime.instances,
+    instanceDriver,
     checkHealth,
     inflight,
     quotaDefaults: config.quotaDefaults,
@@ -169,6 +184,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     api,
     edge,
     async start() {
+      if (config.runtime === 'swarm') await requireSwarmManager(docker)
       await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
       await store.migrate()
       await ensurePreviewSigningKey(store)

@@ -41,17 +41,9 @@ function swarmInstances(platformId: string): SwarmInstances {
   })
 }
 
-/** Services first (their task containers go with them), then the platform's containers, networks and images. */
 async function cleanup(platformId: string, driver: DockerDriver): Promise<void> {
-  const services = await docker.listServices({ filters: { label: [`${LABEL.platform}=${platformId}`] } })
-  await Promise.all(services.map((s) => docker.getService(s.ID).remove().catch(() => {})))
-  for (let i = 0; i < 100 && (await docker.listContainers({ all: true, filters: { label: [`${LABEL.platform}=${platformId}`, `${LABEL.kind}=instance`] } })).length > 0; i++) {
-    await new Promise((r) => setTimeout(r, 100))
-  }
   await driver.close()
   await removePlatformResources(platformId, driver)
-  // A config-only network is removable once the swarm network made from it has gone.
-  await removePlatformResources(platformId)
 }
 
 if (manager) {
