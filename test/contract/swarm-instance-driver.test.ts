@@ -105,6 +105,9 @@ describe.skipIf(!manager)(`SwarmInstances on Docker Swarm${manager ? '' : ` (ski
     expect(service.Spec.Labels).toMatchObject({ [LABEL.platform]: platformId, [LABEL.kind]: 'instance', [LABEL.instance]: s.instanceId, [LABEL.version]: s.versionId })
     expect(service.Spec.Mode).toEqual({ Replicated: { Replicas: 1 } })
     expect(service.Spec.TaskTemplate.RestartPolicy.Condition).toBe('none')
+    // On this node, the one whose task addresses the edge here reaches.
+    const node = ((await docker.info()) as { Swarm: { NodeID: string } }).Swarm.NodeID
+    expect(service.Spec.TaskTemplate.Placement.Constraints).toEqual([`node.id==${node}`])
     const task = (await docker.listTasks({ filters: { service: [ref.id] } })) as { Status: { ContainerStatus: { ContainerID: string } } }[]
     const info = await docker.getContainer(task[0]?.Status.ContainerStatus.ContainerID ?? '').inspect()
     expect(info.Image).toBe(`sha256:${image}`)

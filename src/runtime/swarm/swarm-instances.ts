@@ -24,9 +24,10 @@ import type { SwarmTask } from './swarm-tasks.js'
 // Runtime instances as Docker Swarm services, one service of one replica per instance:
 // core starts, health-checks, drains and stops instances one by one (a rollout stops
 // exactly the old version's instances, a scale-down exactly the ones it chose), which a
-// replicated service's anonymous tasks cannot express. Swarm places each task and keeps
-// its container; core's reconciler replaces one that exits (Swarm's restart policy is
-// 'none', so an exit code stays visible and an address never changes behind the edge).
+// replicated service's anonymous tasks cannot express. Swarm schedules each task (on this
+// node, for now) and keeps its container; core's reconciler replaces one that exits
+// (Swarm's restart policy is 'none', so an exit code stays visible and an address never
+// changes behind the edge).
 //
 // Tasks join their workspace's swarm-scoped bridge network, fenced off from the host like
 // the plain Docker apps network; the edge reaches a task by its container's address, which
@@ -68,6 +69,8 @@ export class SwarmInstances implements InstanceDriver {
   private readonly docker: Dockerode
   /** The task containers on this node, read as plain Docker instances. */
   private readonly local: DockerInstances
+  /** This node's Swarm id, where tasks are placed. */
+  private node: Promise<string> | undefined
 
   constructor(private readonly options: SwarmInstancesOptions) {
     this.docker = options.docker
@@ -169,10 +172,8 @@ export class SwarmInstances implements InstanceDriver {
     spec.signal?.throwIfAborted()
     const image = await this.localImage(spec.image)
     const name = `miosa-once-${randomBytes(8).toString('hex')}`
-    // On this node: its output and its exit are read from its container here.
-    const node = ((await this.docker.info()) as { Swarm?: { NodeID?: string } }).Swarm?.NodeID
     return this.onAppsNetwork(spec.workspaceId, async (network) => {
-      const ref = await this.createService(network, name, { ...spec, image }, spec.cmd, { [LABEL.oneOffDeadline]: String(Date.now() + spec.timeoutMs) }, node)
+      const ref = await this.createService(network, name, { ...spec, image }, spec.cmd, { [LABEL.oneOffDeadline]: String(Date.now() + spec.timeoutMs) })
       // Set from the timer and the signal's listener, read once the task has ended.
       const run: { ended: 'exited' | 'timed out' | 'aborted'; containerId?: string } = { ended: 'exited' }
       const starting = new AbortController()
@@ -249,7 +250,6 @@ export class SwarmInstances implements InstanceDriver {
     spec: Omit<InstanceSpec, 'instanceId' | 'cmd'>,
     cmd: string[] | undefined,
     labels: Record<string, string>,
-    node?: string,
   ): Promise<RuntimeRef> {
     const options = serviceSpec({
       name,
@@ -266,7 +266,9 @@ export class SwarmInstances implements InstanceDriver {
       memoryMb: spec.memoryMb,
       pidsLimit: spec.pidsLimit,
     })
-    if (node !== undefined && options.TaskTemplate !== undefined) options.TaskTemplate.Placement = { Constraints: [`node.id==${node}`] }
+    // Only tasks on this node are reachable by the edge here (their bridge is the node's own) and readable (logs, sockets, exit):
+    // Swarm places them among this node's resources until the edge reaches other nodes (see the README).
+    if (options.TaskTemplate !== undefined) options.TaskTemplate.Placement = { Constraints: [`node.id==${await this.nodeId()}`] }
     try {
       const service = (await this.docker.createService(options)) as Dockerode.Service
       return { driver: DRIVER, id: service.id }
@@ -274,6 +276,16 @@ export class SwarmInstances implements InstanceDriver {
       if (statusCode(error) === 409) throw new MiosaError('conflict', `a service named ${name} already exists`, { cause: error })
       throw error
     }
+  }
+
+  private nodeId(): Promise<string> {
+    this.node ??= (async () => {
+      const id = ((await this.docker.info()) as { Swarm?: { NodeID?: string } }).Swarm?.NodeID
+      if (id === undefined || id === '') throw new MiosaError('unavailable', 'this Docker daemon is not part of a Swarm: run `docker swarm init`')
+      return id
+    })()
+    this.node.catch(() => (this.node = undefined))
+    return this.node
   }
 
   /**
