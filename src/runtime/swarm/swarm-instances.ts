@@ -86,7 +86,8 @@ export class SwarmInstances implements InstanceDriver {
         const containerId = containerIdOf(task)
         const status = containerId === undefined ? undefined : await this.local.inspect(dockerRef(containerId))
         if (status?.address !== undefined) return { ref, address: status.address }
-        if (!hasEnded(task)) {
+        // Swarm may still say running for a moment after the container here has exited: the container is the truth.
+        if (status === undefined && !hasEnded(task)) {
           throw new MiosaError('unavailable', `Swarm placed the instance on node ${task.NodeID ?? '?'}, whose task addresses this host cannot reach (one node only, for now)`)
         }
         // Exited (or never ran) before we could learn its address: say why, and leave nothing behind.
