@@ -134,6 +134,23 @@ describe.skipIf(!manager)(`SwarmInstances on Docker Swarm${manager ? '' : ` (ski
     await instances.stop(ref, 0)
   })
 
+  it('keeps the workspace’s swarm network while an instance exists, then removes it with its config network', async () => {
+    const name = `miosa-${platformId.slice(-8)}-${workspaceId}-apps-swarm`
+    const named = async () => (await docker.listNetworks({ filters: { name: [name] } })).map((n) => n.Name).sort()
+    const { ref } = await instances.start(spec())
+    await driver.releaseUnused(new Set())
+    expect(await named()).toEqual([name, `${name}-config`])
+    await instances.stop(ref, 0)
+    // The task's container goes a moment after its service.
+    await expect.poll(async () => (await docker.listContainers({ all: true, filters: { label: [`${LABEL.platform}=${platformId}`, `${LABEL.kind}=instance`] } })).length, { timeout: 20_000 }).toBe(0)
+    await expect
+      .poll(async () => {
+        await driver.releaseUnused(new Set())
+        return named()
+      }, { timeout: 20_000, interval: 500 })
+      .toEqual([])
+  })
+
   it('refuses a release image this host does not have, leaving no service', async () => {
     await expect(instances.start(spec({ image: 'f'.repeat(64) }))).rejects.toMatchObject({ code: 'not_found' })
     expect(await docker.listServices({ filters: { label: [`${LABEL.platform}=${platformId}`] } })).toEqual([])

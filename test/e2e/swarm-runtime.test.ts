@@ -1,6 +1,7 @@
 import { Agent } from 'node:http'
 import Docker from 'dockerode'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.js'
 import { requireSwarmManager } from '../../src/runtime/swarm/swarm-instances.js'
 import { callApi, getViaEdge, writeWorkspace } from '../helpers/e2e.js'
 import { startTestPlatform } from '../helpers/platform.js'
@@ -57,6 +58,15 @@ function load(url: string) {
 
 const services = async (deploymentId: string) =>
   docker.listServices({ filters: { label: [`miosa.deployment_id=${deploymentId}`, `miosa.platform=${t.platformId}`, 'miosa.kind=instance'] } })
+
+describe('the runtime setting', () => {
+  it('takes docker (the default) or swarm, and names the flag when given anything else', () => {
+    expect(loadConfig({}, {}).runtime).toBe('docker')
+    expect(loadConfig({}, { MIOSA_RUNTIME: 'swarm' }).runtime).toBe('swarm')
+    expect(loadConfig({ runtime: 'docker' }, { MIOSA_RUNTIME: 'swarm' }).runtime).toBe('docker')
+    expect(() => loadConfig({ runtime: 'kubernetes' }, {})).toThrow('--runtime / MIOSA_RUNTIME: must be docker or swarm')
+  })
+})
 
 describe.skipIf(!manager)(`dynamic deployments on the Swarm runtime${manager ? '' : ' (skipped: the Docker daemon is not a Swarm manager; run `docker swarm init`)'}`, () => {
   let deployment: any
