@@ -103,5 +103,14 @@ ensure_docker() {
   die "the Docker daemon did not come up in 30 s (see /var/log/dockerd.log)"
 }
 
+# The tests of the Swarm runtime (--runtime swarm) need the daemon to be a Swarm manager: a
+# single-node swarm on loopback. It leaves plain Docker as it was (bridge networks, published
+# ports); it only adds the ingress network, which no test uses.
+ensure_swarm() {
+  [ "$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)" = true ] && return 0
+  say "making this Docker host a single-node swarm"
+  docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+}
+
 # Debian's Chromium for the browser tests (driven by playwright-core; no browser download).
 ensure_browser() { apt_install chromium; }

@@ -81,6 +81,8 @@ export interface Config {
   quotasEnabled: boolean
   /** Each organization's limits unless the root key sets its own (--quota-<resource> / MIOSA_QUOTA_<RESOURCE>). */
   quotaDefaults: QuotaLimits
+  /** What runs runtime instances: plain Docker containers, or Docker Swarm services (sandboxes and builds stay on plain Docker). */
+  runtime: 'docker' | 'swarm'
 }
 
 export interface ServerFlags {
@@ -95,6 +97,7 @@ export interface ServerFlags {
   edgeRateLimitRps?: string | number | undefined
   edgeRateLimitBurst?: string | number | undefined
   sandboxDiskMb?: string | number | undefined
+  runtime?: string | undefined
   /** --quota-running-sandboxes etc.: platform default limits, by resource. */
   quotas?: Partial<Record<QuotaResource, string | number | undefined>> | undefined
 }
@@ -144,6 +147,7 @@ const sources = {
   sandboxCreateQueue: 'MIOSA_SANDBOX_CREATE_QUEUE',
   quotasEnabled: 'MIOSA_QUOTAS',
   quotaDefaults: '--quota-<resource> / MIOSA_QUOTA_<RESOURCE>',
+  runtime: '--runtime / MIOSA_RUNTIME',
 } satisfies Record<keyof Config, string>
 
 const schema = z.object({
@@ -213,6 +217,7 @@ const schema = z.object({
   quotaDefaults: z.strictObject(
     Object.fromEntries(QUOTA_RESOURCES.map((r) => [r, z.coerce.number('must be a number').min(0).max(QUOTA_LIMIT_MAX)])) as Record<QuotaResource, z.ZodCoercedNumber>,
   ),
+  runtime: z.enum(['docker', 'swarm'], 'must be docker or swarm'),
 })
 
 /** `running_sandboxes` → `--quota-running-sandboxes / MIOSA_QUOTA_RUNNING_SANDBOXES`. */
@@ -275,6 +280,7 @@ export function loadConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = pro
     quotaDefaults: Object.fromEntries(
       QUOTA_RESOURCES.map((r) => [r, flags.quotas?.[r] ?? emptyToUndefined(env[`MIOSA_QUOTA_${r.toUpperCase()}`]) ?? DEFAULT_QUOTA_LIMITS[r]]),
     ),
+    runtime: flags.runtime ?? emptyToUndefined(env.MIOSA_RUNTIME) ?? 'docker',
   }
   const result = schema.safeParse(raw)
   if (!result.success) {

@@ -18,6 +18,8 @@ import { createLogger } from '../logger.js'
 import { archiveChecker } from '../runtime/archive-check.js'
 import { DockerDriver } from '../runtime/docker/docker-driver.js'
 import { checkHealth } from '../runtime/health-check.js'
+import { WorkspaceNetworks } from '../runtime/docker/workspace-networks.js'
+import { SwarmInstances, requireSwarmManager } from '../runtime/swarm/swarm-instances.js'
 import { MASTER_KEY_FILE, envMasterKeySource, fileMasterKeySource } from '../secrets/master-key-file.js'
 import { openStore } from '../store/open-store.js'
 import type { Store } from '../store/store.js'
@@ -59,12 +61,14 @@ export function createFoundation(config: Config, role: Role, deps: { logger?: Lo
   // Set once the store is open: every container this platform starts carries it, so
   // platforms sharing one Docker daemon never adopt or remove each other's.
   let platformId: string | undefined
+  const currentPlatformId = () => {
+    if (platformId === undefined) throw new Error('the platform id is read before the platform started')
+    return platformId
+  }
+  const docker = new Docker()
   const runtime = new DockerDriver({
-    docker: new Docker(),
-    platformId: () => {
-      if (platformId === undefined) throw new Error('the platform id is read before the platform started')
-      return platformId
-    },
+    docker,
+    platformId: currentPlatformId,
     cacheDir: config.cacheDir,
     caBundle: config.caBundle,
     templateImages: config.templateImages,
@@ -81,6 +85,17 @@ export function createFoundation(config: Config, role: Role, deps: { logger?: Lo
     },
     logger: logger.child({ component: 'runtime' }),
   })
+  // --runtime swarm: runtime instances as Swarm services; sandboxes and builds stay on plain Docker.
+  const instanceDriver =
+    config.runtime === 'swarm'
+      ? new SwarmInstances({
+          docker,
+          platformId: currentPlatformId,
+          caBundle: config.caBundle,
+          networks: new WorkspaceNetworks(docker, currentPlatformId, config.sandboxSubnets, logger.child({ component: 'runtime' }), 'swarm'),
+          logger: logger.child({ component: 'runtime' }),
+        })
+      : runtime.instances
   const builder = new ContainerBuilder({ runtime, blobs, images: runtime.images, logger: logger.child({ component: 'builder' }), spoolDir: join(config.dataDir, 'spool') })
   let edgePort: () => number = () => config.edgePort
   const services = createServices({
@@ -89,7 +104,7 @@ export function createFoundation(config: Config, role: Role, deps: { logger?: Lo
     events,
     runtime,
     log: logger.child({ component: 'sandboxes' }),
-    instanceDriver: runtime.instances,
+    instanceDriver,
     checkHealth,
     quotaDefaults: config.quotaDefaults,
     quotasEnabled: config.quotasEnabled,
@@ -132,6 +147,7 @@ export function createFoundation(config: Config, role: Role, deps: { logger?: Lo
       edgePort = read
     },
     async prepare(o = {}) {
+      if (config.runtime === 'swarm') await requireSwarmManager(docker)
       await store.migrate()
       // Before anything can change: what this process publishes must reach the others.
       await openEvents()

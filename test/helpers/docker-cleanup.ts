@@ -7,6 +7,9 @@ import type { RuntimeDriver } from '../../src/runtime/runtime-driver.js'
 export async function removePlatformResources(platformId: string, driver?: RuntimeDriver): Promise<void> {
   const docker = new Docker()
   const label = `miosa.platform=${platformId}`
+  // Runtime instances on Swarm (--runtime swarm) are services: removed first, or Swarm would start their tasks again (no swarm: nothing to do).
+  const services = await docker.listServices({ filters: { label: [label] } }).catch(() => [])
+  await Promise.all(services.map((s) => docker.getService(s.ID).remove().catch(() => {})))
   const containers = await docker.listContainers({ all: true, filters: { label: [label] } })
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {})))
   const images = await docker.listImages({ filters: { label: [label] } })
@@ -15,6 +18,11 @@ export async function removePlatformResources(platformId: string, driver?: Runti
   await driver?.syncEgress?.([]).catch(() => {})
   // The driver removes its networks together with the firewall rules it added for them.
   await driver?.releaseUnused?.(new Set()).catch(() => {})
-  const networks = await docker.listNetworks({ filters: { label: [label] } })
-  await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove().catch(() => {})))
+  // Again if need be: a Swarm apps network's config network goes only once the node has let go of the network made from it.
+  for (let pass = 0; pass < 3; pass++) {
+    const networks = await docker.listNetworks({ filters: { label: [label] } })
+    if (networks.length === 0) break
+    if (pass > 0) await new Promise((r) => setTimeout(r, 500))
+    await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove().catch(() => {})))
+  }
 }

@@ -26,6 +26,16 @@ const METADATA_ADDRESS = '169.254.169.254'
 
 export type NetworkPurpose = 'sandboxes' | 'apps'
 
+/**
+ * 'swarm': apps networks are swarm-scoped bridges (Swarm services can join only those), each
+ * made from a config-only network of the same subnet and bridge name, so the fence and the
+ * subnet allocator stay as they are. Named with a `-swarm` suffix: never confused with a
+ * local apps network of the same workspace.
+ */
+export type AppsScope = 'local' | 'swarm'
+
+const CONFIG_SUFFIX = '-config'
+
 export class WorkspaceNetworks {
   private readonly ensuring = new Map<string, Promise<string>>()
   /** Networks some work of this process is about to attach a container to: prune leaves them. */
@@ -39,6 +49,7 @@ export class WorkspaceNetworks {
     /** An IPv4 /16 such as 10.213.0.0/16. */
     private readonly subnets: string,
     private readonly logger: Logger,
+    private readonly appsScope: AppsScope = 'local',
   ) {}
 
   /** The workspace's network name, created (and fenced off from the host) on first use. */
@@ -73,7 +84,8 @@ export class WorkspaceNetworks {
 
   networkName(workspaceId: string, purpose: NetworkPurpose = 'sandboxes'): string {
     const name = `miosa-${this.platformId().slice(-8)}-${workspaceId}`
-    return purpose === 'sandboxes' ? name : `${name}-${purpose}`
+    if (purpose === 'sandboxes') return name
+    return this.appsScope === 'swarm' ? `${name}-${purpose}-swarm` : `${name}-${purpose}`
   }
 
   /**
@@ -91,16 +103,27 @@ export class WorkspaceNetworks {
       const purpose: NetworkPurpose = network.Labels?.[LABEL.networkPurpose] === 'apps' ? 'apps' : 'sandboxes'
       if (this.held.has(this.key(workspaceId, purpose))) continue
       if (purpose === 'apps' && (await this.hasInstances(workspaceId))) continue
+      // A swarm network carries no labels (Docker refuses them beside a config network): found through its labelled config, and removed first.
+      const swarmNetwork = network.Name.endsWith(`-swarm${CONFIG_SUFFIX}`) ? network.Name.slice(0, -CONFIG_SUFFIX.length) : undefined
       try {
+        if (swarmNetwork !== undefined) await this.removeIfThere(swarmNetwork)
         await this.docker.getNetwork(network.Id).remove()
       } catch {
-        continue // still has containers (a warm pool, a sandbox being created): next time
+        continue // still has containers (a warm pool, a sandbox being created) or services: next time
       }
       this.ensuring.delete(this.key(workspaceId, purpose))
-      await this.unfence(bridgeName(network.Name))
+      await this.unfence(bridgeName(swarmNetwork ?? network.Name))
       removed++
     }
     return removed
+  }
+
+  private async removeIfThere(name: string): Promise<void> {
+    try {
+      await this.docker.getNetwork(name).remove()
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 404) throw error
+    }
   }
 
   private key(workspaceId: string, purpose: NetworkPurpose): string {
@@ -120,12 +143,32 @@ export class WorkspaceNetworks {
     const name = this.networkName(workspaceId, purpose)
     const bridge = bridgeName(name)
     const existing = await this.docker.listNetworks({ filters: { name: [name] } })
-    if (!existing.some((n) => n.Name === name)) await this.createWithFreeSubnet(name, bridge, workspaceId, purpose)
+    if (!existing.some((n) => n.Name === name)) {
+      if (purpose === 'apps' && this.appsScope === 'swarm') await this.createSwarmScoped(name, bridge, workspaceId, existing)
+      else await this.createWithFreeSubnet(name, bridge, workspaceId, purpose)
+    }
     await this.fenceOffHost(bridge)
     return name
   }
 
-  private async createWithFreeSubnet(name: string, bridge: string, workspaceId: string, purpose: NetworkPurpose): Promise<void> {
+  /** The config-only network (subnet, bridge name; kept if a half-done prune left it), then the swarm-scoped one made from it. */
+  private async createSwarmScoped(name: string, bridge: string, workspaceId: string, existing: Dockerode.NetworkInspectInfo[]): Promise<void> {
+    const config = `${name}${CONFIG_SUFFIX}`
+    if (!existing.some((n) => n.Name === config)) await this.createWithFreeSubnet(config, bridge, workspaceId, 'apps', { ConfigOnly: true })
+    try {
+      await this.docker.createNetwork({
+        Name: name,
+        Driver: 'bridge',
+        Scope: 'swarm',
+        ConfigFrom: { Network: config },
+        CheckDuplicate: true,
+      } as Dockerode.NetworkCreateOptions)
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 409) throw error
+    }
+  }
+
+  private async createWithFreeSubnet(name: string, bridge: string, workspaceId: string, purpose: NetworkPurpose, extra: { ConfigOnly?: boolean } = {}): Promise<void> {
     // One at a time in this process: Docker reserves a pool before the network shows in
     // its list, so two creates at once would keep picking the same "free" /24.
     const previous = this.creating
@@ -142,6 +185,7 @@ export class WorkspaceNetworks {
           await this.docker.createNetwork({
             Name: name,
             Driver: 'bridge',
+            ...extra,
             CheckDuplicate: true,
             IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] },
             Labels: {

@@ -18,6 +18,7 @@ export function registerServer(program: Command): void {
     .option('--edge-rate-limit-rps <n>', 'requests per second per preview or app host at the edge (MIOSA_EDGE_RATE_LIMIT_RPS; default 1000; 0: off)')
     .option('--edge-rate-limit-burst <n>', 'requests per host at once at the edge (MIOSA_EDGE_RATE_LIMIT_BURST; default 2000)')
     .option('--sandbox-disk-mb <n>', "disk a sandbox's files may use, measured; past it file writes are refused (MIOSA_SANDBOX_DISK_MB; default 10240; 0: off)")
+    .option('--runtime <docker|swarm>', 'what runs deployments\' instances: Docker containers, or Docker Swarm services on a swarm manager (MIOSA_RUNTIME; default docker)')
     .option('--prebuild-templates', 'build every sandbox template image before serving, so no first sandbox create waits for one')
   for (const resource of QUOTA_FLAGS) {
     cmd.option(`--quota-${resource.replaceAll('_', '-')} <n>`, `default ${resource} limit of each organization (MIOSA_QUOTA_${resource.toUpperCase()})`)
@@ -40,6 +41,7 @@ export function registerServer(program: Command): void {
           edgeRateLimitRps: str(opts.edgeRateLimitRps),
           edgeRateLimitBurst: str(opts.edgeRateLimitBurst),
           sandboxDiskMb: str(opts.sandboxDiskMb),
+          runtime: str(opts.runtime),
           quotas: Object.fromEntries(QUOTA_FLAGS.map((r) => [r, str(opts[`quota${r.split('_').map((w) => w[0]?.toUpperCase() + w.slice(1)).join('')}`])])),
         },
         { json: opts.json === true, prebuildTemplates: opts.prebuildTemplates === true },
