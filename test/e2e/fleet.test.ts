@@ -120,6 +120,35 @@ describe.sequential('a fleet: the platform and two more edges on one PostgreSQL'
     for (const marker of ['site v1', 'site v2', 'site v3']) expect(during.bodies.get(marker), marker).toBeGreaterThan(0)
   }, 300_000)
 
+  it('a dynamic app under load through three edges: rollback and scale 1 → 3 → 1 with no failed request, every edge on the new version within 1 s', async () => {
+    const dir = await mkdtemp(join(home, 'app-'))
+    await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'fleet-app', private: true, scripts: { start: 'node server.js' } }))
+    await writeFile(
+      join(dir, 'server.js'),
+      "require('node:http').createServer((req, res) => res.end(`app v${process.env.MIOSA_VERSION}`)).listen(Number(process.env.PORT))\n",
+    )
+    const v1 = await json(['deploy', dir, '--name', 'fleet-app'])
+    expect(v1, JSON.stringify(v1)).toMatchObject({ status: 'ready', release_kind: 'dynamic' })
+    await writeFile(join(dir, 'README.md'), 'second version\n')
+    await json(['deploy', dir, '--name', 'fleet-app'])
+    const host = new URL(v1.url).host
+    await everyEdgeServes(host, 'app v2')
+
+    const running = loadThroughEdges(allEdges(), host, { workers: 3 })
+    await api('POST', `/deployments/${v1.deployment_id}/rollback`, { version_number: 1 })
+    expect(Math.max(...(await everyEdgeServes(host, 'app v1')))).toBeLessThan(1000)
+    await api('PATCH', `/deployments/${v1.deployment_id}`, { instances: 3 })
+    await expect
+      .poll(async () => (await api('GET', `/deployments/${v1.deployment_id}/instances`)).data.filter((i: any) => i.state === 'healthy').length, { timeout: 60_000, interval: 250 })
+      .toBe(3)
+    await api('PATCH', `/deployments/${v1.deployment_id}`, { instances: 1 })
+    await expect.poll(async () => (await api('GET', `/deployments/${v1.deployment_id}/instances`)).data.length, { timeout: 60_000, interval: 250 }).toBe(1)
+    const during = await running.stop()
+    expect(during.failures).toEqual([])
+    expect(during.bodies.get('app v1')).toBeGreaterThan(0)
+    expect(during.sent).toBeGreaterThan(100)
+  }, 600_000)
+
   it('the platform process restarts under load: the edges keep serving, and see the next rollback within 1 s', async () => {
     const deployment = (await api('GET', '/deployments?slug=fleet-site')).data[0]
     const host = new URL(deployment.url).host
