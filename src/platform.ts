@@ -25,6 +25,7 @@ import type { Services } from './core/services.js'
 import { createEdgeServer } from './edge/edge-server.js'
 import { platformEdgeBackend } from './edge/platform-backend.js'
 import { createReleaseFiles } from './edge/release-files.js'
+import { InProcessEvents } from './fleet/in-process-events.js'
 import { createLogger } from './logger.js'
 import { archiveChecker } from './runtime/archive-check.js'
 import { DockerDriver } from './runtime/docker/docker-driver.js'
@@ -97,6 +98,7 @@ export function createPlatform(config: Config, deps: { logger?: Logger } = {}): 
     store,
     runtime,
     log,
+    events: new InProcessEvents((error, event) => logger.warn({ err: error, event: event.type }, 'an event listener failed')),
     instanceDriver: runtime.instances,
     checkHealth,
     inflight,

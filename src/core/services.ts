@@ -22,6 +22,8 @@ import { PublishService } from './publish.js'
 import { QuotaService } from './quotas.js'
 import type { QuotaLimits } from '../schemas/quotas.js'
 import { DEFAULT_INSTANCE_LIMITS, RuntimeInstances } from './runtime-instances.js'
+import { InstanceTargets } from './instances/instance-targets.js'
+import type { PlatformEvents } from './platform-events.js'
 import { BackgroundServices } from './background-services.js'
 import { SandboxDisk } from './sandbox-disk.js'
 import { SandboxOperations } from './sandbox-operations.js'
@@ -64,6 +66,8 @@ export interface Services {
   publish: PublishService
   /** Runtime instances of dynamic deployments: rollouts, the reconciler, targets for the edge. */
   instances: RuntimeInstances
+  /** For the edge: where a dynamic app's traffic goes, read from the store's instance rows and cached until an event says otherwise. */
+  instanceTargets: InstanceTargets
   /** Limits per organization and workspace, and the checks every creation passes. */
   quotas: QuotaService
 }
@@ -96,6 +100,8 @@ export interface ServiceDeps {
   runtime: RuntimeDriver
   checkArchive: ArchiveChecker
   log: Log
+  /** What tells every part of the platform (this process and others) that what it cached may be stale (src/fleet/). */
+  events: PlatformEvents
   sandboxDefaults?: SandboxDefaults
   /** Sandbox creations take turns here (admission.ts); default: all at once. */
   admission?: CreationAdmission | undefined
@@ -150,6 +156,7 @@ export function createServices(deps: ServiceDeps): Services {
     ensureImage: deps.ensureImage ?? (async () => {}),
     checkHealth: deps.checkHealth ?? (async () => ({ ok: false, reason: 'no health checker configured' })),
     inflight: deps.inflight,
+    events: deps.events,
     log: deps.log,
     environmentValues: { resolve: (...args) => envVars.resolve(...args) },
   })
@@ -201,6 +208,7 @@ export function createServices(deps: ServiceDeps): Services {
     deployments,
     publish,
     instances,
+    instanceTargets: new InstanceTargets({ store: deps.store, events: deps.events, log: deps.log }),
     quotas,
   }
 }
