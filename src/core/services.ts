@@ -22,6 +22,7 @@ import { PublishService } from './publish.js'
 import { QuotaService } from './quotas.js'
 import type { QuotaLimits } from '../schemas/quotas.js'
 import { DEFAULT_INSTANCE_LIMITS, RuntimeInstances } from './runtime-instances.js'
+import type { DrainGate } from './instances/drain-gate.js'
 import { InstanceTargets } from './instances/instance-targets.js'
 import type { PlatformEvents } from './platform-events.js'
 import { BackgroundServices } from './background-services.js'
@@ -118,6 +119,12 @@ export interface ServiceDeps {
   checkHealth?: HealthChecker | undefined
   /** Requests in flight per instance address, shared with the edge. */
   inflight?: InflightRequests | undefined
+  /**
+   * When a draining instance may stop (core/instances/drain-gate.ts); default: `inflight`, the
+   * edge of this process. A worker without an edge beside it waits for the event to reach
+   * every edge and then the drain timeout (waitingDrainGate).
+   */
+  drainGate?: DrainGate | undefined
   /** Where the master key sealing env values lives (src/secrets/master-key-file.ts); default: a key in memory only. */
   masterKeys?: MasterKeySource | undefined
   /** Platform default limits (Config.quotaDefaults); default: DEFAULT_QUOTA_LIMITS. */
@@ -156,6 +163,7 @@ export function createServices(deps: ServiceDeps): Services {
     ensureImage: deps.ensureImage ?? (async () => {}),
     checkHealth: deps.checkHealth ?? (async () => ({ ok: false, reason: 'no health checker configured' })),
     inflight: deps.inflight,
+    drainGate: deps.drainGate,
     events: deps.events,
     log: deps.log,
     environmentValues: { resolve: (...args) => envVars.resolve(...args) },
