@@ -367,7 +367,12 @@ class Edge {
     }
     const targets = this.targetsOf(app)
     if (targets instanceof Promise) {
-      void targets.then((read) => this.upgradeToInstance(req, socket, head, host, app, read))
+      targets
+        .then((read) => this.upgradeToInstance(req, socket, head, host, app, read))
+        .catch((error: unknown) => {
+          this.logger.error({ err: error, deploymentId: app.deploymentId }, 'edge: upgrade failed')
+          socket.destroy()
+        })
       return
     }
     this.upgradeToInstance(req, socket, head, host, app, targets)
