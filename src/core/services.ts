@@ -25,6 +25,8 @@ import { QuotaService } from './quotas.js'
 import { RouteSwitch } from './route-switch.js'
 import type { QuotaLimits } from '../schemas/quotas.js'
 import { DEFAULT_INSTANCE_LIMITS, RuntimeInstances } from './runtime-instances.js'
+import type { DrainGate } from './instances/drain-gate.js'
+import { InstanceTargets } from './instances/instance-targets.js'
 import { BackgroundServices } from './background-services.js'
 import { SandboxDisk } from './sandbox-disk.js'
 import { SandboxOperations } from './sandbox-operations.js'
@@ -67,6 +69,8 @@ export interface Services {
   publish: PublishService
   /** Runtime instances of dynamic deployments: rollouts, the reconciler, targets for the edge. */
   instances: RuntimeInstances
+  /** For the edge: where a dynamic app's traffic goes, read from the store's instance rows and cached until an event says otherwise. */
+  instanceTargets: InstanceTargets
   /** Limits per organization and workspace, and the checks every creation passes. */
   quotas: QuotaService
   /** The one place routes move (publish, rollback, promote, environment removal); onChange for the edge. */
@@ -121,6 +125,12 @@ export interface ServiceDeps {
   checkHealth?: HealthChecker | undefined
   /** Requests in flight per instance address, shared with the edge. */
   inflight?: InflightRequests | undefined
+  /**
+   * When a draining instance may stop (core/instances/drain-gate.ts); default: `inflight`, the
+   * edge of this process. A worker without an edge beside it waits for the event to reach
+   * every edge and then the drain timeout (waitingDrainGate).
+   */
+  drainGate?: DrainGate | undefined
   /** Where the master key sealing env values lives (src/secrets/master-key-file.ts); default: a key in memory only. */
   masterKeys?: MasterKeySource | undefined
   /** Platform default limits (Config.quotaDefaults); default: DEFAULT_QUOTA_LIMITS. */
@@ -168,6 +178,8 @@ export function createServices(deps: ServiceDeps): Services {
     ensureImage: deps.ensureImage ?? (async () => {}),
     checkHealth: deps.checkHealth ?? (async () => ({ ok: false, reason: 'no health checker configured' })),
     inflight: deps.inflight,
+    drainGate: deps.drainGate,
+    events,
     log: deps.log,
     environmentValues: { resolve: (...args) => envVars.resolve(...args) },
   })
@@ -218,6 +230,7 @@ export function createServices(deps: ServiceDeps): Services {
     deployments,
     publish,
     instances,
+    instanceTargets: new InstanceTargets({ store: deps.store, events, log: deps.log }),
     quotas,
     routes,
     events,

@@ -34,9 +34,16 @@ export interface EdgeBackend {
   onRouteChange?(listener: () => void): void
   /**
    * Where a dynamic app's traffic may go now: the addresses of its environment's healthy
-   * runtime instances (empty: none is ready). Answered from memory: called per request.
+   * runtime instances (empty: none is ready). Called per request: answered from a cache
+   * without a promise; a promise only when the cache must be filled first.
    */
-  appTargets(app: AppSite): readonly { host: string; port: number }[]
+  appTargets(app: AppSite): readonly { host: string; port: number }[] | Promise<readonly { host: string; port: number }[]>
+  /**
+   * For a retry of a request whose instance failed, inside socket events: the targets known
+   * now without waiting, even if an event marked them stale. Without it, retries use
+   * appTargets when it answers without a promise.
+   */
+  knownAppTargets?(app: AppSite): readonly { host: string; port: number }[]
   /** A directory holding a static release's files, extracted once and never changed (with .gz/.br siblings where worth it). */
   releaseFiles(sha256: string): Promise<string>
   /** Where to connect for the site: a paused sandbox is resumed first. Throws MiosaError (not_found, conflict, unavailable). */

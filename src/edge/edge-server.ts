@@ -142,7 +142,7 @@ class Edge {
         onError: (req, res, error, _target, app) => {
           this.instanceFailed(req, res, error, app).catch((e: unknown) => this.internalError(req, res, e))
         },
-        retarget: (_req, failed, app) => this.pickInstance(this.targetsOf(app), failed),
+        retarget: (_req, failed, app) => this.pickInstance(this.knownTargetsOf(app), failed),
       },
       { connectTimeoutMs: options.upstreamConnectTimeoutMs, inflight: this.inflight },
     )
@@ -195,19 +195,47 @@ class Edge {
 
   /** A dynamic app: to its least busy instance, or a 503 while none is ready. */
   private serveDynamic(req: IncomingMessage, res: ServerResponse, app: AppSite): void | Promise<void> {
-    const target = this.pickInstance(this.targetsOf(app), undefined)
+    const targets = this.targetsOf(app)
+    // Cached targets (the hot path) go on without a promise; unknown ones are read first.
+    if (targets instanceof Promise) return targets.then((read) => this.forwardDynamic(req, res, app, read))
+    return this.forwardDynamic(req, res, app, targets)
+  }
+
+  private forwardDynamic(req: IncomingMessage, res: ServerResponse, app: AppSite, targets: readonly ProxyTarget[]): void | Promise<void> {
+    const target = this.pickInstance(targets, undefined)
     if (target === undefined) return this.noInstance(req, res, app)
     this.appProxy.forward(req, res, target, app)
   }
 
-  /** The app's ready instances; none when the backend fails (this also runs inside socket events, where a throw would be uncaught). */
-  private targetsOf(app: AppSite): readonly ProxyTarget[] {
+  /**
+   * The app's ready instances, or a promise of them when the backend must read them first;
+   * none when the backend fails (this also runs inside socket events, where a throw would
+   * be uncaught).
+   */
+  private targetsOf(app: AppSite): readonly ProxyTarget[] | Promise<readonly ProxyTarget[]> {
     try {
-      return this.backend.appTargets(app)
+      const targets = this.backend.appTargets(app)
+      if (!(targets instanceof Promise)) return targets
+      return targets.catch((error: unknown) => this.noTargets(error, app))
     } catch (error) {
-      this.logger.error({ err: error, deploymentId: app.deploymentId }, 'edge: instance targets unavailable')
-      return []
+      return this.noTargets(error, app)
     }
+  }
+
+  /** For a retry, inside socket events: only targets known now (none while they are being read). */
+  private knownTargetsOf(app: AppSite): readonly ProxyTarget[] {
+    try {
+      if (this.backend.knownAppTargets !== undefined) return this.backend.knownAppTargets(app)
+    } catch (error) {
+      return this.noTargets(error, app)
+    }
+    const targets = this.targetsOf(app)
+    return targets instanceof Promise ? [] : targets
+  }
+
+  private noTargets(error: unknown, app: AppSite): readonly ProxyTarget[] {
+    this.logger.error({ err: error, deploymentId: app.deploymentId }, 'edge: instance targets unavailable')
+    return []
   }
 
   /**
@@ -337,14 +365,29 @@ class Edge {
       refuseUpgrade(socket, 404, 'Not Found')
       return
     }
-    const first = this.pickInstance(this.targetsOf(app), undefined)
+    const targets = this.targetsOf(app)
+    if (targets instanceof Promise) {
+      targets
+        .then((read) => this.upgradeToInstance(req, socket, head, host, app, read))
+        .catch((error: unknown) => {
+          this.logger.error({ err: error, deploymentId: app.deploymentId }, 'edge: upgrade failed')
+          socket.destroy()
+        })
+      return
+    }
+    this.upgradeToInstance(req, socket, head, host, app, targets)
+  }
+
+  private upgradeToInstance(req: IncomingMessage, socket: Duplex, head: Buffer, host: string | undefined, app: AppSite, targets: readonly ProxyTarget[]): void {
+    if (socket.destroyed) return
+    const first = this.pickInstance(targets, undefined)
     if (first === undefined) {
       refuseUpgrade(socket, 503, 'Service Unavailable')
       return
     }
     let retried = false
     const onError = (error: UpstreamError, failed: ProxyTarget): void => {
-      const next = retried || socket.destroyed ? undefined : this.pickInstance(this.targetsOf(app), failed)
+      const next = retried || socket.destroyed ? undefined : this.pickInstance(this.knownTargetsOf(app), failed)
       if (next === undefined) {
         this.logger.warn({ deploymentId: app.deploymentId, versionId: app.versionId, code: error.code }, 'edge: app instance unreachable (upgrade)')
         refuseUpgrade(socket, 502, 'Bad Gateway')

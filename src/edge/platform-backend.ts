@@ -31,7 +31,8 @@ export function platformEdgeBackend(services: Services, runtime: RuntimeDriver, 
     resolve: (route) => previewSites.resolve(route),
     resolveApp: (route) => deployments.resolveApp(route),
     releaseFiles,
-    appTargets: (app) => services.instances.targets(app.deploymentId, app.environment, app.versionId),
+    appTargets: (app) => services.instanceTargets.appTargets(app),
+    knownAppTargets: (app) => services.instanceTargets.knownTargets(app),
     onRouteChange: (listener) => {
       services.routes.onChange(() => listener())
       services.events.onGap(listener)

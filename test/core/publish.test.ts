@@ -9,6 +9,7 @@ import { MiosaError } from '../../src/core/errors.js'
 import { silentLog } from '../../src/core/log.js'
 import { LOG_FLUSH_INTERVAL_MS, SHUTDOWN_BUILD_ERROR } from '../../src/core/publish.js'
 import { createServices } from '../../src/core/services.js'
+import { InProcessEvents } from '../../src/fleet/in-process-events.js'
 import type { Services } from '../../src/core/services.js'
 import type { RuntimeDriver, RuntimeRef } from '../../src/runtime/runtime-driver.js'
 import { openSqliteStore } from '../../src/store/kysely/sqlite.js'
@@ -96,6 +97,7 @@ beforeAll(async () => {
       throw new Error('not used')
     },
     log: silentLog,
+    events: new InProcessEvents(),
     builder,
   })
   const org = await services.organizations.create({ name: 'Publish Org' })

@@ -197,6 +197,20 @@ describe.sequential('dynamic deployments', () => {
     expect(during.sent).toBeGreaterThan(50)
   }, 300_000)
 
+  it("the edge's targets follow the instances at once, not after their cache's TTL: a healthy one is served, a draining one no longer", async () => {
+    const targets = t.platform.services.instanceTargets
+    const healthy = async () => (await api('GET', `/deployments/${deployment.id}/instances`)).data.filter((i: any) => i.state === 'healthy').length
+    const app = { deploymentId: deployment.id, environment: 'production', versionId: (await api('GET', `/deployments/${deployment.id}/instances`)).active_version_id }
+    // Read now: without the events, this answer would stand for the TTL (a second).
+    expect(await targets.appTargets(app)).toHaveLength(1)
+    await api('PATCH', `/deployments/${deployment.id}`, { instances: 2 })
+    await expect.poll(healthy, { timeout: 60_000, interval: 50 }).toBe(2)
+    expect(await targets.appTargets(app)).toHaveLength(2)
+    await api('PATCH', `/deployments/${deployment.id}`, { instances: 1 })
+    await expect.poll(healthy, { timeout: 30_000, interval: 50 }).toBe(1)
+    expect(await targets.appTargets(app)).toHaveLength(1)
+  }, 300_000)
+
   it('replaces a killed instance within the check interval plus grace while the others keep serving', async () => {
     await api('PATCH', `/deployments/${deployment.id}`, { instances: 2 })
     await expect

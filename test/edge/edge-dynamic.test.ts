@@ -7,6 +7,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
 import { InflightRequests } from '../../src/core/inflight.js'
+import type { AppSite } from '../../src/edge/edge-backend.js'
 import { TestBackend, call, closedPort, startEdge, startRawUpstream } from './fixtures.js'
 import type { TestEdge } from './fixtures.js'
 
@@ -230,6 +231,28 @@ describe('failures', () => {
         expect(r.status, `${method} ${i}`).toBe(200)
         expect(r.headers['x-instance']).toMatch(/^[ab]$/)
       }
+    }
+    await expectAllIdle()
+  })
+
+  it('waits for targets being read, and retries on what is known meanwhile (requests and WebSockets)', async () => {
+    const flaky = backend.apps.find((app) => app.deploymentSlug === 'flaky') as AppSite
+    backend.readFirst.add(flaky.deploymentId)
+    try {
+      for (let i = 0; i < 4; i++) {
+        const r = await call(edge.port, host('flaky'), '/')
+        expect(r.status, `GET ${i}`).toBe(200)
+        expect(['a', 'b']).toContain(json(r.text).name)
+      }
+      const ws = new WebSocket(`ws://127.0.0.1:${edge.port}/live`, { headers: { host: host('flaky') } })
+      await once(ws, 'open')
+      ws.send('ping')
+      const [message] = (await once(ws, 'message')) as [Buffer]
+      expect(['a: ping', 'b: ping']).toContain(message.toString())
+      ws.close()
+      await once(ws, 'close')
+    } finally {
+      backend.readFirst.delete(flaky.deploymentId)
     }
     await expectAllIdle()
   })

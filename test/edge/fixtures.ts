@@ -143,7 +143,15 @@ export class TestBackend implements EdgeBackend {
   /** The instance addresses appTargets() answers, by deployment id. */
   readonly targets = new Map<string, { host: string; port: number }[]>()
 
-  appTargets(app: AppSite): readonly { host: string; port: number }[] {
+  /** Deployments whose targets are always read first (a promise), as a store-backed backend answers a cache miss. */
+  readonly readFirst = new Set<string>()
+
+  appTargets(app: AppSite): readonly { host: string; port: number }[] | Promise<readonly { host: string; port: number }[]> {
+    const targets = this.targets.get(app.deploymentId) ?? []
+    return this.readFirst.has(app.deploymentId) ? new Promise((resolve) => setTimeout(() => resolve(targets), 5)) : targets
+  }
+
+  knownAppTargets(app: AppSite): readonly { host: string; port: number }[] {
     return this.targets.get(app.deploymentId) ?? []
   }
 
