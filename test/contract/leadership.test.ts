@@ -11,11 +11,13 @@ import { adminQuery, type Member, startMember, stopMember, waitFor } from './fle
 // own session), in one process always the same Leadership. PostgreSQL is never skipped.
 
 interface Fleet {
-  member(): Promise<Leadership>
+  member(options?: { heartbeatMs?: number }): Promise<Leadership>
   errors: { error: unknown; context: string }[]
   url?: string
   /** Ends the PostgreSQL session that holds a leadership lock (PostgreSQL only). */
   cutLeader?(): Promise<void>
+  /** Stops the server process of the leader's session (SIGSTOP): it neither answers nor closes. Returns how to resume it. */
+  freezeLeader?(): Promise<() => void>
   close(): Promise<void>
 }
 
@@ -26,6 +28,8 @@ interface Implementation {
   /** Why the cases about sessions and other processes do not apply, if they do not. */
   oneProcess?: string
 }
+
+const LEADER_LOCK = "locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 
 const implementations: Implementation[] = [
   {
@@ -48,22 +52,27 @@ const implementations: Implementation[] = [
       return {
         errors,
         url: database.url,
-        async member() {
+        async member(options) {
           const leadership = await openPostgresLeadership({
             connection: database.url,
             onError: (error, context) => errors.push({ error, context }),
             backoff: { initialMs: 50 },
+            ...options,
           })
           members.push(leadership)
           return leadership
         },
         async cutLeader() {
-          const rows = await adminQuery<{ ok: boolean }>(
-            database.url,
-            `SELECT pg_terminate_backend(pid) AS ok FROM pg_locks
-              WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-          )
+          const rows = await adminQuery<{ ok: boolean }>(database.url, `SELECT pg_terminate_backend(pid) AS ok FROM pg_locks WHERE ${LEADER_LOCK}`)
           expect(rows).toEqual([{ ok: true }])
+        },
+        async freezeLeader() {
+          const rows = await adminQuery<{ pid: number }>(database.url, `SELECT pid FROM pg_locks WHERE ${LEADER_LOCK}`)
+          expect(rows).toHaveLength(1)
+          const pid = rows[0]?.pid ?? 0
+          // PostgreSQL runs on this machine (scripts/test), and the tests run as root.
+          process.kill(pid, 'SIGSTOP')
+          return () => process.kill(pid, 'SIGCONT')
         },
         async close() {
           await Promise.all(members.map((leadership) => leadership.close()))
@@ -186,6 +195,27 @@ for (const implementation of implementations) {
       await waitFor('a third term starts', () => state.starts === 3, 3000)
       expect(leaders(campaigns)).toHaveLength(1)
       console.log(`${implementation.name}: signal aborted ${abortedAfter} ms and another leader ${replacedAfter} ms after the session was cut`)
+    })
+
+    fleetOnly("a leader whose session stops answering gives up at its heartbeat, and nobody leads until that session is gone", async () => {
+      const { state, lead } = tracked()
+      const first = (await fleet.member({ heartbeatMs: 300 })).campaign('reconcile-instances', lead)
+      await waitFor('the first campaign leads', () => first.isLeader())
+      const second = (await fleet.member()).campaign('reconcile-instances', lead)
+      const thaw = (await fleet.freezeLeader?.()) ?? (() => {})
+      try {
+        await waitFor("the leader's signal is aborted", () => state.signals[0]?.aborted === true, 2000)
+        // Its session still holds the lock on the server: taking over now would make two leaders.
+        await sleep(1500)
+        expect(leaders([first, second])).toEqual([])
+        expect(state.starts).toBe(1)
+      } finally {
+        thaw()
+      }
+      // Resumed, the server process finds its client gone, ends, and frees the lock; the
+      // next term goes to either campaign (the first one has reconnected meanwhile).
+      await waitFor('a new term starts', () => state.starts === 2 && leaders([first, second]).length === 1, 3000)
+      expect(state.mostAtOnce).toBe(1)
     })
 
     fleetOnly('a leader process killed with SIGKILL is replaced within about 2 s', async () => {

@@ -12,7 +12,7 @@ import { adminQuery, type Member, startMember, stopMember, waitFor } from './fle
 
 interface Fleet {
   /** Events of one process of the fleet (in-process: always the one bus). */
-  member(): Promise<PlatformEvents>
+  member(options?: { heartbeatMs?: number }): Promise<PlatformEvents>
   /** What the implementations reported to their error callback. */
   errors: { error: unknown; context: string }[]
   /** The database, for a child process (PostgreSQL only). */
@@ -20,6 +20,8 @@ interface Fleet {
   /** Cuts the session `events` listens on, as a lost connection would (PostgreSQL only). */
   cutListening?(events: PlatformEvents): Promise<void>
   cutPublishing?(events: PlatformEvents): Promise<void>
+  /** Stops the server process of the session `events` listens on (SIGSTOP): it neither answers nor closes. Returns how to resume it. */
+  freezeListening?(events: PlatformEvents): Promise<() => void>
   close(): Promise<void>
 }
 
@@ -49,6 +51,15 @@ const implementations: Implementation[] = [
       const database = await createTestDatabase()
       const errors: Fleet['errors'] = []
       const members: PostgresEvents[] = []
+      const backendOf = async (applicationName: string): Promise<number> => {
+        const rows = await adminQuery<{ pid: number }>(
+          database.url,
+          'SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()',
+          [applicationName],
+        )
+        expect(rows).toHaveLength(1)
+        return rows[0]?.pid ?? 0
+      }
       const terminate = async (applicationName: string): Promise<void> => {
         const rows = await adminQuery<{ ok: boolean }>(
           database.url,
@@ -60,17 +71,24 @@ const implementations: Implementation[] = [
       return {
         errors,
         url: database.url,
-        async member() {
+        async member(options) {
           const events = await openPostgresEvents({
             connection: database.url,
             onError: (error, context) => errors.push({ error, context }),
             backoff: { initialMs: 50 },
+            ...options,
           })
           members.push(events)
           return events
         },
         cutListening: (events) => terminate(`miosa-events ${(events as PostgresEvents).origin}`),
         cutPublishing: (events) => terminate(`miosa-events-publish ${(events as PostgresEvents).origin}`),
+        async freezeListening(events) {
+          // PostgreSQL runs on this machine (scripts/test), and the tests run as root.
+          const pid = await backendOf(`miosa-events ${(events as PostgresEvents).origin}`)
+          process.kill(pid, 'SIGSTOP')
+          return () => process.kill(pid, 'SIGCONT')
+        },
         async close() {
           await Promise.all(members.map((events) => events.close()))
           await database.drop()
@@ -218,6 +236,26 @@ for (const implementation of implementations) {
       await a.publish(changed('sbx_again'))
       await waitFor('the event after the second gap arrives', () => there.length === 2)
       console.log(`${implementation.name}: gap reported ${ms} ms after the listening session was cut`)
+    })
+
+    transportOnly('a listening session that stops answering (no error, no close) is replaced after its heartbeat', async () => {
+      const a = await fleet.member()
+      const b = await fleet.member({ heartbeatMs: 300 })
+      const there = collect(b)
+      let gaps = 0
+      b.onGap(() => {
+        gaps += 1
+      })
+      const thaw = (await fleet.freezeListening?.(b)) ?? (() => {})
+      try {
+        await waitFor('a gap is reported', () => gaps === 1, 3000)
+      } finally {
+        // The frozen server process then finds its client gone and ends.
+        thaw()
+      }
+      await a.publish(changed('sbx_after_freeze'))
+      await waitFor('the event after the gap arrives', () => there.length === 1)
+      expect(there).toEqual([changed('sbx_after_freeze')])
     })
 
     transportOnly('a publish after the publishing session was cut still arrives', async () => {
