@@ -7,6 +7,8 @@ import { openBlobStore } from '../blobs/open-blob-store.js'
 import type { Config } from '../config.js'
 import { FairCreationQueue } from '../core/admission.js'
 import { MiosaError } from '../core/errors.js'
+import { InflightRequests } from '../core/inflight.js'
+import { fleetDrainGate, inflightDrainGate } from '../core/instances/drain-gate.js'
 import { randomBase32 } from '../core/ids.js'
 import type { PlatformEvents } from '../core/platform-events.js'
 import { ensurePreviewSigningKey } from '../core/preview-signing.js'
@@ -50,6 +52,8 @@ export interface Foundation {
 }
 
 const PLATFORM_ID_SETTING = 'platform_id'
+/** How long a change takes to reach every edge of a fleet at worst: an edge's cache TTL (1 s) and a margin. */
+const FLEET_PROPAGATION_MS = 1500
 /** Largest directory upload (tar or tar.gz) into a sandbox. */
 const ARCHIVE_LIMIT_BYTES = 1024 * 1024 * 1024
 
@@ -57,7 +61,9 @@ export function createFoundation(config: Config, role: Role, deps: { logger?: Lo
   const logger = deps.logger ?? createLogger({ level: config.logLevel, pretty: config.logPretty })
   const store = openStore(config, (error) => logger.warn({ err: error }, 'database pool: idle client error'))
   const blobs = openBlobStore({ kind: 'fs', dir: join(config.dataDir, 'blobs') })
-  const { events, open: openEvents } = eventsFor(config.databaseUrl, logger.child({ component: 'events' }))
+  const { events, fleet, open: openEvents } = eventsFor(config.databaseUrl, logger.child({ component: 'events' }))
+  // Requests in flight per instance, counted by this process's edge; other edges of a fleet count their own.
+  const inflight = new InflightRequests()
   // Set once the store is open: every container this platform starts carries it, so
   // platforms sharing one Docker daemon never adopt or remove each other's.
   let platformId: string | undefined
@@ -106,6 +112,9 @@ export function createFoundation(config: Config, role: Role, deps: { logger?: Lo
     log: logger.child({ component: 'sandboxes' }),
     instanceDriver,
     checkHealth,
+    inflight,
+    // Other processes' edges may still send a draining instance requests until the event reaches them.
+    drainGate: fleet ? fleetDrainGate(inflight, FLEET_PROPAGATION_MS) : inflightDrainGate(inflight),
     quotaDefaults: config.quotaDefaults,
     quotasEnabled: config.quotasEnabled,
     sandboxDisk: { limitMb: config.sandboxDiskMb, intervalMs: config.sandboxDiskIntervalMs },

@@ -30,3 +30,19 @@ export function waitingDrainGate(propagationMs: number): DrainGate {
     idle: (_address, timeoutMs) => new Promise((resolve) => setTimeout(() => resolve(true), propagationMs + timeoutMs)),
   }
 }
+
+/**
+ * Edges in this process and in others (a fleet on PostgreSQL): first every edge must have
+ * stopped choosing the instance (the event reaches them within `propagationMs`, their
+ * caches expire within it at worst), then this process's own requests to it finish.
+ * Requests another edge sent before the event had the propagation time to finish: enough
+ * for ordinary requests, not for long streams, which another edge does not report yet.
+ */
+export function fleetDrainGate(inflight: InflightRequests, propagationMs: number): DrainGate {
+  return {
+    async idle(address, timeoutMs) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(propagationMs, timeoutMs)))
+      return inflight.idle(InflightRequests.key(address.host, address.port), Math.max(0, timeoutMs - propagationMs))
+    },
+  }
+}
