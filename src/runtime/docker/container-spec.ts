@@ -54,6 +54,8 @@ export interface ContainerSpec {
   user?: string | undefined
   /** tmpfs mounts: container path → mount options (e.g. 'size=512m'). */
   tmpfs?: Record<string, string> | undefined
+  /** Host path mounted read-write at /workspace (the sandbox's workspace volume). */
+  workspace?: string | undefined
 }
 
 export function containerOptions(spec: ContainerSpec): ContainerCreateOptions {
@@ -61,6 +63,7 @@ export function containerOptions(spec: ContainerSpec): ContainerCreateOptions {
   if (spec.caBundle !== undefined) for (const name of CA_ENV_VARS) env[name] = CA_BUNDLE_PATH
   const binds = Object.entries(spec.readOnlyMounts ?? {}).map(([host, inside]) => `${host}:${inside}:ro`)
   if (spec.caBundle !== undefined) binds.push(`${spec.caBundle}:${CA_BUNDLE_PATH}:ro`)
+  if (spec.workspace !== undefined) binds.push(`${spec.workspace}:/workspace`)
   const memory = spec.memoryMb * 1024 * 1024
   return {
     name: spec.name,
