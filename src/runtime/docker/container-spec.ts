@@ -14,6 +14,8 @@ export const LABEL = {
   workspace: 'miosa.workspace_id',
   sandbox: 'miosa.sandbox_id',
   template: 'miosa.template',
+  /** On a sandbox's container: the snapshot (its image tag) it was started from. */
+  snapshot: 'miosa.snapshot',
   deployment: 'miosa.deployment_id',
   environment: 'miosa.environment',
   version: 'miosa.version_id',

@@ -28,7 +28,7 @@ import { LABEL, containerOptions } from './container-spec.js'
 import { DockerImages } from './docker-images.js'
 import { DockerInstances } from './docker-instances.js'
 import { DockerEgress } from './docker-egress.js'
-import { DockerSnapshots } from './docker-snapshots.js'
+import { DockerSnapshots, SNAPSHOT_REPO } from './docker-snapshots.js'
 import { AGENT_FILE, TemplateImages, prepareAgentDir } from './template-images.js'
 import { WarmPool } from './warm-pool.js'
 import { WorkspaceNetworks } from './workspace-networks.js'
@@ -220,7 +220,7 @@ export class DockerDriver implements RuntimeDriver {
         platformId: this.options.platformId(),
         organizationId: spec.organizationId,
         workspaceId: spec.workspaceId,
-        labels: { [LABEL.sandbox]: spec.sandboxId, [LABEL.template]: spec.template },
+        labels: { [LABEL.sandbox]: spec.sandboxId, [LABEL.template]: spec.template, ...snapshotLabel(spec.fromSnapshot) },
         network,
         cmd: [`${AGENT_DIR}/node`, `${AGENT_DIR}/${AGENT_FILE}`],
         env: {
@@ -332,6 +332,11 @@ export class DockerDriver implements RuntimeDriver {
 
   async deleteSnapshot(snapshot: SnapshotRef): Promise<void> {
     await this.snapshots.delete(snapshot)
+  }
+
+  /** Names of the snapshots this platform took that still exist (tests remove them with deleteSnapshot). */
+  async snapshotIds(): Promise<string[]> {
+    return (await this.volumes.snapshotsOf(this.options.platformId())).map((tag) => `${SNAPSHOT_REPO}:${tag}`)
   }
 
   async exec(ref: RuntimeRef, cmd: ExecSpec, io?: ExecStreams): Promise<ExecResult> {
@@ -495,6 +500,12 @@ export class DockerDriver implements RuntimeDriver {
     this.sessions.delete(ref.id)
     pending?.then((s) => s.client.close()).catch(() => {})
   }
+}
+
+/** Which snapshot a container came from, so a snapshot in use is not deleted even when its image is shared. */
+function snapshotLabel(fromSnapshot: string | undefined): Record<string, string> {
+  const tag = fromSnapshot === undefined ? undefined : DockerSnapshots.tagOf(fromSnapshot)
+  return tag === undefined ? {} : { [LABEL.snapshot]: tag }
 }
 
 export function tmpSizeMb(memoryMb: number): number {

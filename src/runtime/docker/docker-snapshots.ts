@@ -10,9 +10,16 @@ import type { WorkspaceVolumes } from './workspace-volumes.js'
 // volume, which copies nothing. Its id stays the image's name, so a restore or fork finds
 // both from it, and snapshots taken before workspace volumes existed still restore.
 // Containers without a volume (old ones, or a machine without btrfs) are committed whole.
+// When nothing changed outside /workspace but what the platform itself mounts, there is
+// nothing to commit: the snapshot's name is a second tag of the container's own image
+// (a commit costs Docker 0.1–0.7 s even when empty), and containers started from a
+// snapshot carry its tag in a label, so one in use is still refused deletion.
 
 const DRIVER = 'docker'
 export const SNAPSHOT_REPO = 'miosa/snapshot'
+/** What every sandbox container has in its own layer without anyone writing there: mount points of the agent, tini and the CA bundle, and the agent's sockets. */
+const PAUSE_ATTEMPTS = 5
+const PLATFORM_PATHS = ['/opt/miosa', '/usr/sbin/docker-init', '/etc/miosa', '/run/miosa-agent']
 
 export class DockerSnapshots {
   constructor(private readonly o: { docker: Dockerode; volumes: WorkspaceVolumes; platformId: () => string }) {}
@@ -29,17 +36,17 @@ export class DockerSnapshots {
     // What was written so far goes to disk before the freeze, so the freeze itself stays short.
     await this.o.volumes.flush()
     const freeze = info.State.Running && !info.State.Paused
-    if (freeze) await container.pause()
+    if (freeze) await pause(container)
     let results: [PromiseSettledResult<{ Id: string }>, PromiseSettledResult<void>]
     try {
       // Both parts see the same frozen instant: nothing in the container runs until both are taken.
-      results = await Promise.allSettled([this.commit(container, snapshotId, false), this.o.volumes.snapshot(sandboxId, snapshotId)])
+      results = await Promise.allSettled([this.image(container, info, snapshotId), this.o.volumes.snapshot(sandboxId, snapshotId)])
     } finally {
       if (freeze) await container.unpause()
     }
     const [image, volume] = results
     if (image.status === 'rejected' || volume.status === 'rejected') {
-      if (image.status === 'fulfilled') await this.o.docker.getImage(image.value.Id).remove().catch(() => {})
+      if (image.status === 'fulfilled') await this.o.docker.getImage(`${SNAPSHOT_REPO}:${snapshotId}`).remove().catch(() => {})
       if (volume.status === 'fulfilled') await this.o.volumes.deleteSnapshot(snapshotId).catch(() => {})
       throw image.status === 'rejected' ? image.reason : (volume as PromiseRejectedResult).reason
     }
@@ -54,6 +61,11 @@ export class DockerSnapshots {
   }
 
   async delete(snapshot: SnapshotRef): Promise<void> {
+    const tag = DockerSnapshots.tagOf(snapshot.id)
+    if (tag !== undefined) {
+      const users = await this.o.docker.listContainers({ all: true, filters: { label: [`${LABEL.snapshot}=${tag}`] } })
+      if (users.length > 0) throw new MiosaError('conflict', 'the snapshot is still in use by a sandbox created from it')
+    }
     try {
       await this.o.docker.getImage(snapshot.id).remove()
     } catch (error) {
@@ -62,8 +74,15 @@ export class DockerSnapshots {
       if (status !== 404) throw error
     }
     // Sandboxes made from it have volumes of their own (btrfs shares the extents): the snapshot's can go.
-    const tag = DockerSnapshots.tagOf(snapshot.id)
     if (tag !== undefined && (await this.o.volumes.enabled())) await this.o.volumes.deleteSnapshot(tag)
+  }
+
+  /** The image part of a snapshot: a commit of the container's own layer, or a tag of its image when that layer holds nothing of the sandbox's. */
+  private async image(container: Dockerode.Container, info: Dockerode.ContainerInspectInfo, snapshotId: string): Promise<{ Id: string }> {
+    const changes = ((await container.changes()) ?? []) as Array<{ Path: string; Kind: number }>
+    if (!changes.every((c) => platformPath(c.Path, c.Kind))) return this.commit(container, snapshotId, false)
+    await this.o.docker.getImage(info.Image).tag({ repo: SNAPSHOT_REPO, tag: snapshotId })
+    return { Id: info.Image }
   }
 
   private async commit(container: Dockerode.Container, snapshotId: string, pause: boolean): Promise<{ Id: string }> {
@@ -80,4 +99,22 @@ export class DockerSnapshots {
     const image = await this.o.docker.getImage(imageId).inspect()
     return { driver: DRIVER, id: `${SNAPSHOT_REPO}:${snapshotId}`, sizeBytes: image.Size }
   }
+}
+
+/** Freezes the container's processes. The freezer gives up when a process keeps forking through its attempt (runc: "unable to freeze"): try again, a few times. */
+async function pause(container: Dockerode.Container): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await container.pause()
+      return
+    } catch (error) {
+      if (attempt >= PAUSE_ATTEMPTS || !/unable to freeze/i.test((error as Error).message)) throw error
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt))
+    }
+  }
+}
+
+/** A change Docker reports that the platform made (a mount point, the agent's sockets), or a directory above one (Kind 0: modified). */
+function platformPath(path: string, kind: number): boolean {
+  return PLATFORM_PATHS.some((p) => path === p || path.startsWith(`${p}/`) || (kind === 0 && p.startsWith(`${path}/`)))
 }

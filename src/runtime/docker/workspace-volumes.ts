@@ -24,6 +24,8 @@ const NAME = /^[A-Za-z0-9_.-]+$/
 interface Meta {
   /** Bytes of the template's own /workspace files in this subvolume, not counted as the sandbox's disk use. */
   baseBytes: number
+  /** On a snapshot: the platform that took it (tests remove their own). */
+  platformId?: string | undefined
 }
 
 export interface VolumeOrigin {
@@ -87,7 +89,7 @@ export class WorkspaceVolumes {
     if (snapshot !== undefined && (await exists(snapshot))) from = snapshot
     else from = await this.base(origin.image, origin.owner)
     await this.pool.snapshot(from, live, false)
-    await writeMeta(live, await readMeta(from))
+    await writeMeta(live, { baseBytes: (await readMeta(from)).baseBytes })
     return live
   }
 
@@ -98,7 +100,7 @@ export class WorkspaceVolumes {
   async snapshot(sandboxId: string, tag: string): Promise<void> {
     const live = this.sandboxPath(sandboxId)
     const target = this.snapshotPath(tag)
-    await writeMeta(target, await readMeta(live))
+    await writeMeta(target, { baseBytes: (await readMeta(live)).baseBytes, platformId: this.o.platformId() })
     await this.pool.snapshot(live, target, true)
   }
 
@@ -146,6 +148,17 @@ export class WorkspaceVolumes {
     await sweepDir('snapshots', tags)
     await sweepDir('bases', ids)
     return removed
+  }
+
+  /** Tags of the snapshots a platform took (for tests, which remove everything their platform made). */
+  async snapshotsOf(platformId: string): Promise<string[]> {
+    if (!(await this.enabled())) return []
+    const dir = join(this.pool.mountPoint, 'snapshots')
+    const tags: string[] = []
+    for (const name of await readdir(dir)) {
+      if (name.endsWith('.json') && (await readMeta(join(dir, name.slice(0, -5)))).platformId === platformId) tags.push(name.slice(0, -5))
+    }
+    return tags
   }
 
   private snapshotPath(tag: string): string {
