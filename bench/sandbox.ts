@@ -9,8 +9,11 @@
 //   exec round trip      `true` in a running sandbox
 //   stop → resume        and the first exec after it
 //   snapshot, fork       of a Next.js sandbox with its node_modules installed
+//   workspace snapshots  snapshot and fork → first exec with 0, 338 MB and 1 GB written in
+//                        /workspace, against the `docker commit` path in the same run (the
+//                        driver directly); resume of a stopped sandbox; idle memory
 //
-//   npx tsx bench/sandbox.ts [--runs 30] [--only tti]   (tti: the time-to-interactive rows alone)
+//   npx tsx bench/sandbox.ts [--runs 30] [--only tti|snapshots]   (only: those rows alone)
 //
 // Templates must be built (`miosa templates build`, or any test run); the bench builds
 // what is missing first and does not time that.
@@ -20,12 +23,14 @@ import Docker from 'dockerode'
 import pino from 'pino'
 import { loadConfig } from '../src/config.js'
 import { TemplateImages } from '../src/runtime/docker/template-images.js'
+import { workspaceSnapshots } from './lib/workspace-snapshots.js'
 import { startTestPlatform } from '../test/helpers/platform.js'
 import type { TestPlatform } from '../test/helpers/platform.js'
 
 const RUNS = Number(process.argv[process.argv.indexOf('--runs') + 1] || 30) || 30
 const AT_ONCE = 10
-const ONLY_TTI = process.argv.includes('--only') && process.argv[process.argv.indexOf('--only') + 1] === 'tti'
+const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
+const ONLY_TTI = ONLY === 'tti'
 const EXEC_RUNS = 300
 const LIFECYCLE_RUNS = 10
 const SNAPSHOT_RUNS = 5
@@ -213,6 +218,7 @@ async function main(): Promise<void> {
   const nodeImage = await images.ensure('node')
   await images.ensure('nextjs')
   console.log(`miosa sandbox bench: ${RUNS} sequential runs, ${AT_ONCE} at once; Docker ${(await docker.version()).Version}\n`)
+  if (ONLY === 'snapshots') return workspaceSnapshots(report, stats)
 
   // Peers first: plain Docker create + start + exec `node -v` (on the default bridge, then
   // on a network of its own), and exec `true`.
@@ -292,6 +298,7 @@ async function main(): Promise<void> {
     }
   }
 
+  if (!ONLY_TTI) await workspaceSnapshots(report, stats)
   console.log('\nBudgets (DESIGN.md): TTI ≤ 150 ms, exec ≤ 20 ms (medians).')
 }
 

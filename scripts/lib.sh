@@ -87,7 +87,7 @@ ensure_postgres() {
 
 # Docker Engine (Debian's docker.io) running, and debootstrap for the offline base image.
 ensure_docker() {
-  apt_install docker.io debootstrap iptables
+  apt_install docker.io debootstrap iptables btrfs-progs
   docker info >/dev/null 2>&1 && return 0
   say "starting the Docker daemon"
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then

@@ -12,6 +12,10 @@ export async function removePlatformResources(platformId: string, driver?: Runti
   await Promise.all(services.map((s) => docker.getService(s.ID).remove().catch(() => {})))
   const containers = await docker.listContainers({ all: true, filters: { label: [label] } })
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {})))
+  // Snapshots with nothing of their own outside /workspace are a tag of a template image: removed by name.
+  if (driver !== undefined && 'snapshotIds' in driver && typeof driver.snapshotIds === 'function') {
+    for (const id of (await driver.snapshotIds()) as string[]) await driver.deleteSnapshot({ driver: 'docker', id, sizeBytes: null }).catch(() => {})
+  }
   const images = await docker.listImages({ filters: { label: [label] } })
   for (const image of images) await docker.getImage(image.Id).remove({ force: true }).catch(() => {})
   // Egress rules of containers that no longer run (these, and any left by a crash) go too.

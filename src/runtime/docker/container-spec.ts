@@ -14,6 +14,8 @@ export const LABEL = {
   workspace: 'miosa.workspace_id',
   sandbox: 'miosa.sandbox_id',
   template: 'miosa.template',
+  /** On a sandbox's container: the snapshot (its image tag) it was started from. */
+  snapshot: 'miosa.snapshot',
   deployment: 'miosa.deployment_id',
   environment: 'miosa.environment',
   version: 'miosa.version_id',
@@ -54,6 +56,8 @@ export interface ContainerSpec {
   user?: string | undefined
   /** tmpfs mounts: container path → mount options (e.g. 'size=512m'). */
   tmpfs?: Record<string, string> | undefined
+  /** Host path mounted read-write at /workspace (the sandbox's workspace volume). */
+  workspace?: string | undefined
 }
 
 export function containerOptions(spec: ContainerSpec): ContainerCreateOptions {
@@ -61,6 +65,7 @@ export function containerOptions(spec: ContainerSpec): ContainerCreateOptions {
   if (spec.caBundle !== undefined) for (const name of CA_ENV_VARS) env[name] = CA_BUNDLE_PATH
   const binds = Object.entries(spec.readOnlyMounts ?? {}).map(([host, inside]) => `${host}:${inside}:ro`)
   if (spec.caBundle !== undefined) binds.push(`${spec.caBundle}:${CA_BUNDLE_PATH}:ro`)
+  if (spec.workspace !== undefined) binds.push(`${spec.workspace}:/workspace`)
   const memory = spec.memoryMb * 1024 * 1024
   return {
     name: spec.name,

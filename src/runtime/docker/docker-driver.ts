@@ -28,12 +28,13 @@ import { LABEL, containerOptions } from './container-spec.js'
 import { DockerImages } from './docker-images.js'
 import { DockerInstances } from './docker-instances.js'
 import { DockerEgress } from './docker-egress.js'
+import { DockerSnapshots, SNAPSHOT_REPO } from './docker-snapshots.js'
 import { AGENT_FILE, TemplateImages, prepareAgentDir } from './template-images.js'
 import { WarmPool } from './warm-pool.js'
 import { WorkspaceNetworks } from './workspace-networks.js'
+import { WorkspaceVolumes } from './workspace-volumes.js'
 
 const DRIVER = 'docker'
-const SNAPSHOT_REPO = 'miosa/snapshot'
 const AGENT_READY_MS = 15_000
 /** Seconds a stop waits for processes to exit on SIGTERM before SIGKILL. */
 const STOP_GRACE_S = 1
@@ -53,6 +54,12 @@ export interface DockerDriverOptions {
   platformId: () => string
   /** Where template build inputs (downloaded Node.js, npm) are cached. */
   cacheDir: string
+  /**
+   * Where the btrfs pool of sandbox workspaces and their snapshots lives (state, not cache:
+   * snapshots are in it); default <cacheDir>/workspaces. false: /workspace stays in each
+   * container and snapshots commit it whole (the path before volumes; the bench compares).
+   */
+  workspacesDir?: string | false | undefined
   /** Host path of the trusted CA bundle injected into every container. */
   caBundle: string | undefined
   /** Template name → registry image used instead of a local build. */
@@ -86,6 +93,9 @@ export class DockerDriver implements RuntimeDriver {
   readonly instances: DockerInstances
   private readonly pool: WarmPool
   private readonly egress: DockerEgress
+  private readonly volumes: WorkspaceVolumes
+  private readonly snapshots: DockerSnapshots
+  private readonly volumesOn: boolean
   private readonly sessions = new Map<string, Promise<Session>>()
   /** Sandboxes being started without the pool right now. */
   private coldStarts = 0
@@ -103,6 +113,14 @@ export class DockerDriver implements RuntimeDriver {
       logger: options.logger,
     })
     this.egress = new DockerEgress(options.docker, options.logger)
+    this.volumesOn = options.workspacesDir !== false
+    this.volumes = new WorkspaceVolumes({
+      dir: options.workspacesDir === false || options.workspacesDir === undefined ? join(options.cacheDir, 'workspaces') : options.workspacesDir,
+      docker: options.docker,
+      platformId: options.platformId,
+      logger: options.logger,
+    })
+    this.snapshots = new DockerSnapshots({ docker: options.docker, volumes: this.volumes, platformId: options.platformId })
     this.networks = new WorkspaceNetworks(options.docker, options.platformId, options.subnets, options.logger)
     this.images = new DockerImages({
       docker: options.docker,
@@ -194,6 +212,7 @@ export class DockerDriver implements RuntimeDriver {
     const definition = this.templates.definition(spec.template)
     const owner = USER_IDS[definition.user]
     const token = randomBytes(24).toString('base64url')
+    const workspace = await this.workspaceVolume(spec, image, owner)
     const options = containerOptions({
         name: `miosa-${spec.sandboxId}`,
         image,
@@ -201,7 +220,7 @@ export class DockerDriver implements RuntimeDriver {
         platformId: this.options.platformId(),
         organizationId: spec.organizationId,
         workspaceId: spec.workspaceId,
-        labels: { [LABEL.sandbox]: spec.sandboxId, [LABEL.template]: spec.template },
+        labels: { [LABEL.sandbox]: spec.sandboxId, [LABEL.template]: spec.template, ...snapshotLabel(spec.fromSnapshot) },
         network,
         cmd: [`${AGENT_DIR}/node`, `${AGENT_DIR}/${AGENT_FILE}`],
         env: {
@@ -217,12 +236,16 @@ export class DockerDriver implements RuntimeDriver {
         pidsLimit: spec.pidsLimit,
         workingDir: '/workspace',
         tmpfs: { '/tmp': `rw,nosuid,nodev,mode=1777,size=${tmpSizeMb(spec.memoryMb)}m` },
+        workspace,
       })
     const container = await this.docker.createContainer(options).catch(async (error: unknown) => {
       // A template image removed since we last saw it: build (or pull) it again, once.
       if (!missing(error, /no such image/i) || spec.fromSnapshot !== undefined) throw error
       this.templates.forget(image)
       return this.docker.createContainer({ ...options, Image: await this.templates.ensure(spec.template, o.onProgress, o.signal) })
+    }).catch(async (error: unknown) => {
+      if (workspace !== undefined) await this.volumes.remove(spec.sandboxId).catch(() => {})
+      throw error
     })
     const ref = { driver: DRIVER, id: container.id }
     try {
@@ -234,6 +257,13 @@ export class DockerDriver implements RuntimeDriver {
       throw error
     }
     return ref
+  }
+
+  /** The sandbox's own /workspace volume (from its snapshot, or its image's /workspace); undefined where there are none. */
+  private async workspaceVolume(spec: SandboxSpec, image: string, owner: { uid: number; gid: number } | undefined): Promise<string | undefined> {
+    if ((spec.kind ?? 'sandbox') !== 'sandbox' || !this.volumesOn || !(await this.volumes.enabled())) return undefined
+    const tag = spec.fromSnapshot === undefined ? undefined : DockerSnapshots.tagOf(spec.fromSnapshot)
+    return this.volumes.create(spec.sandboxId, { image, snapshotTag: tag, owner })
   }
 
   /** A warm container was started with the pool's limits; the sandbox may ask for others. */
@@ -252,6 +282,8 @@ export class DockerDriver implements RuntimeDriver {
 
   async resume(ref: RuntimeRef, o: { egress?: EgressPolicy | null | undefined } = {}): Promise<void> {
     this.forget(ref)
+    // After a host reboot the pool is no longer mounted: Docker would bind an empty directory.
+    if (this.volumesOn && (await this.volumes.enabled())) await this.volumes.remount()
     await ignoreMissing(this.container(ref).start(), [304], false)
     // Before the agent answers: nothing runs commands in it until its rules are in, and it does not stay up without them.
     await this.egress.enforce(this.container(ref).id, o.egress).catch(async (error: unknown) => {
@@ -263,8 +295,11 @@ export class DockerDriver implements RuntimeDriver {
 
   async destroy(ref: RuntimeRef): Promise<void> {
     this.forget(ref)
+    const info = await this.container(ref).inspect().catch(() => undefined)
     await ignoreMissing(this.container(ref).remove({ force: true, v: true }), [404])
     await this.egress.release(this.container(ref).id)
+    // Its snapshots and forks share extents with it, but hold their own references: its volume can go.
+    if (info !== undefined && this.volumes.holds(info)) await this.volumes.remove(info.Config.Labels[LABEL.sandbox] as string)
   }
 
   async syncEgress(restricted: ReadonlyArray<{ ref: RuntimeRef; egress: EgressPolicy }>): Promise<void> {
@@ -277,7 +312,9 @@ export class DockerDriver implements RuntimeDriver {
       // `size` is a query parameter dockerode passes through but does not type.
       const options = { size: true } as Dockerode.ContainerInspectOptions
       const info: Dockerode.ContainerInspectInfo & { SizeRw?: number } = await this.container(ref).inspect(options)
-      return info.SizeRw
+      // /workspace is in a volume of its own: what is written there counts too.
+      const workspace = this.volumes.holds(info) ? await this.volumes.usage(info.Config.Labels[LABEL.sandbox] as string) : 0
+      return info.SizeRw === undefined ? undefined : info.SizeRw + workspace
     } catch (error) {
       if ((error as { statusCode?: number }).statusCode === 404) return undefined
       throw error
@@ -285,27 +322,21 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   async snapshot(ref: RuntimeRef, snapshotId: string): Promise<SnapshotRef> {
-    // pause: true freezes the processes while the filesystem is copied, so the snapshot is consistent.
-    const result = (await this.container(ref).commit({
-      repo: SNAPSHOT_REPO,
-      tag: snapshotId,
-      pause: true,
-      // Which platform made it, so an operator (or a test) can find every image of one platform.
-      changes: `LABEL ${LABEL.platform}=${this.options.platformId()}`,
-    })) as { Id: string }
-    const image = await this.docker.getImage(result.Id).inspect()
-    return { driver: DRIVER, id: `${SNAPSHOT_REPO}:${snapshotId}`, sizeBytes: image.Size }
+    return this.snapshots.take(this.container(ref), snapshotId)
+  }
+
+  /** A snapshot by `docker commit` of everything, /workspace included: the path before workspace volumes, for the bench to compare. */
+  snapshotByCommit(ref: RuntimeRef, snapshotId: string): Promise<SnapshotRef> {
+    return this.snapshots.byCommit(this.container(ref), snapshotId)
   }
 
   async deleteSnapshot(snapshot: SnapshotRef): Promise<void> {
-    try {
-      await this.docker.getImage(snapshot.id).remove()
-    } catch (error) {
-      const status = (error as { statusCode?: number }).statusCode
-      if (status === 404) return
-      if (status === 409) throw new MiosaError('conflict', 'the snapshot is still in use by a sandbox created from it', { cause: error })
-      throw error
-    }
+    await this.snapshots.delete(snapshot)
+  }
+
+  /** Names of the snapshots this platform took that still exist (tests remove them with deleteSnapshot). */
+  async snapshotIds(): Promise<string[]> {
+    return (await this.volumes.snapshotsOf(this.options.platformId())).map((tag) => `${SNAPSHOT_REPO}:${tag}`)
   }
 
   async exec(ref: RuntimeRef, cmd: ExecSpec, io?: ExecStreams): Promise<ExecResult> {
@@ -419,6 +450,8 @@ export class DockerDriver implements RuntimeDriver {
   async releaseUnused(liveWorkspaces: ReadonlySet<string>): Promise<void> {
     const removed = await this.networks.prune(liveWorkspaces)
     if (removed > 0) this.options.logger.info({ removed }, 'removed networks of workspaces with no sandboxes')
+    const volumes = this.volumesOn ? await this.volumes.sweep() : 0
+    if (volumes > 0) this.options.logger.info({ removed: volumes }, 'removed workspace volumes nothing uses')
   }
 
   async close(): Promise<void> {
@@ -467,6 +500,12 @@ export class DockerDriver implements RuntimeDriver {
     this.sessions.delete(ref.id)
     pending?.then((s) => s.client.close()).catch(() => {})
   }
+}
+
+/** Which snapshot a container came from, so a snapshot in use is not deleted even when its image is shared. */
+function snapshotLabel(fromSnapshot: string | undefined): Record<string, string> {
+  const tag = fromSnapshot === undefined ? undefined : DockerSnapshots.tagOf(fromSnapshot)
+  return tag === undefined ? {} : { [LABEL.snapshot]: tag }
 }
 
 export function tmpSizeMb(memoryMb: number): number {
