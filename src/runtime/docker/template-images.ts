@@ -7,6 +7,7 @@ import * as tar from 'tar'
 import { MiosaError } from '../../core/errors.js'
 import { withLock } from '../file-lock.js'
 import { exited, run } from '../processes.js'
+import { BASE_IMAGE } from '../image-store.js'
 import type { RuntimeTemplate, TemplateBuildStatus, TemplateProgress } from '../runtime-driver.js'
 import { LABEL } from './container-spec.js'
 import { linkOrCopy, nodeDistribution, npmDistribution } from './node-distribution.js'
@@ -23,8 +24,7 @@ import type { Input, Recipe, TemplateDefinition } from './template-recipes.js'
 export { AGENT_FILE, prepareAgentDir } from './node-distribution.js'
 export type { TemplateDefinition } from './template-recipes.js'
 
-/** The debootstrap image every template descends from. */
-export const BASE_IMAGE = 'miosa/base:bookworm'
+export { BASE_IMAGE }
 /** Lines of build output quoted in a build error. */
 const ERROR_TAIL_LINES = 20
 /** Build files in cacheDir/tmp older than this belong to a build that crashed. */
