@@ -52,7 +52,7 @@ const MAY_IMPORT = {
   'serve.ts': [...ROOT, 'platform.ts', 'roles/', 'prebuild-templates.ts'],
   'prebuild-templates.ts': ['core/'],
 }
-const unlisted = readdirSync('src').filter((entry) => !(entry in MAY_IMPORT) && !(`${entry}/` in MAY_IMPORT))
+const unlisted = readdirSync(new URL('./src', import.meta.url)).filter((entry) => !(entry in MAY_IMPORT) && !(`${entry}/` in MAY_IMPORT))
 if (unlisted.length > 0) throw new Error(`eslint.config.js: say what src/${unlisted.join(', src/')} may import (MAY_IMPORT)`)
 const LAYER_ZONES = Object.entries(MAY_IMPORT).map(([part, allowed]) => ({
   target: `src/${part}`,
@@ -107,7 +107,7 @@ export default tseslint.config(
     plugins: { local },
     rules: {
       'local/no-silent-catch': 'error',
-      'import-x/no-restricted-paths': ['error', { zones: LAYER_ZONES }],
+      'import-x/no-restricted-paths': ['error', { zones: LAYER_ZONES, basePath: import.meta.dirname }],
       // A cycle makes load order decide what is undefined; `import type` is not a cycle. Tests
       // are leaves (nothing imports them), so src/ alone is checked: it costs ~10 s of CPU.
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
