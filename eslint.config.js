@@ -48,7 +48,7 @@ const MAY_IMPORT = {
   'version.ts': [],
   // Composition roots: one per role, and the process around them. Everything but the CLI and SDK.
   'roles/': ROOT,
-  'platform.ts': ROOT,
+  'platform.ts': [...ROOT, 'roles/'],
   'serve.ts': [...ROOT, 'platform.ts', 'roles/', 'prebuild-templates.ts'],
   'prebuild-templates.ts': ['core/'],
 }
