@@ -17,7 +17,7 @@ const MAX_LINE = 8 * 1024
 export function plainTar(gzipped: Readable): Readable {
   const gunzip = createGunzip()
   // pipeline destroys the gunzip stream with the error, so the upload fails with it.
-  pipeline(gzipped, gunzip).catch(() => {})
+  pipeline(gzipped, gunzip).catch(() => { /* see above */ })
   return gunzip
 }
 
@@ -51,7 +51,7 @@ export function lineSplitter(onLine: (line: string) => void): { push(chunk: Buff
 
 /** Rejects as soon as `signal` aborts (with its reason); the work itself is left to settle on its own. */
 export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  promise.catch(() => {}) // a rejection after the abort has nobody waiting for it
+  promise.catch(() => { /* a rejection after the abort has nobody waiting for it */ })
   if (signal.aborted) return Promise.reject(signal.reason as Error)
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason as Error)

@@ -1,4 +1,4 @@
-import { BASE_IMAGE } from '../runtime/docker/template-images.js'
+import { BASE_IMAGE } from '../runtime/image-store.js'
 import type { BuildPlan } from './builder.js'
 import { APP_DIR, CA_FILE, IMAGE_PORT } from './dockerfiles.js'
 

@@ -141,6 +141,6 @@ export class ApiKeyService {
     if (now - (this.lastTouched.get(record.id) ?? 0) < LAST_USED_RESOLUTION_MS) return
     this.lastTouched.set(record.id, now)
     // Best effort: a failed bookkeeping write must not fail the request it rode on.
-    this.store.apiKeys.update({ organization_id: record.organization_id }, record.id, { last_used_at: nowIso() }).catch(() => {})
+    this.store.apiKeys.update({ organization_id: record.organization_id }, record.id, { last_used_at: nowIso() }).catch(() => { /* see above */ })
   }
 }

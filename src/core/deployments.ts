@@ -143,7 +143,7 @@ export class DeploymentService {
       ? await this.deps.quotas.admit(current, this.deps.quotas.instancesDemand(more * (await this.dynamicEnvironments(current))), write)
       : await write()
     if (updated === undefined) throw notFound('deployment', id)
-    if (input.instances !== undefined || input.health_check !== undefined) void this.deps.instances?.reconcile().catch(() => {})
+    if (input.instances !== undefined || input.health_check !== undefined) void this.deps.instances?.reconcile().catch(() => { /* the reconciler's own loop runs again within a second and logs what fails */ })
     return this.toWire(updated)
   }
 

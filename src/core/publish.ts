@@ -383,7 +383,7 @@ export class PublishService {
       // Taken before the failure line: the output that explains it, not the summary.
       const error_details = errorDetailsOf(version.id, error, build.text, build.mask)
       build.append(`miosa: build failed: ${reason}`)
-      await build.flush().catch(() => {})
+      await build.flush().catch((err: unknown) => this.log.warn({ version_id: version.id, err }, 'could not save the end of a failed build\'s log'))
       await update({ status: 'failed', error: build.mask(reason), error_details, finished_at: nowIso() })
       this.log.warn({ deployment_id: deployment.id, version_id: version.id, err: error }, 'publish failed')
     }

@@ -327,7 +327,7 @@ export class SandboxService {
     const record = await this.record(scope, id)
     if (record.state === 'creating') {
       // Let provisioning finish first, so its container is known and removed with the rest.
-      await this.provisioning.get(id)?.catch(() => {})
+      await this.provisioning.get(id)?.catch(() => { /* its failure is logged and recorded on the sandbox by provisioning itself */ })
     }
     return this.locks.run(id, async () => {
       const current = await this.record(scope, id)
@@ -462,7 +462,7 @@ export class SandboxService {
       destroyed_at: null,
     })).catch(async (error: unknown) => {
       // Refused (a quota) or not recorded: the fork's image has nobody to use it.
-      await this.deps.runtime.deleteSnapshot({ ...image, sizeBytes: null }).catch(() => {})
+      await this.deps.runtime.deleteSnapshot({ ...image, sizeBytes: null }).catch((err: unknown) => this.log.warn({ snapshot: image.id, err }, 'could not remove the image of a fork that was not made'))
       throw error
     })
     return { record, image: image.id }
@@ -616,7 +616,7 @@ export class SandboxService {
         })
       } catch (error) {
         this.log.warn({ sandbox_id: record.id, err: error }, 'sandbox creation failed')
-        if (ref !== undefined) await this.deps.runtime.destroy(ref).catch(() => {})
+        if (ref !== undefined) await this.deps.runtime.destroy(ref).catch((err: unknown) => this.log.warn({ sandbox_id: record.id, err }, 'could not remove the container of a failed sandbox'))
         const current = await this.deps.store.sandboxes.get(scopeOf(record), record.id)
         if (current !== undefined && current.state === 'creating') await this.update(current, { state: 'error', error: reasonOf(error) })
       }
@@ -630,7 +630,7 @@ export class SandboxService {
     if (record.runtime_ref !== null) await this.deps.runtime.destroy(record.runtime_ref)
     if (record.base_ref !== null) {
       // A fork's private image: other forks may have been made from it, so failing to remove it is fine.
-      await this.deps.runtime.deleteSnapshot({ ...record.base_ref, sizeBytes: null }).catch(() => {})
+      await this.deps.runtime.deleteSnapshot({ ...record.base_ref, sizeBytes: null }).catch(() => { /* see above */ })
     }
     this.activity.forget(record.id)
     this.resumedAt.delete(record.id)
@@ -654,7 +654,7 @@ export class SandboxService {
     const pending = this.provisioning.get(id)
     if (pending !== undefined) {
       await this.record(scope, id) // scope check first: never wait on another organization's sandbox
-      await pending.catch(() => {})
+      await pending.catch(() => { /* its failure is logged and recorded on the sandbox by provisioning itself */ })
     }
   }
 

@@ -80,7 +80,7 @@ async function extractRelease(blobs: BlobStore, dir: string, sha256: string): Pr
     }
     return final
   } catch (error) {
-    await removeTree(tmp).catch(() => {})
+    await removeTree(tmp).catch(() => { /* a leftover temporary tree is harmless; the error that follows says why */ })
     throw error
   }
 }
@@ -190,10 +190,10 @@ async function forEachLimited<T>(items: T[], limit: number, run: (item: T) => Pr
 /** Removes a tree that may be read-only (a loser of the rename race, a failed extraction). */
 async function removeTree(root: string): Promise<void> {
   if (!(await exists(root))) return
-  await chmod(root, 0o755).catch(() => {})
+  await chmod(root, 0o755).catch(() => { /* best effort: rm below reports what it cannot remove */ })
   await walk(root, async (path, isDir) => {
-    if (isDir) await chmod(path, 0o755).catch(() => {})
-  }).catch(() => {})
+    if (isDir) await chmod(path, 0o755).catch(() => { /* best effort: rm below reports what it cannot remove */ })
+  }).catch(() => { /* best effort: rm below reports what it cannot remove */ })
   await rm(root, { recursive: true, force: true })
 }
 

@@ -37,7 +37,7 @@ export async function withLock<T>(dir: string, name: string, signal: AbortSignal
   }
   const heartbeat = setInterval(() => {
     const now = new Date()
-    utimes(lock, now, now).catch(() => {})
+    utimes(lock, now, now).catch(() => { /* a missed beat is retried in LOCK_HEARTBEAT_MS; the lock is stale only after several */ })
   }, LOCK_HEARTBEAT_MS)
   heartbeat.unref()
   try {

@@ -4,6 +4,9 @@ import type { Readable } from 'node:stream'
 // (src/runtime/docker/docker-images.ts on Docker) for making, exporting and loading them;
 // the publish pipeline and runtime instances never talk to a daemon themselves.
 
+/** The debootstrap image every template descends from, and the base of the Dockerfiles the builder compiles. */
+export const BASE_IMAGE = 'miosa/base:bookworm'
+
 export interface ImageBuildSpec {
   /** The build context: a tar (gzip allowed) whose root is the source, Dockerfile included. */
   context: Readable

@@ -51,7 +51,7 @@ export class FsBlobStore implements BlobStore {
       await fsync(dirname(final))
       return { sha256, size }
     } catch (error) {
-      await file.close().catch(() => {})
+      await file.close().catch(() => { /* the write error that follows is what the caller needs */ })
       await rm(tmp, { force: true })
       throw error
     }

@@ -85,7 +85,7 @@ function serveAgent(): void {
     log({ level: 'info', msg: 'miosa agent listening', port: typeof address === 'object' && address !== null ? address.port : config.port, version: VERSION })
   })
   // Starts libuv's thread pool now, while pids are free: a fork bomb later cannot stop the agent's own file I/O.
-  void stat('/').catch(() => {})
+  void stat('/').catch(() => { /* only warms the thread pool: the answer does not matter */ })
   process.on('SIGTERM', () => {
     server.close()
     process.exit(0)

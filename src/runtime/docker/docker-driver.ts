@@ -170,7 +170,7 @@ export class DockerDriver implements RuntimeDriver {
         // Pooled containers start open: a restricted sandbox gets its rules before it is handed out.
         await this.egress.enforce(warm.id, spec.egress)
       } catch (error) {
-        await this.destroy(warm).catch(() => {})
+        await this.destroy(warm).catch((err: unknown) => this.options.logger.warn({ err, container: warm.id }, 'could not remove a pooled container that failed to fit its sandbox'))
         throw error
       }
       return warm
@@ -253,7 +253,7 @@ export class DockerDriver implements RuntimeDriver {
       await this.egress.enforce(ref.id, spec.egress)
       await this.session(ref, true)
     } catch (error) {
-      await this.destroy(ref).catch(() => {})
+      await this.destroy(ref).catch((err: unknown) => this.options.logger.warn({ err, container: ref.id }, 'could not remove a sandbox container that failed to start'))
       throw error
     }
     return ref
@@ -287,7 +287,7 @@ export class DockerDriver implements RuntimeDriver {
     await ignoreMissing(this.container(ref).start(), [304], false)
     // Before the agent answers: nothing runs commands in it until its rules are in, and it does not stay up without them.
     await this.egress.enforce(this.container(ref).id, o.egress).catch(async (error: unknown) => {
-      await this.container(ref).stop({ t: 0 }).catch(() => {})
+      await this.container(ref).stop({ t: 0 }).catch(() => { /* the egress error that follows is what the caller needs */ })
       throw error
     })
     await this.session(ref, true)
@@ -422,7 +422,7 @@ export class DockerDriver implements RuntimeDriver {
     const resize = async (cols: number, rows: number) => {
       await exec.resize({ w: cols, h: rows })
     }
-    await resize(o.cols, o.rows).catch(() => {})
+    await resize(o.cols, o.rows).catch(() => { /* a terminal of the default size still works; the client resizes again */ })
     return { stream, resize, close: () => stream.destroy() }
   }
 
@@ -456,7 +456,7 @@ export class DockerDriver implements RuntimeDriver {
 
   async close(): Promise<void> {
     await this.pool.close()
-    for (const pending of this.sessions.values()) pending.then((s) => s.client.close()).catch(() => {})
+    for (const pending of this.sessions.values()) pending.then((s) => s.client.close()).catch(() => { /* the platform is closing: a session that failed to open has nothing to close */ })
     this.sessions.clear()
   }
 
@@ -498,7 +498,7 @@ export class DockerDriver implements RuntimeDriver {
   private forget(ref: RuntimeRef): void {
     const pending = this.sessions.get(ref.id)
     this.sessions.delete(ref.id)
-    pending?.then((s) => s.client.close()).catch(() => {})
+    pending?.then((s) => s.client.close()).catch(() => { /* a session that failed to open has nothing to close */ })
   }
 }
 

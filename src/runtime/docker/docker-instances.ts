@@ -100,7 +100,7 @@ export class DockerInstances implements InstanceDriver {
       const ref = { driver: DRIVER, id: c.Id }
       const deadline = c.Labels[LABEL.oneOffDeadline]
       if (deadline !== undefined) {
-        if (Number(deadline) + ORPHAN_GRACE_MS < Date.now()) await this.remove(ref).catch(() => {})
+        if (Number(deadline) + ORPHAN_GRACE_MS < Date.now()) await this.remove(ref).catch((err: unknown) => this.options.logger.warn({ err, container: c.Id }, 'could not remove an expired one-off container'))
         continue
       }
       const instanceId = c.Labels[LABEL.instance]
@@ -145,7 +145,7 @@ export class DockerInstances implements InstanceDriver {
       const run: { ended: 'exited' | 'timed out' | 'aborted' } = { ended: 'exited' }
       const kill = (why: 'timed out' | 'aborted') => {
         if (run.ended === 'exited') run.ended = why
-        container.kill().catch(() => {}) // not started yet, or already gone: checked again after start
+        container.kill().catch(() => { /* not started yet, or already gone: checked again after start */ })
       }
       const timer = setTimeout(() => kill('timed out'), spec.timeoutMs)
       const onAbort = () => kill('aborted')

@@ -113,7 +113,7 @@ export class EgressRules {
   /** One change at a time in this process: a listing stays true until the change made from it is in. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn)
-    this.queue = run.catch(() => {})
+    this.queue = run.catch(() => { /* the caller gets the error through run; the queue only keeps the order */ })
     return run
   }
 }

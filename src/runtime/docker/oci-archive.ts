@@ -151,7 +151,7 @@ async function spool(input: Readable, dir: string, signal: AbortSignal | undefin
         const write = spoolLayer(entry, dir).then((blob) => void layers.set(path, blob))
         // Handled now: after a failure the parser may still hand over entries whose writes
         // then fail (their directory is gone), and nobody awaits those.
-        write.catch(() => {})
+        write.catch(() => { /* see above */ })
         writes.push(write)
       } else if (entry.type === 'File' && !path.includes('/') && path.endsWith('.json') && entry.size <= MAX_JSON_BYTES) {
         const chunks: Buffer[] = []
@@ -170,9 +170,9 @@ async function spool(input: Readable, dir: string, signal: AbortSignal | undefin
     if (signal.aborted) onAbort()
     else signal.addEventListener('abort', onAbort, { once: true })
   })
-  aborted.catch(() => {})
+  aborted.catch(() => { /* raced below; an abort after the end has nobody to tell */ })
   const parsed = pipeline(input, parser)
-  parsed.catch(() => {})
+  parsed.catch(() => { /* raced below; a failure after an abort has nobody to tell */ })
   try {
     await Promise.race([parsed, aborted])
     await Promise.race([Promise.all(writes), aborted])

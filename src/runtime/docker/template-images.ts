@@ -7,6 +7,7 @@ import * as tar from 'tar'
 import { MiosaError } from '../../core/errors.js'
 import { withLock } from '../file-lock.js'
 import { exited, run } from '../processes.js'
+import { BASE_IMAGE } from '../image-store.js'
 import type { RuntimeTemplate, TemplateBuildStatus, TemplateProgress } from '../runtime-driver.js'
 import { LABEL } from './container-spec.js'
 import { linkOrCopy, nodeDistribution, npmDistribution } from './node-distribution.js'
@@ -23,8 +24,7 @@ import type { Input, Recipe, TemplateDefinition } from './template-recipes.js'
 export { AGENT_FILE, prepareAgentDir } from './node-distribution.js'
 export type { TemplateDefinition } from './template-recipes.js'
 
-/** The debootstrap image every template descends from. */
-export const BASE_IMAGE = 'miosa/base:bookworm'
+export { BASE_IMAGE }
 /** Lines of build output quoted in a build error. */
 const ERROR_TAIL_LINES = 20
 /** Build files in cacheDir/tmp older than this belong to a build that crashed. */
@@ -190,7 +190,7 @@ export class TemplateImages {
       line(`importing ${BASE_IMAGE}`)
       const packer = spawn('tar', ['--numeric-owner', '-C', rootfs, '-c', '.'], { stdio: ['ignore', 'pipe', 'ignore'], shell: false })
       const packed = exited(packer, 'tar')
-      packed.catch(() => {})
+      packed.catch(() => { /* awaited below, after the import: this only keeps an early failure from being unhandled */ })
       const [repo, imageTag] = BASE_IMAGE.split(':') as [string, string]
       let failure: unknown
       try {
@@ -210,7 +210,7 @@ export class TemplateImages {
         failure ??= error
       })
       if (failure !== undefined) {
-        await this.docker.getImage(BASE_IMAGE).remove().catch(() => {})
+        await this.docker.getImage(BASE_IMAGE).remove().catch(() => { /* there may be no image; the import error that follows says why */ })
         const reason = failure instanceof Error ? failure.message : String(failure)
         throw new MiosaError('internal', `building template ${BASE} failed: importing the root filesystem: ${reason}`, { cause: failure })
       }
@@ -360,7 +360,7 @@ export class TemplateImages {
         if (this.jobs.get(key) === created) this.jobs.delete(key)
       })
       // Settled by its waiters; a job everyone abandoned must not become an unhandled rejection.
-      created.promise.catch(() => {})
+      created.promise.catch(() => { /* see above: its waiters get the error */ })
       this.jobs.set(key, created)
       job = created
     }
@@ -449,7 +449,7 @@ async function unmountUnder(dir: string): Promise<void> {
     .map((line) => line.split(' ')[1]?.replace(/\\040/g, ' '))
     .filter((point): point is string => point !== undefined && point.startsWith(`${dir}/`))
     .sort((a, b) => b.length - a.length)
-  for (const point of inside) await run('umount', ['-l', point]).catch(() => {})
+  for (const point of inside) await run('umount', ['-l', point]).catch(() => { /* the tree is removed lazily either way; what stays mounted is cleaned on the next build */ })
 }
 
 /** Keeps the last lines of a build's output for its error message. */

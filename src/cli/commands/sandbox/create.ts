@@ -107,7 +107,7 @@ function templateBuildShower(c: MiosaClient, display: Progress): (s: Sandbox) =>
           template_build: build,
         })
       })
-      .catch(() => {}) // progress is best effort: the wait itself reports failures
+      .catch(() => { /* progress is best effort: the wait itself reports failures */ })
       .finally(() => (asking = false))
   }
 }

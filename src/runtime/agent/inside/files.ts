@@ -119,7 +119,7 @@ async function writeAtomically(req: IncomingMessage, requested: string, mode: nu
     if (existing !== undefined && isRoot) await chown(temp, existing.uid, existing.gid)
     await rename(temp, path)
   } catch (error) {
-    await unlink(temp).catch(() => {})
+    await unlink(temp).catch(() => { /* the temp file may not exist; the write's own error follows */ })
     throw error
   }
   return describe(path)
