@@ -244,7 +244,7 @@ export class DockerDriver implements RuntimeDriver {
       this.templates.forget(image)
       return this.docker.createContainer({ ...options, Image: await this.templates.ensure(spec.template, o.onProgress, o.signal) })
     }).catch(async (error: unknown) => {
-      if (workspace !== undefined) await this.volumes.remove(spec.sandboxId).catch(() => {})
+      if (workspace !== undefined) await this.volumes.remove(spec.sandboxId).catch(() => { /* the creation's own error is the one to report; the sweep removes an unused volume later */ })
       throw error
     })
     const ref = { driver: DRIVER, id: container.id }

@@ -48,8 +48,8 @@ export class DockerSnapshots {
     }
     const [image, volume] = results
     if (image.status === 'rejected' || volume.status === 'rejected') {
-      if (image.status === 'fulfilled') await this.o.docker.getImage(`${SNAPSHOT_REPO}:${snapshotId}`).remove().catch(() => {})
-      if (volume.status === 'fulfilled') await this.o.volumes.deleteSnapshot(snapshotId).catch(() => {})
+      if (image.status === 'fulfilled') await this.o.docker.getImage(`${SNAPSHOT_REPO}:${snapshotId}`).remove().catch(() => { /* the snapshot failed anyway: its error is reported; a stray tag is only space */ })
+      if (volume.status === 'fulfilled') await this.o.volumes.deleteSnapshot(snapshotId).catch(() => { /* the snapshot failed anyway: its error is reported; the sweep removes an unreferenced subvolume */ })
       throw image.status === 'rejected' ? image.reason : (volume as PromiseRejectedResult).reason
     }
     return this.describe(image.value.Id, snapshotId)

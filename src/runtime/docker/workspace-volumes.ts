@@ -203,7 +203,7 @@ export class WorkspaceVolumes {
         })) as Readable | undefined
         if (archive !== undefined) await run('tar', ['-x', '-f', '-', '-C', scratch, '--strip-components=1', '--numeric-owner', '--same-owner'], archive)
       } finally {
-        await container.remove({ force: true }).catch(() => {})
+        await container.remove({ force: true }).catch(() => { /* a leftover helper carries the platform's label, so removing the platform's containers finds it */ })
       }
       if (owner !== undefined) await chown(scratch, owner.uid, owner.gid)
       await chmod(scratch, 0o755)
@@ -215,7 +215,7 @@ export class WorkspaceVolumes {
         await this.pool.deleteSubvolume(scratch)
       })
     } catch (error) {
-      await this.pool.deleteSubvolume(scratch).catch(() => {})
+      await this.pool.deleteSubvolume(scratch).catch(() => { /* the extraction's own error is the one to report; a scratch subvolume is only space */ })
       throw error
     }
     return final

@@ -181,7 +181,7 @@ export class SwarmInstances implements InstanceDriver {
       const kill = (why: 'timed out' | 'aborted') => {
         if (run.ended === 'exited') run.ended = why
         if (run.containerId === undefined) starting.abort()
-        else this.docker.getContainer(run.containerId).kill().catch(() => {}) // exited meanwhile: wait() answers anyway
+        else this.docker.getContainer(run.containerId).kill().catch(() => { /* exited meanwhile: wait() answers anyway */ })
       }
       const timer = setTimeout(() => kill('timed out'), spec.timeoutMs)
       const onAbort = () => kill('aborted')
