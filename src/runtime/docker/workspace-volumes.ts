@@ -139,7 +139,10 @@ export class WorkspaceVolumes {
       for (const name of await readdir(join(this.pool.mountPoint, dir))) {
         if (name.endsWith('.json') || used.has(name)) continue
         const path = join(this.pool.mountPoint, dir, name)
-        const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0)
+        // A writable snapshot keeps its origin's mtime (an old base's, for a volume made a
+        // second ago); its metadata file, written when it was made, tells its real age.
+        const made = await stat(`${path}.json`).then((s) => s.mtimeMs, () => stat(path).then((s) => s.mtimeMs, () => Date.now()))
+        const age = Date.now() - made
         if (age < ORPHAN_AGE_MS) continue
         await this.removeSubvolume(path).then(() => removed++, (error: unknown) => this.o.logger.warn({ err: error, path }, 'could not remove an unused workspace volume'))
       }
