@@ -174,14 +174,18 @@ describe.sequential('previews through the edge', () => {
   it('resumes a paused sandbox on a preview request instead of showing an error', async () => {
     expect((await api('POST', `/sandboxes/${sandbox.id}/stop`)).state).toBe('paused')
     const res = await edge(host())
-    // Stopping ended the sandbox's processes: the sandbox is running again, and the answer says
-    // that it is starting and the server on the port does not answer yet (not that it is paused).
     expect((await api('GET', `/sandboxes/${sandbox.id}`)).state).toBe('running')
-    expect(res.status).toBe(503)
-    expect(res.headers['retry-after']).toBe('2')
-    expect(res.body).toContain('3000')
-    await startServer()
-    expect((await edge(host())).status).toBe(200)
+    // Stopping ended the sandbox's processes and the resume starts its service again: the
+    // first answer is the app itself when it was quick, else a 503 saying it is starting
+    // (test/e2e/sandbox-services.test.ts follows that page); never an error about a pause.
+    if (res.status === 503) {
+      expect(res.headers['retry-after']).toBe('2')
+      expect(res.body).toContain('3000')
+    } else {
+      expect(res.status, res.body).toBe(200)
+      expect(res.body).toContain('hello from')
+    }
+    await expect.poll(async () => (await edge(host())).status, { timeout: 20_000, interval: 200 }).toBe(200)
   }, 60_000)
 
   it('refuses a hostile branding value, naming the field (the edge escapes what it renders anyway: test/edge)', async () => {
