@@ -14,11 +14,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Docker from 'dockerode'
-import pg from 'pg'
 import { runCli } from '../test/helpers/cli.js'
 import { removePlatformResources } from '../test/helpers/docker-cleanup.js'
 import { timeUntilServed } from '../test/helpers/edge-load.js'
 import { createTestDatabase } from '../test/helpers/postgres.js'
+import { callApi, newOrganizationKey, platformIdOf } from '../test/helpers/server-api.js'
 import { startServerProcess } from '../test/helpers/server-process.js'
 import type { ServerProcess } from '../test/helpers/server-process.js'
 import { cpus, freePort, median, onPath, startPeer, wrk } from './lib/load.js'
@@ -49,23 +49,9 @@ async function main(): Promise<void> {
     processes.push(platform)
     const edges = await Promise.all([1, 2].map(() => startServerProcess(['--role', 'edge', '--data-dir', dataDir], env)))
     processes.push(...edges)
-    const rootKey = platform.started.root_key as string
-    const call = async (key: string, method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${platform.apiUrl}/api/v1${path}`, {
-        method,
-        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      })
-      const text = await res.text()
-      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
-      return JSON.parse(text)
-    }
-    const org = await call(rootKey, 'POST', '/organizations', { name: 'Fleet Bench' })
-    const key = (await call(rootKey, 'POST', `/organizations/${org.id}/api-keys`, { name: 'bench' })).key as string
-    const client = new pg.Client({ connectionString: db.url })
-    await client.connect()
-    platformId = (await client.query("SELECT value FROM settings WHERE key = 'platform_id'")).rows[0]?.value
-    await client.end()
+    const key = await newOrganizationKey(platform.apiUrl, platform.started.root_key as string, 'Fleet Bench')
+    const call = (method: string, path: string, body?: unknown) => callApi(platform.apiUrl, key, method, path, body)
+    platformId = await platformIdOf(db.url)
     const allEdges = [platform.edgeUrl, ...edges.map((e) => e.edgeUrl)]
     console.log(`fleet: 1 platform process and ${edges.length} more edges on PostgreSQL; ${cpus()} CPUs, Node ${process.version}`)
 
@@ -87,7 +73,7 @@ async function main(): Promise<void> {
     const slowest: number[] = []
     for (let i = 0; i < CHANGES; i++) {
       const version = i % 2 === 0 ? 1 : 2
-      await call(key, 'POST', `/deployments/${v1.deployment_id}/rollback`, { version_number: version })
+      await call('POST', `/deployments/${v1.deployment_id}/rollback`, { version_number: version })
       const times = await Promise.all(allEdges.map((edge) => timeUntilServed(edge, host, `site v${version}`, 5_000, 2)))
       perEdge.push(...times)
       slowest.push(Math.max(...times))
@@ -99,10 +85,10 @@ async function main(): Promise<void> {
     console.log(`  budget: p99 ≤ 1000 ms: ${percentile(slowest, 99) <= 1000 ? 'met' : 'NOT met'}`)
 
     // ── 2. throughput ──
-    const sandbox = await call(key, 'POST', '/sandboxes?wait=true', { template: 'node', name: 'fleet-bench', timeout: '1h' })
-    await call(key, 'PATCH', `/sandboxes/${sandbox.id}`, { preview_public: true })
-    await call(key, 'POST', `/sandboxes/${sandbox.id}/services`, { cmd: ['node', '-e', UPSTREAM] })
-    const up = await call(key, 'POST', `/sandboxes/${sandbox.id}/exec`, { cmd: 'for i in $(seq 50); do curl -sf localhost:3000 >/dev/null && exit 0; sleep 0.1; done; exit 1' })
+    const sandbox = await call('POST', '/sandboxes?wait=true', { template: 'node', name: 'fleet-bench', timeout: '1h' })
+    await call('PATCH', `/sandboxes/${sandbox.id}`, { preview_public: true })
+    await call('POST', `/sandboxes/${sandbox.id}/services`, { cmd: ['node', '-e', UPSTREAM] })
+    const up = await call('POST', `/sandboxes/${sandbox.id}/exec`, { cmd: 'for i in $(seq 50); do curl -sf localhost:3000 >/dev/null && exit 0; sleep 0.1; done; exit 1' })
     if (up.exit_code !== 0) throw new Error('the upstream did not start in the sandbox')
     const [container] = await new Docker().listContainers({ filters: { label: [`miosa.sandbox_id=${sandbox.id}`] } })
     const address = Object.values(container?.NetworkSettings.Networks ?? {})[0]?.IPAddress

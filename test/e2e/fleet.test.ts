@@ -1,13 +1,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cliAs, runCli } from '../helpers/cli.js'
 import { removePlatformResources } from '../helpers/docker-cleanup.js'
 import { loadThroughEdges, timeUntilServed } from '../helpers/edge-load.js'
 import { createTestDatabase } from '../helpers/postgres.js'
 import type { TestDatabase } from '../helpers/postgres.js'
+import { callApi, newOrganizationKey, platformIdOf } from '../helpers/server-api.js'
 import { startServerProcess } from '../helpers/server-process.js'
 import type { ServerProcess } from '../helpers/server-process.js'
 
@@ -37,16 +37,7 @@ const env = () => ({
 })
 const allEdges = () => [platform.edgeUrl, ...edges.map((e) => e.edgeUrl)]
 
-async function api(method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${platform.apiUrl}/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await res.text()
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
-  return JSON.parse(text)
-}
+const api = (method: string, path: string, body?: unknown) => callApi(platform.apiUrl, key, method, path, body)
 
 /** Milliseconds from the API's answer until every edge serves `body`; the slowest is recorded. */
 async function everyEdgeServes(host: string, body: string): Promise<number[]> {
@@ -67,17 +58,8 @@ beforeAll(async () => {
   platform = await startServerProcess(['--data-dir', dataDir], env())
   // The edges share the data dir's blob store (a fleet on several machines shares one S3-compatible store).
   edges = await Promise.all([1, 2].map(() => startServerProcess(['--role', 'edge', '--data-dir', dataDir], env())))
-  const rootKey = platform.started.root_key as string
-  const root = async (path: string, body: unknown) => {
-    const res = await fetch(`${platform.apiUrl}/api/v1${path}`, { method: 'POST', headers: { authorization: `Bearer ${rootKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
-    return (await res.json()) as any
-  }
-  const org = await root('/organizations', { name: 'Fleet Org' })
-  key = (await root(`/organizations/${org.id}/api-keys`, { name: 'fleet' })).key
-  const client = new pg.Client({ connectionString: db.url })
-  await client.connect()
-  platformId = (await client.query("SELECT value FROM settings WHERE key = 'platform_id'")).rows[0]?.value
-  await client.end()
+  key = await newOrganizationKey(platform.apiUrl, platform.started.root_key as string, 'Fleet Org')
+  platformId = await platformIdOf(db.url)
 }, 120_000)
 
 afterAll(async () => {
